@@ -1,0 +1,18 @@
+"""nlmeans: non-local means denoising.
+
+The classical algorithms (``nlmeans.denoise``) run on parallel Numba kernels
+(:mod:`nlmeans.kernels`). The learned side lives in :mod:`nlmeans.neural`,
+which is the only part that imports torch, so ``import nlmeans`` stays light.
+"""
+
+from ._denoise import NLMeansParameters, denoise, estimate_sigma, resolve_parameters
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NLMeansParameters",
+    "denoise",
+    "estimate_sigma",
+    "resolve_parameters",
+    "__version__",
+]

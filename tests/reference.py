@@ -1,0 +1,100 @@
+"""Slow, obvious NumPy versions of the non-local means formulas.
+
+Written for readability, not speed: one pixel at a time, straight from the
+definitions in nlmeans.kernels' docstring. Tests compare the Numba kernels to
+these on small images.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+
+def gaussian_patch_weights(patch_size: int, ndim: int) -> np.ndarray:
+    """Buades' Gaussian patch weights: std (s-1)/4, summing to 1."""
+    radius = patch_size // 2
+    a = (patch_size - 1) / 4.0
+    k = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.ones(1) if a == 0 else np.exp(-(k**2) / (2 * a * a))
+    g = g / g.sum()
+    out = g
+    for _ in range(ndim - 1):
+        out = np.multiply.outer(out, g)
+    return out
+
+
+def _patch_distance(padded, i, j, radius, kernel):
+    """Weighted mean over the patch (and channels) of squared differences.
+
+    padded: (C, *spatial) padded by `radius` on every spatial axis.
+    """
+    sl_i = tuple(slice(c, c + 2 * radius + 1) for c in i)
+    sl_j = tuple(slice(c, c + 2 * radius + 1) for c in j)
+    diff2 = (padded[(slice(None),) + sl_i] - padded[(slice(None),) + sl_j]) ** 2
+    return float((diff2.mean(axis=0) * kernel).sum())
+
+
+def _weights(image, i, patch_size, patch_distance, h, sigma, kernel):
+    """{j: w(i, j)} over the search window of pixel i (clipped at borders)."""
+    radius = patch_size // 2
+    spatial = image.shape[1:]
+    padded = np.pad(image, [(0, 0)] + [(radius, radius)] * len(spatial), mode="reflect")
+    out = {}
+    ranges = [
+        range(max(0, c - patch_distance), min(n, c + patch_distance + 1))
+        for c, n in zip(i, spatial)
+    ]
+    for j in itertools.product(*ranges):
+        d2 = _patch_distance(padded, i, j, radius, kernel)
+        out[j] = np.exp(-max(d2 - 2 * sigma**2, 0.0) / h**2)
+    return out
+
+
+def nlm_pixelwise(image, *, patch_size, patch_distance, h, sigma=0.0, gaussian=False):
+    """Pixel-wise NLM; image (C, *spatial) float64; centre weight 1."""
+    ndim = image.ndim - 1
+    if gaussian:
+        kernel = gaussian_patch_weights(patch_size, ndim)
+    else:
+        kernel = np.full((patch_size,) * ndim, 1.0 / patch_size**ndim)
+    out = np.zeros_like(image, dtype=np.float64)
+    for i in np.ndindex(*image.shape[1:]):
+        weights = _weights(image, i, patch_size, patch_distance, h, sigma, kernel)
+        total = sum(weights.values())
+        out[(slice(None),) + i] = sum(w * image[(slice(None),) + j] for j, w in weights.items()) / total
+    return out
+
+
+def nlm_patchwise(image, *, patch_size, patch_distance, h, sigma=0.0):
+    """IPOL 2011 patch-wise NLM; image (C, *spatial) float64.
+
+    Centre weight = max of the other weights (1 if there is none, or all are 0).
+    Every pixel averages the estimates of all in-image patch centres covering it.
+    """
+    ndim = image.ndim - 1
+    radius = patch_size // 2
+    kernel = np.full((patch_size,) * ndim, 1.0 / patch_size**ndim)
+    spatial = image.shape[1:]
+    padded = np.pad(image, [(0, 0)] + [(radius, radius)] * ndim, mode="reflect")
+    acc = np.zeros_like(image, dtype=np.float64)
+    count = np.zeros(spatial)
+    offsets = list(itertools.product(range(-radius, radius + 1), repeat=ndim))
+    for i in np.ndindex(*spatial):
+        weights = _weights(image, i, patch_size, patch_distance, h, sigma, kernel)
+        others = [w for j, w in weights.items() if j != i]
+        best = max(others) if others else 0.0
+        weights[i] = best if best > 0 else 1.0
+        total = sum(weights.values())
+        for k in offsets:
+            p = tuple(a + b for a, b in zip(i, k))
+            if not all(0 <= c < n for c, n in zip(p, spatial)):
+                continue
+            estimate = 0.0
+            for j, w in weights.items():
+                q = tuple(a + b + radius for a, b in zip(j, k))  # j + k in padded
+                estimate = estimate + w * padded[(slice(None),) + q]
+            acc[(slice(None),) + p] += estimate / total
+            count[p] += 1
+    return acc / count
