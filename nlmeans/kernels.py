@@ -157,7 +157,7 @@ def _shift_distances(
 ):
     """Patch distances of pixels ``(z, y, x)`` to ``(z+sz, y+sy, x+sx)``.
 
-    Fills ``out[z, y - ylo, x]`` for ``z`` in ``[zlo, zhi)``, ``y`` in
+    Fills ``out[z, y - ylo, x - xlo]`` for ``z`` in ``[zlo, zhi)``, ``y`` in
     ``[ylo, yhi)``, ``x`` in ``[xlo, xhi)`` (image coordinates) with ``d2``
     (already multiplied by ``norm``).
 
@@ -165,66 +165,79 @@ def _shift_distances(
     ``row_ring`` (``s`` rows). Along y, uniform weights use a running sum
     (O(1) per pixel); Gaussian weights a weighted sum over the ring. Along x a
     weighted sum over ``s`` neighbours, which vectorises. Along z, completed
-    2-D planes wait in ``plane_ring`` (``sz_len`` planes) and are combined.
+    2-D planes wait in ``plane_ring`` and are combined; 2-D images
+    (one plane) skip that step.
+
+    Every innermost loop runs over 0-based views (``for k in range(n)``): with
+    offsets inside the subscript Numba cannot rule out negative indices, and
+    its wraparound check stops LLVM from vectorising the loop.
     """
     n_channels = padded.shape[0]
     size_z = weights_z.shape[0]
     size = weights_y.shape[0]
-    width = xhi - xlo + size - 1  # padded columns touched by the patches
+    n = xhi - xlo
+    width = n + size - 1  # padded columns touched by the patches
+    sums = column_sums[:width]
     for zp in range(zlo, zhi + size_z - 1):  # padded plane index
-        plane = plane_ring[zp % size_z]
+        if size_z == 1:
+            plane = out[zp]
+            scale = norm * weights_z[0]
+        else:
+            plane = plane_ring[zp % size_z]
+            scale = np.float32(1.0)
         for yp in range(ylo, yhi + size - 1):  # padded row index
-            ring_row = row_ring[yp % size]
+            ring_row = row_ring[yp % size, :width]
             if uniform and yp >= ylo + size:
                 # Running sum: drop the row leaving the patch before the ring
                 # slot is overwritten by the row entering it.
                 for k in range(width):
-                    column_sums[k] -= ring_row[k]
+                    sums[k] -= ring_row[k]
             for k in range(width):
                 ring_row[k] = 0.0
             for c in range(n_channels):
-                src = padded[c, zp, yp]
-                dst = padded[c, zp + sz, yp + sy]
+                src = padded[c, zp, yp, xlo:xlo + width]
+                dst = padded[c, zp + sz, yp + sy, xlo + sx:xlo + sx + width]
                 for k in range(width):
-                    diff = src[xlo + k] - dst[xlo + sx + k]
+                    diff = src[k] - dst[k]
                     ring_row[k] += diff * diff
             if uniform:
                 if yp == ylo:
                     for k in range(width):
-                        column_sums[k] = ring_row[k]
+                        sums[k] = ring_row[k]
                 else:
                     for k in range(width):
-                        column_sums[k] += ring_row[k]
+                        sums[k] += ring_row[k]
             if yp < ylo + size - 1:
                 continue
             y = yp - (size - 1)  # image row whose patch ends at padded row yp
             if not uniform:
                 for k in range(width):
-                    column_sums[k] = 0.0
+                    sums[k] = 0.0
                 for ky in range(size):
                     wy = weights_y[ky]
-                    src_row = row_ring[(y + ky) % size]
+                    src_row = row_ring[(y + ky) % size, :width]
                     for k in range(width):
-                        column_sums[k] += wy * src_row[k]
-            dst_row = plane[y - ylo]
-            for x in range(xlo, xhi):
-                dst_row[x] = 0.0
+                        sums[k] += wy * src_row[k]
+            dst_row = plane[y - ylo, :n]
+            for k in range(n):
+                dst_row[k] = 0.0
             for kx in range(size):
-                wx = weights_x[kx]
-                for x in range(xlo, xhi):
-                    dst_row[x] += wx * column_sums[x - xlo + kx]
-        if zp < zlo + size_z - 1:
+                wx = weights_x[kx] * scale
+                part = sums[kx:kx + n]
+                for k in range(n):
+                    dst_row[k] += wx * part[k]
+        if size_z == 1 or zp < zlo + size_z - 1:
             continue
         z = zp - (size_z - 1)
         for y in range(ylo, yhi):
-            out_row = out[z, y - ylo]
-            for x in range(xlo, xhi):
-                out_row[x] = 0.0
+            out_row = out[z, y - ylo, :n]
+            for k in range(n):
+                out_row[k] = 0.0
             for kz in range(size_z):
                 wz = weights_z[kz] * norm
-                src_row = plane_ring[(z + kz) % size_z, y - ylo]
-                for x in range(xlo, xhi):
-                    out_row[x] += wz * src_row[x]
+                src_row = plane_ring[(z + kz) % size_z, y - ylo, :n]
+                for k in range(n):
+                    out_row[k] += wz * src_row[k]
 
 
 @njit(parallel=True, **_JIT)
@@ -281,34 +294,36 @@ def pixelwise_accumulate(
                 weights_z, weights_y, weights_x, uniform, norm,
                 row_ring, column_sums, plane_ring, dist,
             )
+            n = xhi - xlo
             for z in range(zlo, zhi):
                 for y in range(ylo, yhi):
                     r = y - y0
-                    dist_row = dist[z, y - ylo]
-                    den_a = den[z, r]
-                    den_b = den[z + sz, r + sy]
-                    for x in range(xlo, xhi):
-                        excess = max(dist_row[x] - two_sigma2, np.float32(0.0))
+                    wrow = dist[z, y - ylo, :n]  # distances, then weights
+                    den_a = den[z, r, xlo:xhi]
+                    den_b = den[z + sz, r + sy, xlo + sx:xhi + sx]
+                    for k in range(n):
+                        excess = max(wrow[k] - two_sigma2, np.float32(0.0))
                         w = exp_neg(excess * inv_h2)
-                        dist_row[x] = w  # reuse the buffer for the weights
-                        den_a[x] += w
-                        den_b[x + sx] += w
+                        wrow[k] = w
+                        den_a[k] += w
+                    for k in range(n):
+                        den_b[k] += wrow[k]
                     for c in range(n_channels):
-                        num_a = num[c, z, r]
-                        num_b = num[c, z + sz, r + sy]
-                        u_a = image[c, z, y]
-                        u_b = image[c, z + sz, y + sy]
-                        for x in range(xlo, xhi):
-                            w = dist_row[x]
-                            num_a[x] += w * u_b[x + sx]
-                            num_b[x + sx] += w * u_a[x]
+                        num_a = num[c, z, r, xlo:xhi]
+                        num_b = num[c, z + sz, r + sy, xlo + sx:xhi + sx]
+                        u_a = image[c, z, y, xlo:xhi]
+                        u_b = image[c, z + sz, y + sy, xlo + sx:xhi + sx]
+                        for k in range(n):
+                            num_a[k] += wrow[k] * u_b[k]
+                        for k in range(n):
+                            num_b[k] += wrow[k] * u_a[k]
                     if track_max:
-                        mx_a = mx[z, r]
-                        mx_b = mx[z + sz, r + sy]
-                        for x in range(xlo, xhi):
-                            w = dist_row[x]
-                            mx_a[x] = max(mx_a[x], w)
-                            mx_b[x + sx] = max(mx_b[x + sx], w)
+                        mx_a = mx[z, r, xlo:xhi]
+                        mx_b = mx[z + sz, r + sy, xlo + sx:xhi + sx]
+                        for k in range(n):
+                            mx_a[k] = max(mx_a[k], wrow[k])
+                            mx_b[k] = max(mx_b[k], wrow[k])
+
     # Deterministic reduction: every output row adds its strips in order.
     for row in prange(n_y):
         last = row // STRIP_ROWS
@@ -390,32 +405,33 @@ def patchwise_aggregate(
                         ones_z, ones, ones, True, norm,
                         row_ring, column_sums, plane_ring, dist,
                     )
+                n = xhi - xlo
                 for z in range(zlo, zhi):
                     for y in range(ylo, yhi):
                         r = y - (y0 - f)
-                        wrow = wbuf[z + fz, r]
-                        nrow = normaliser[z, y]
+                        wrow = wbuf[z + fz, r, xlo + f:xhi + f]
+                        nrow = normaliser[z, y, xlo:xhi]
                         if s < shifts.shape[0]:
-                            drow = dist[z, y - ylo]
-                            for x in range(xlo, xhi):
-                                excess = max(drow[x] - two_sigma2, np.float32(0.0))
-                                wrow[x + f] = exp_neg(excess * inv_h2) / nrow[x]
+                            drow = dist[z, y - ylo, :n]
+                            for k in range(n):
+                                excess = max(drow[k] - two_sigma2, np.float32(0.0))
+                                wrow[k] = exp_neg(excess * inv_h2) / nrow[k]
                         else:
-                            crow = centre_weight[z, y]
-                            for x in range(xlo, xhi):
-                                wrow[x + f] = crow[x] / nrow[x]
+                            crow = centre_weight[z, y, xlo:xhi]
+                            for k in range(n):
+                                wrow[k] = crow[k] / nrow[k]
             else:
                 continue
             # Box sum of the normalised weights over the patch: x, then y, then z.
             for zz in range(n_z + 2 * fz):
                 for r in range(rows):
-                    src = wbuf[zz, r]
                     dst = box_x[zz, r]
                     for x in range(n_x):
                         dst[x] = 0.0
                     for k in range(size):
+                        src = wbuf[zz, r, k:k + n_x]
                         for x in range(n_x):
-                            dst[x] += src[x + k]
+                            dst[x] += src[x]
                 for r in range(y1 - y0):
                     dst = box_xy[zz, r]
                     for x in range(n_x):
@@ -432,14 +448,17 @@ def patchwise_aggregate(
             py_hi = min(y1, n_y + f - sy)
             px_lo = max(0, -f - sx)
             px_hi = min(n_x, n_x + f - sx)
+            m = px_hi - px_lo
+            if m <= 0:
+                continue
             for z in range(pz_lo, pz_hi):
                 for y in range(py_lo, py_hi):
                     r = y - y0
                     for c in range(n_channels):
-                        out_row = out_numerator[c, z, y]
+                        out_row = out_numerator[c, z, y, px_lo:px_hi]
                         # P(p + t) in padded coordinates.
-                        src = padded[c, z + fz + sz, y + f + sy]
+                        src = padded[c, z + fz + sz, y + f + sy, px_lo + f + sx:px_hi + f + sx]
                         for kz in range(size_z):
-                            brow = box_xy[z + kz, r]
-                            for x in range(px_lo, px_hi):
-                                out_row[x] += brow[x] * src[x + f + sx]
+                            brow = box_xy[z + kz, r, px_lo:px_hi]
+                            for k in range(m):
+                                out_row[k] += brow[k] * src[k]
