@@ -375,7 +375,7 @@ def denoise(
       its distances are ``((s-1)/s)**2`` of ours for the same ``h``.
     * scikit-image's fast mode approximates ``exp`` (Schraudolph, about 3 %
       error) and drops pairs whose distance exceeds ``5 h**2``; ours is
-      accurate to 5e-7 and drops only weights below ``exp(-30)``.
+      accurate to 2e-6 and drops only weights below ``exp(-30)``.
     * scikit-image's slow mode stops accumulating a patch distance once it
       exceeds a cut-off and searches a window clipped differently near the
       border; ``"exact"`` always computes the full Gaussian-weighted distance.
@@ -493,10 +493,11 @@ def _denoise_classical(image, axis, params: NLMeansParameters, n_threads: int):
         finally:
             numba.set_num_threads(previous)
 
-    # A weighted mean stays within [min, max]; clip away float32 rounding.
-    result = np.clip(result, floats.min(), floats.max())
     result = _from_kernel_layout(result, floats.shape, axis)
-    return _from_float_scale(result, image.dtype)
+    result = _from_float_scale(result, image.dtype)
+    # A weighted mean stays within [min, max]; clip away float32 rounding
+    # (bounds taken from the input itself, in its own dtype).
+    return np.clip(result, image.min(), image.max(), out=result)
 
 
 def _patch_coverage(shape, f: int, fz: int) -> np.ndarray:
