@@ -1,0 +1,167 @@
+"""Helpers shared by the commands: error handling, consoles, input lists.
+
+Nothing here imports NumPy, Numba or torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+#: Extensions looked for when a folder is given (same as nlmeans.io.IMAGE_EXTENSIONS).
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def error(message: str) -> None:
+    """One line on stderr: ``Error: message``."""
+    text = " ".join(str(message).split("\n")[0:1]) if message else "unknown error"
+    typer.echo(typer.style("Error:", fg="red", bold=True) + " " + text, err=True)
+
+
+def warn(message: str) -> None:
+    typer.echo(typer.style("Warning:", fg="yellow", bold=True) + " " + str(message), err=True)
+
+
+def note(message: str) -> None:
+    typer.echo(str(message), err=True)
+
+
+def user_errors_of() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "bad input", shown as one line without traceback.
+
+    ValueError covers nlmeans.io.ImageReadError; OSError covers ImageWriteError,
+    FileNotFoundError and permission problems.
+    """
+    return (ValueError, TypeError, OSError)
+
+
+def handle_errors(func: F) -> F:
+    """Turn library errors into ``Error: ...`` on stderr and exit status 1.
+
+    KeyboardInterrupt becomes "Interrupted." and exit status 130. Typer's own
+    exits and usage errors pass through unchanged. Anything else is a bug and
+    keeps its traceback.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except KeyboardInterrupt:
+            typer.echo("Interrupted.", err=True)
+            raise typer.Exit(130) from None
+        except user_errors_of() as exc:
+            error(describe_exception(exc))
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def describe_exception(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    if isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    if not text:
+        return type(exc).__name__
+    return text.splitlines()[0]
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def stdout_console():
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=120)
+    return console
+
+
+def has_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def expand_inputs(
+    items: Iterable[str], *, skip_suffix: str | None = None
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files, folders (their image files, sorted) and glob patterns -> paths.
+
+    Returns ``(paths, problems)``; ``problems`` lists ``(item, reason)`` for
+    items that name nothing. Files given by name are kept whatever their
+    extension (the content decides); in folders and globs only image
+    extensions count. ``skip_suffix``: in folders, leave out files whose stem
+    ends with it (earlier outputs such as ``*_denoised.png``).
+    """
+    paths: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+
+    def add(path: Path) -> None:
+        key = os.path.normcase(os.path.abspath(path))
+        if key not in seen:
+            seen.add(key)
+            paths.append(path)
+
+    def is_image_name(path: Path) -> bool:
+        return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                (p for p in path.iterdir() if p.is_file() and is_image_name(p)),
+                key=lambda p: p.name,
+            )
+            if skip_suffix:
+                found = [p for p in found if not p.stem.endswith(skip_suffix)]
+            if not found:
+                problems.append((item, "folder holds no PNG, TIFF or JPEG file"))
+            for p in found:
+                add(p)
+        elif path.exists():
+            add(path)
+        elif has_glob(item):
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
+            files = [m for m in matches if m.is_file() and is_image_name(m)]
+            if not files:
+                problems.append((item, "no image file matches this pattern"))
+            for p in files:
+                add(p)
+        else:
+            problems.append((item, "no such file or folder"))
+    return paths, problems
+
+
+def parse_pair(text: str, name: str, kind=float) -> tuple:
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise typer.BadParameter(f"expected two comma-separated numbers, got {text!r}", param_hint=name)
+    try:
+        return tuple(kind(p) for p in parts)
+    except ValueError:
+        raise typer.BadParameter(f"expected two comma-separated numbers, got {text!r}", param_hint=name) from None
+
+
+def flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # pragma: no cover - closed pipe
+            pass

@@ -1,0 +1,767 @@
+"""``nlmeans``: denoise images, compare denoisers, train the neural model, explain a pixel.
+
+Every command imports the library inside its function: ``nlmeans --help``
+never loads NumPy, Numba or torch. Library errors (bad parameters, unreadable
+or unwritable files) are printed as one ``Error: ...`` line on stderr with
+exit status 1; Ctrl-C exits with status 130.
+"""
+
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import (
+    error,
+    expand_inputs,
+    handle_errors,
+    note,
+    parse_pair,
+    stderr_console,
+    stdout_console,
+    warn,
+)
+
+app = typer.Typer(
+    name="nlmeans",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("nlmeans")
+        except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+            text = "unknown"
+        typer.echo(f"nlmeans {text}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Non-local means denoising: fast parallel NLM, a non-local neural denoiser,
+    benchmarks against scikit-image / OpenCV / BM3D, and per-pixel explanations.
+
+    [bold]--h[/bold] and [bold]--sigma[/bold] of [bold]denoise[/bold] and [bold]explain[/bold] are on the [0, 1] intensity scale (8-bit gray levels divided by 255, 16-bit by 65535); [bold]compare --sigma[/bold] takes 8-bit gray levels, as the published tables do.
+    """
+
+
+# --------------------------------------------------------------------------- shared options
+
+
+class Method(str, Enum):
+    fast = "fast"
+    exact = "exact"
+    patchwise = "patchwise"
+    neural = "neural"
+
+
+def _unit_scale(name: str):
+    """Callback refusing values above 1 on the [0, 1] intensity scale."""
+
+    def check(value: Optional[float]) -> Optional[float]:
+        if value is not None and value > 1:
+            raise typer.BadParameter(
+                f"{value:g} is above 1, but {name} is on the [0, 1] intensity scale. "
+                f"For 8-bit images divide gray levels by 255 ({value:g}/255 = {value / 255:.4f}); "
+                f"for 16-bit images by 65535 ({value:g}/65535 = {value / 65535:.6f})."
+            )
+        return value
+
+    return check
+
+
+ThreadsOption = Annotated[
+    Optional[int],
+    typer.Option("--threads", "-j", min=1, help="Number of threads (default: all cores)."),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", "-f", help="Overwrite existing output files (never the input).")
+]
+
+
+# --------------------------------------------------------------------------- denoise
+
+
+def _output_path(src: Path, image_format: str, output: Optional[Path], out_dir: Optional[Path]) -> Path:
+    from nlmeans.io import IMAGE_EXTENSIONS
+
+    if output is not None:
+        return output
+    suffix = src.suffix if src.suffix.lower() in IMAGE_EXTENSIONS else {
+        "PNG": ".png", "TIFF": ".tif", "JPEG": ".jpg"
+    }[image_format]
+    name = f"{src.stem}_denoised{suffix}"
+    return (out_dir / name) if out_dir is not None else src.with_name(name)
+
+
+def _describe_params(params, image) -> str:
+    top = image.max_value
+    if params.method == "neural":
+        scale = f" ({params.sigma * top:.2f}/{top:g})" if top != 1 else ""
+        how = "estimated" if params.sigma_estimated else "given"
+        return f"method neural, sigma {params.sigma:.5f}{scale} ({how}; the blind model does not use it)"
+    scale = f" = {params.sigma * top:.2f}/{top:g}" if top != 1 else ""
+    how = "estimated" if params.sigma_estimated else "given"
+    return (
+        f"method {params.method}, sigma {params.sigma:.5f}{scale} ({how}), h {params.h:.5f}, "
+        f"patch {params.patch_size}x{params.patch_size}, "
+        f"search {2 * params.patch_distance + 1}x{2 * params.patch_distance + 1}"
+    )
+
+
+@app.command(no_args_is_help=True)
+@handle_errors
+def denoise(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Image files (PNG, TIFF, JPEG), folders (their image files, leaving out *_denoised.*) or glob patterns.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Output file (one input only); its extension picks the format."),
+    ] = None,
+    out_dir: Annotated[
+        Optional[Path],
+        typer.Option("--out-dir", "-d", help="Folder for the outputs (created if needed)."),
+    ] = None,
+    method: Annotated[
+        Method, typer.Option("--method", "-m", case_sensitive=False, help="Algorithm.")
+    ] = Method.fast,
+    h: Annotated[
+        Optional[float],
+        typer.Option(
+            "--h",
+            callback=_unit_scale("--h"),
+            help="Filtering strength on the [0, 1] scale (default: from sigma). Values above 1 are refused: divide gray levels by 255 (16-bit: 65535).",
+            show_default=False,
+        ),
+    ] = None,
+    sigma: Annotated[
+        Optional[float],
+        typer.Option(
+            "--sigma",
+            callback=_unit_scale("--sigma"),
+            help="Noise standard deviation on the [0, 1] scale (default: estimated). Values above 1 are refused: 25 gray levels of an 8-bit image is 25/255 = 0.098.",
+            show_default=False,
+        ),
+    ] = None,
+    patch_size: Annotated[
+        Optional[int], typer.Option("--patch-size", "-p", help="Odd patch width (default: automatic).", show_default=False)
+    ] = None,
+    patch_distance: Annotated[
+        Optional[int],
+        typer.Option("--patch-distance", "-r", help="Search radius: window of 2r+1 pixels per axis (default: automatic).", show_default=False),
+    ] = None,
+    threads: ThreadsOption = None,
+    force: ForceOption = False,
+) -> None:
+    """Denoise images; outputs keep the sample type, channels and format.
+
+    The output of [bold]photo.png[/bold] is [bold]photo_denoised.png[/bold] next to it (or in [bold]--out-dir[/bold]). An alpha channel is passed through untouched. Existing files are not overwritten without [bold]--force[/bold], and the input never is. With several inputs a failing file is reported and the others are still processed (exit status 1 if any failed).
+
+    A file is read as what its content is (a JPEG named .png is read as JPEG); the output is written in the format its name says.
+    """
+    if output is not None and out_dir is not None:
+        raise typer.BadParameter("give either --output or --out-dir, not both", param_hint="--output")
+    files, problems = expand_inputs(inputs, skip_suffix="_denoised")
+    if output is not None and len(files) + len(problems) != 1:
+        raise typer.BadParameter(
+            f"--output takes exactly one input, got {len(files) + len(problems)}; use --out-dir for several",
+            param_hint="--output",
+        )
+    if output is not None and output.is_dir():
+        raise typer.BadParameter(f"{output} is a folder; use --out-dir", param_hint="--output")
+    if output is not None and not output.absolute().parent.is_dir():
+        raise typer.BadParameter(f"the folder of {output} does not exist", param_hint="--output")
+    for item, why in problems:
+        error(f"{item}: {why}")
+    if not files:
+        raise typer.Exit(1)
+
+    import nlmeans
+    from nlmeans.io import merge_alpha, read_image, write_image
+
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise typer.BadParameter(f"{out_dir} exists and is not a folder", param_hint="--out-dir")
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    console = stderr_console()
+    many = len(files) + len(problems) > 1
+    rows: list[tuple[str, str, str, str, str]] = [(item, "", "", "", "failed") for item, _ in problems]
+    failures = len(problems)
+    claimed: dict[str, Path] = {}
+
+    def log(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def process(src: Path) -> tuple[Path, str, float]:
+        image = read_image(src)
+        if image.extension_mismatch:
+            log(f"{src}: the file is a {image.format} image despite its name; reading it as {image.format}")
+        dst = _output_path(src, image.format, output, out_dir)
+        key = str(dst.resolve())
+        if key in claimed:
+            raise ValueError(f"{src}: its output {dst} would also be written for {claimed[key]}")
+        claimed[key] = src
+        if dst.exists() and dst.resolve() == src.resolve():
+            raise ValueError(f"{src}: refusing to write onto the input file")
+        if dst.exists() and not force:
+            raise FileExistsError(f"{dst} already exists (use --force to overwrite)")
+        color, alpha = image.split_alpha()
+        axis = -1 if color.ndim == 3 else None
+        kwargs = dict(h=h, sigma=sigma, patch_size=patch_size, patch_distance=patch_distance)
+        params = nlmeans.resolve_parameters(color, method=method.value, channel_axis=axis, **kwargs)
+        log(f"{src} ({image.describe()}): {_describe_params(params, image)}")
+        start = time.perf_counter()
+        if method is Method.neural:
+            result = nlmeans.denoise(
+                color, method="neural", sigma=sigma, channel_axis=axis, threads=threads
+            )
+        else:
+            result = nlmeans.denoise(
+                color, method=method.value, h=params.h, sigma=params.sigma,
+                patch_size=params.patch_size, patch_distance=params.patch_distance,
+                channel_axis=axis, threads=threads,
+            )
+        seconds = time.perf_counter() - start
+        write_image(dst, merge_alpha(result, alpha), like=image, force=force)
+        sigma_text = f"{params.sigma * image.max_value:.2f}" if image.max_value != 1 else f"{params.sigma:.4f}"
+        return dst, sigma_text, seconds
+
+    def run_one(src: Path) -> None:
+        nonlocal failures
+        try:
+            dst, sigma_text, seconds = process(src)
+        except (ValueError, TypeError, OSError) as exc:
+            failures += 1
+            from ._common import describe_exception
+
+            message = describe_exception(exc)
+            if str(src) not in message and str(src.name) not in message:
+                message = f"{src}: {message}"
+            error(message)
+            rows.append((str(src), "", "", "", "failed"))
+            return
+        log(f"  -> {dst} ({seconds:.2f} s)")
+        rows.append((str(src), str(dst), sigma_text, f"{seconds:.2f}", "ok"))
+        if not many:
+            typer.echo(str(dst))
+
+    if many:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            TextColumn("[bold]denoise"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}"), TimeElapsedColumn(),
+            console=console, transient=True,
+        ) as bar:
+            task = bar.add_task("", total=len(files))
+            for src in files:
+                bar.update(task, description=src.name)
+                run_one(src)
+                bar.advance(task)
+        _print_denoise_summary(rows, failures)
+    else:
+        run_one(files[0])
+    if failures:
+        raise typer.Exit(1)
+
+
+def _print_denoise_summary(rows, failures) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows) - failures} of {len(rows)} image(s) denoised", title_justify="left")
+    table.add_column("input", overflow="fold")
+    table.add_column("output", overflow="fold")
+    table.add_column("sigma\n(levels)", justify="right")
+    table.add_column("time (s)", justify="right")
+    table.add_column("status")
+    from rich.markup import escape
+
+    for src, dst, sig, secs, status in rows:
+        style = "green" if status == "ok" else "bold red"
+        table.add_row(escape(src), escape(dst), sig, secs, f"[{style}]{status}[/{style}]")
+    stdout_console().print(table)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+@app.command(no_args_is_help=True)
+@handle_errors
+def compare(
+    images: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            metavar="IMAGE|DIR",
+            help="Clean images, folders or glob patterns; noise is added (see --sigma).",
+            show_default=False,
+        ),
+    ] = None,
+    sigma: Annotated[
+        Optional[str],
+        typer.Option(
+            "--sigma", "-s",
+            help="Noise levels in 8-bit gray levels, comma-separated (noise is N(0, (sigma/255)^2) on [0, 1]). (default: 15,25,50)",
+            show_default=False,
+        ),
+    ] = None,
+    methods: Annotated[
+        str,
+        typer.Option(
+            "--methods", "-m",
+            help="Comma-separated: fast, exact, patchwise, neural, skimage (= skimage-same + skimage-best), opencv, bm3d; or ours / all.",
+        ),
+    ] = "fast,exact,patchwise,neural,skimage,opencv,bm3d",
+    report: Annotated[
+        Optional[Path],
+        typer.Option("--report", help="Folder for results.json, results.csv, report.md and montages/*.png."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the results as JSON on stdout (and nothing else there).")
+    ] = False,
+    seed: Annotated[
+        Optional[int],
+        typer.Option("--seed", min=0, help="Noise of the i-th image (sorted) from numpy default_rng(SEED + i). (default: 0)", show_default=False),
+    ] = None,
+    noisy: Annotated[
+        Optional[list[str]],
+        typer.Option("--noisy", help="Noisy image(s) (repeat the option; folders and globs allowed), paired in sorted order with --clean; no noise is added."),
+    ] = None,
+    clean: Annotated[
+        Optional[list[str]],
+        typer.Option("--clean", help="The clean versions of the --noisy images, same count and order."),
+    ] = None,
+    threads: ThreadsOption = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite files of an existing --report folder.")] = False,
+) -> None:
+    """Compare denoisers by PSNR / SSIM / time under the protocol of the published tables.
+
+    Noise is added to clean images (not clipped); every method denoises the same noisy image. Missing optional methods (bm3d, the neural model) are reported as not installed / unavailable. With [bold]--json[/bold] stdout holds only JSON; otherwise a table per noise level (methods as rows, means over the images), best value per column in bold green.
+    """
+    from nlmeans import evaluation as ev
+
+    paired = bool(noisy or clean)
+    if paired:
+        if images:
+            raise typer.BadParameter("give clean IMAGEs (noise is added) or --noisy/--clean pairs, not both")
+        if not noisy or not clean:
+            raise typer.BadParameter("--noisy and --clean go together", param_hint="--noisy/--clean")
+        if sigma is not None or seed is not None:
+            raise typer.BadParameter(
+                "--sigma and --seed apply to synthetic noise, not to --noisy/--clean pairs"
+            )
+    elif not images:
+        raise typer.BadParameter("give at least one IMAGE (or --noisy/--clean pairs)")
+    try:
+        method_list = ev.parse_methods(methods)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--methods") from None
+    try:
+        sigma_list = ev.parse_sigmas(sigma if sigma is not None else "15,25,50")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--sigma") from None
+    if report is not None and report.exists() and not report.is_dir():
+        raise typer.BadParameter(f"{report} exists and is not a folder", param_hint="--report")
+    if report is not None and not force:
+        # fail before the (long) comparison, not after it
+        existing = [name for name in ("results.json", "results.csv", "report.md") if (report / name).exists()]
+        if existing:
+            raise FileExistsError(f"{report / existing[0]} already exists; use --force to overwrite")
+
+    if paired:
+        noisy_files, p1 = expand_inputs(noisy)
+        clean_files, p2 = expand_inputs(clean)
+        problems = p1 + p2
+    else:
+        files, problems = expand_inputs(images)
+    if problems:
+        for item, why in problems:
+            error(f"{item}: {why}")
+        raise typer.Exit(1)
+
+    console = stderr_console()
+    from contextlib import redirect_stdout
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]compare"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}"), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(image, method, sig, done, total):
+            label = f"{image} sigma {sig:g} {method}" if sig is not None else f"{image} {method}"
+            bar.update(task, completed=done, total=total, description=label)
+
+        # Whatever a library prints must not end up in the table or the JSON.
+        with redirect_stdout(sys.stderr):
+            if paired:
+                result = ev.compare_paired(
+                    noisy_files, clean_files, method_list, threads=threads,
+                    keep_images=report is not None, progress=progress,
+                )
+            else:
+                result = ev.compare_synthetic(
+                    files, sigma_list, method_list, seed=seed or 0, threads=threads,
+                    keep_images=report is not None, progress=progress,
+                )
+
+    reported = set()
+    for record in result.records:
+        if record.status != ev.OK and (record.method, record.message) not in reported:
+            reported.add((record.method, record.message))
+            note(f"{record.method}: {record.status} ({record.message})")
+
+    if json_output:
+        typer.echo(ev.results_json(result), nl=False)
+    else:
+        _print_comparison(result)
+    if report is not None:
+        written = ev.write_report(result, report, force=force)
+        montages = sum(1 for p in written if p.parent.name == "montages")
+        note(f"Report written to {report} (results.json, results.csv, report.md, {montages} montage(s))")
+
+
+def _print_comparison(result) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = stdout_console()
+    averages = result.averages()
+    per_image = len(result.images) <= 4 and len(result.images) > 1
+    for sig in result.sigmas:
+        title = "given noisy images" if sig is None else f"sigma = {sig:g}/255"
+        count = len(result.images)
+        table = Table(
+            title=f"{title} ({'mean of ' if count > 1 else ''}{count} image{'s' if count > 1 else ''})",
+            title_justify="left",
+        )
+        table.add_column("method")
+        if per_image:
+            for name in result.images:
+                table.add_column(f"{escape(name)}\nPSNR", justify="right")
+        table.add_column("PSNR (dB)", justify="right")
+        table.add_column("SSIM", justify="right")
+        table.add_column("time (s)", justify="right")
+        rows = [r for r in averages if r["sigma"] == sig]
+        best = {k: result.best(sig, k) for k in ("psnr", "ssim", "seconds")}
+        image_best = {}
+        if per_image:
+            for name in result.images:
+                values = [
+                    r.psnr for r in result.records if r.image == name and r.sigma == sig and r.psnr is not None
+                ]
+                image_best[name] = max(values) if values else None
+
+        def cell(value, top, fmt):
+            if value is None:
+                return None
+            text = format(value, fmt)
+            return f"[bold green]{text}[/bold green]" if top is not None and value == top else text
+
+        for row in rows:
+            cells = [row["method"]]
+            if per_image:
+                for name in result.images:
+                    rec = next(
+                        (r for r in result.records if r.image == name and r.sigma == sig and r.method == row["method"]),
+                        None,
+                    )
+                    value = rec.psnr if rec is not None else None
+                    cells.append(cell(value, image_best[name], ".2f") or f"[dim]{rec.status if rec else '-'}[/dim]")
+            missing = f"[dim]{row['status']}[/dim]"
+            cells.append(cell(row["psnr"], best["psnr"], ".2f") or missing)
+            cells.append(cell(row["ssim"], best["ssim"], ".4f") or "")
+            cells.append(cell(row["seconds"], best["seconds"], ".3f") or "")
+            table.add_row(*cells)
+        console.print(table)
+    if result.mode == "synthetic":
+        console.print(
+            f"[dim]noise: clean + N(0, (sigma/255)^2), not clipped; seed {result.seed} + image index. "
+            "PSNR/SSIM of the output clipped to [0, 1].[/dim]"
+        )
+
+
+# --------------------------------------------------------------------------- train-neural
+
+
+def _default_train_data() -> Optional[Path]:
+    here = Path(__file__).resolve().parent.parent  # the project root for a source checkout
+    for candidate in (Path("../shared/data/train400"), here.parent / "shared" / "data" / "train400"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@app.command("train-neural")
+@handle_errors
+def train_neural(
+    data: Annotated[
+        Optional[Path],
+        typer.Option("--data", help="Folder of clean training images (default: ../shared/data/train400 if it exists)."),
+    ] = None,
+    sigma: Annotated[
+        str, typer.Option("--sigma", help="Noise range MIN,MAX in 8-bit gray levels, drawn per patch (one number: fixed).")
+    ] = "0,55",
+    noise: Annotated[
+        str, typer.Option("--noise", help="gaussian or poisson-gaussian (Poisson at a random peak, plus the Gaussian part).")
+    ] = "gaussian",
+    steps: Annotated[
+        Optional[int], typer.Option("--steps", min=1, help="Total optimizer steps (overrides --epochs).", show_default=False)
+    ] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs (when --steps is not given).")] = 20,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Patches per step.")] = 64,
+    patch_size: Annotated[int, typer.Option("--patch-size", min=2, help="Training patch side in pixels.")] = 40,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate.")] = 1e-3,
+    max_steps: Annotated[
+        Optional[int],
+        typer.Option("--max-steps", min=1, help="Stop this run at this global step (resume later); the schedule is unchanged.", show_default=False),
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Checkpoint file, rewritten after every epoch. (default: neural_denoiser.pt, or the --resume file)", show_default=False)
+    ] = None,
+    resume: Annotated[
+        Optional[Path], typer.Option("--resume", help="Continue from this checkpoint (its settings are used).")
+    ] = None,
+    export: Annotated[
+        Optional[Path],
+        typer.Option("--export", help="Also write inference weights (.safetensors) here when done.", show_default=False),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the weights and of every random draw.")] = 0,
+    threads: ThreadsOption = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing --out checkpoint (other than --resume).")] = False,
+) -> None:
+    """Train the blind non-local neural denoiser (nlmeans.neural.train) on clean images."""
+    if data is None:
+        data = _default_train_data()
+        if data is None:
+            raise typer.BadParameter("no default training folder found; give --data DIR", param_hint="--data")
+    if not data.is_dir():
+        raise typer.BadParameter(f"{data} is not a folder", param_hint="--data")
+    parts = [p for p in sigma.split(",") if p.strip()]
+    if len(parts) == 1:
+        try:
+            value = float(parts[0])
+        except ValueError:
+            raise typer.BadParameter(f"expected MIN,MAX gray levels, got {sigma!r}", param_hint="--sigma") from None
+        sigma_range = (value, value)
+    else:
+        sigma_range = parse_pair(sigma, "--sigma")
+    if not (0 <= sigma_range[0] <= sigma_range[1] <= 255):
+        raise typer.BadParameter(
+            f"expected 0 <= MIN <= MAX <= 255 gray levels, got {sigma!r}", param_hint="--sigma"
+        )
+    if resume is not None and not resume.is_file():
+        raise typer.BadParameter(f"{resume}: no such file", param_hint="--resume")
+    target = out if out is not None else (resume if resume is not None else Path("neural_denoiser.pt"))
+    same_as_resume = resume is not None and target.resolve() == resume.resolve()
+    if target.exists() and not same_as_resume and not force:
+        raise typer.BadParameter(f"{target} already exists (use --force to overwrite)", param_hint="--out")
+    if export is not None and export.exists() and not force:
+        raise typer.BadParameter(f"{export} already exists (use --force to overwrite)", param_hint="--export")
+
+    import warnings
+
+    try:
+        from nlmeans.neural import TrainingInterrupted, export_weights, train
+    except ImportError as exc:
+        raise ValueError(f"train-neural needs torch: {exc}") from None
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        warn(str(message))
+
+    old_show = warnings.showwarning
+    warnings.showwarning = show_warning
+    try:
+        result = train(
+            data, out=out, sigma=sigma_range, noise=noise, epochs=epochs, steps=steps, max_steps=max_steps,
+            batch_size=batch_size, patch_size=patch_size, lr=lr, seed=seed, resume=resume,
+            device=device, threads=threads, progress=True,
+        )
+    except TrainingInterrupted as exc:
+        note(str(exc))
+        raise typer.Exit(130) from None
+    except RuntimeError as exc:  # e.g. CUDA requested but not available
+        error(str(exc))
+        raise typer.Exit(1) from None
+    finally:
+        warnings.showwarning = old_show
+
+    psnr = result.final_val_psnr
+    state = "done" if result.completed else "stopped early (resume to continue)"
+    typer.echo(
+        f"{result.out}: step {result.step}/{result.total_steps} ({state}), "
+        f"{result.parameters:,} parameters, {result.train_images} training / {result.val_images} validation images"
+        + (f", validation PSNR {psnr:.2f} dB at sigma {result.settings.val_sigma:g}" if psnr is not None else "")
+    )
+    if export is not None:
+        if export.exists() and force:
+            export.unlink()
+        path = export_weights(result.out, export)
+        typer.echo(f"weights: {path}")
+
+
+# --------------------------------------------------------------------------- estimate-sigma
+
+
+@app.command("estimate-sigma", no_args_is_help=True)
+@handle_errors
+def estimate_sigma(
+    images: Annotated[
+        list[str], typer.Argument(metavar="IMAGE", help="Image files, folders or glob patterns.", show_default=False)
+    ],
+) -> None:
+    """Estimate the Gaussian noise level (wavelet MAD) of images.
+
+    Prints sigma on the [0, 1] scale and in gray levels (x255 for 8-bit, x65535 for 16-bit files).
+    """
+    files, problems = expand_inputs(images)
+    failures = len(problems)
+    for item, why in problems:
+        error(f"{item}: {why}")
+    import nlmeans
+    from nlmeans.io import read_image
+
+    for path in files:
+        try:
+            image = read_image(path)
+            color, _alpha = image.split_alpha()
+            value = nlmeans.estimate_sigma(color, channel_axis=-1 if color.ndim == 3 else None)
+        except (ValueError, TypeError, OSError) as exc:
+            from ._common import describe_exception
+
+            failures += 1
+            message = describe_exception(exc)
+            error(message if str(path) in message else f"{path}: {message}")
+            continue
+        top = image.max_value
+        if top == 1:
+            scale = f"{value * 255:.2f}/255 if it were 8-bit (float image)"
+        else:
+            scale = f"{value * top:.2f}/{top:g} gray levels"
+        typer.echo(f"{path}: sigma = {value:.6f} ({scale})")
+    if failures:
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- explain
+
+
+def _parse_at(text: str) -> tuple[int, int]:
+    x, y = parse_pair(text, "--at", kind=int)
+    return x, y
+
+
+@app.command(no_args_is_help=True)
+@handle_errors
+def explain(
+    image: Annotated[Path, typer.Argument(metavar="IMAGE", help="Image file.", show_default=False)],
+    at: Annotated[str, typer.Option("--at", help="Pixel X,Y (column, row; 0-based).", show_default=False)],
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", help="Picture to write. (default: <stem>_explain_x<X>_y<Y>.png next to IMAGE)", show_default=False),
+    ] = None,
+    h: Annotated[Optional[float], typer.Option("--h", callback=_unit_scale("--h"), help="Filtering strength on the [0, 1] scale (default: automatic).", show_default=False)] = None,
+    sigma: Annotated[Optional[float], typer.Option("--sigma", callback=_unit_scale("--sigma"), help="Noise level on the [0, 1] scale (default: estimated).", show_default=False)] = None,
+    patch_size: Annotated[Optional[int], typer.Option("--patch-size", "-p", help="Odd patch width (default: automatic).", show_default=False)] = None,
+    patch_distance: Annotated[Optional[int], typer.Option("--patch-distance", "-r", help="Search radius (default: automatic).", show_default=False)] = None,
+    neural: Annotated[bool, typer.Option("--neural/--no-neural", help="Add the neural block's attention panel when the model is available.")] = True,
+    weights: Annotated[
+        Optional[Path],
+        typer.Option("--weights", help="Neural weights (.safetensors) or checkpoint to explain instead of the shipped model.", show_default=False),
+    ] = None,
+    force: ForceOption = False,
+) -> None:
+    """Show which pixels the denoised value of one pixel averages.
+
+    Draws the image with the search window marked, the window enlarged, the NLM weights (method fast) over the window, and the attention of the neural denoiser's first non-local block for the same pixel.
+    """
+    x, y = _parse_at(at)
+    if weights is not None and not weights.is_file():
+        raise typer.BadParameter(f"{weights}: no such file", param_hint="--weights")
+    from nlmeans.explain import explain_pixel
+    from nlmeans.io import read_image, write_image
+
+    picture = read_image(image)
+    if not (0 <= x < picture.width and 0 <= y < picture.height):
+        raise typer.BadParameter(
+            f"({x}, {y}) is outside the {picture.width}x{picture.height} image "
+            f"(X in 0..{picture.width - 1}, Y in 0..{picture.height - 1})",
+            param_hint="--at",
+        )
+    color, _alpha = picture.split_alpha()
+    axis = -1 if color.ndim == 3 else None
+    result = explain_pixel(
+        color, (y, x), h=h, sigma=sigma, patch_size=patch_size, patch_distance=patch_distance,
+        channel_axis=axis, neural=neural, neural_weights=weights,
+    )
+    dst = out if out is not None else image.with_name(f"{image.stem}_explain_x{x}_y{y}.png")
+    if dst.exists() and dst.resolve() == image.resolve():
+        raise ValueError(f"{dst}: refusing to write onto the input file")
+    write_image(dst, result.picture, force=force)
+    for text in result.notes:
+        note(text)
+    p = result.parameters
+    d = p["patch_distance"]
+    import numpy as np
+
+    from nlmeans.io import to_unit_float
+
+    u = to_unit_float(color)
+    window = np.zeros((2 * d + 1, 2 * d + 1) + u.shape[2:])
+    r0, r1, c0, c1 = max(0, y - d), min(picture.height, y + d + 1), max(0, x - d), min(picture.width, x + d + 1)
+    window[r0 - y + d : r1 - y + d, c0 - x + d : c1 - x + d] = u[r0:r1, c0:c1]
+    estimate = np.tensordot(result.weights, window, axes=([0, 1], [0, 1]))
+    fmt = lambda v: " ".join(f"{float(c):.4f}" for c in np.atleast_1d(v))  # noqa: E731
+    typer.echo(
+        f"pixel x={x} y={y}: value {fmt(u[y, x])} -> NLM estimate {fmt(estimate)} "
+        f"(h {p['h']:.5f}, sigma {p['sigma']:.5f}, patch {p['patch_size']}, search {2 * d + 1}x{2 * d + 1})"
+    )
+    typer.echo(f"effective neighbours: {result.effective_neighbours:.1f} of {int(((r1 - r0) * (c1 - c0)))}")
+    typer.echo("largest weights (x, y, weight): " + ", ".join(
+        f"({c}, {r}, {w:.4f})" for r, c, w in result.top_neighbours(5)
+    ))
+    typer.echo(f"picture: {dst}")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Console-script entry point (``nlmeans``)."""
+    try:
+        app(args=argv, prog_name="nlmeans")
+    except KeyboardInterrupt:  # pragma: no cover - Typer turns it into exit status 130 itself
+        typer.echo("Interrupted.", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,759 @@
+"""Reading and writing images without losing bits, channels or files.
+
+:func:`read_image` returns an :class:`ImageFile`: the pixels as a channel-last
+NumPy array in the file's own sample type (``uint8``, ``uint16``, ``float32``
+or ``float64``) plus what is needed to write a result back in the same form.
+:func:`write_image` writes an array atomically and refuses to overwrite.
+
+Formats: PNG (gray, gray+alpha, RGB, RGBA; 8 and 16 bits), TIFF (the same
+layouts, plus ``float32``/``float64`` samples) and JPEG (8-bit gray or RGB).
+
+Choices worth knowing:
+
+* **The content decides the format when reading, the name decides it when
+  writing.** A file is recognised by its first bytes, not by its extension, so
+  a JPEG named ``photo.png`` is read as the JPEG it is (:attr:`ImageFile.format`
+  is ``"JPEG"`` and :attr:`ImageFile.extension_mismatch` is true). A written
+  file always is what its name says: ``photo_denoised.png`` becomes a real,
+  lossless PNG. Nothing is lost that way and the output stops lying about its
+  type.
+* 16-bit PNG, colour included, is decoded with OpenCV (Pillow would reduce
+  16-bit RGB to 8 bits); OpenCV's BGR order is turned into RGB here, and its
+  ``None``-on-failure into :class:`ImageReadError`. JPEG goes through Pillow,
+  which, unlike OpenCV, refuses truncated files instead of filling them grey.
+  TIFF goes through tifffile.
+* Image size is read from the header and checked against a pixel limit before
+  anything is decoded (decompression-bomb guard): ``max_pixels``, default from
+  the environment variable ``NLMEANS_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`.
+* Every problem with an input file is one :class:`ImageReadError` (a
+  ``ValueError``) whose message names the file and the problem.
+* Writes go to a temporary file in the destination folder which then replaces
+  (or, without ``force``, is hard-linked to) the destination, so a reader never
+  sees half a file and a failed write leaves nothing behind. An existing file
+  is never replaced unless ``force=True``; the input file (``like.path``) is
+  never replaced, not even with ``force``.
+* JPEG output is written at quality 95 without chroma subsampling and keeps
+  the EXIF and ICC data of a JPEG ``like`` image. PNG and TIFF output carry the
+  pixels only (no colour profile, no metadata).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "ImageFile",
+    "ImageReadError",
+    "ImageWriteError",
+    "OutputExistsError",
+    "atomic_write_bytes",
+    "detect_format",
+    "format_from_extension",
+    "merge_alpha",
+    "read_image",
+    "split_alpha",
+    "to_unit_float",
+    "from_unit_float",
+    "write_image",
+]
+
+#: Refuse images with more pixels than this unless told otherwise (about
+#: 11585 x 11585). Non-local means on such an image would run for hours anyway.
+DEFAULT_MAX_PIXELS = 1 << 27
+
+#: Extensions understood when writing, and looked for when listing folders.
+IMAGE_EXTENSIONS = {
+    ".png": "PNG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+}
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
+
+
+class ImageReadError(ValueError):
+    """An input file could not be read as an image; the message says which and why."""
+
+
+class ImageWriteError(OSError):
+    """An image could not be written; the message says where and why."""
+
+
+class OutputExistsError(ImageWriteError, FileExistsError):
+    """The destination exists and overwriting was not allowed."""
+
+
+@dataclass(frozen=True, eq=False)
+class ImageFile:
+    """An image read from disk.
+
+    ``pixels`` is channel-last: ``(H, W)`` for gray, ``(H, W, 2)`` gray+alpha,
+    ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA (always RGB order, never BGR).
+    """
+
+    path: Path
+    pixels: np.ndarray
+    format: str  #: "PNG", "TIFF" or "JPEG", from the file's content
+    has_alpha: bool
+    exif: bytes | None = field(default=None, repr=False)
+    icc_profile: bytes | None = field(default=None, repr=False)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.pixels.dtype
+
+    @property
+    def bit_depth(self) -> int:
+        """Bits per sample: 8, 16, 32 (float32) or 64 (float64)."""
+        return self.pixels.dtype.itemsize * 8
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.pixels.ndim == 2 else self.pixels.shape[2]
+
+    @property
+    def color_channels(self) -> int:
+        return self.channels - (1 if self.has_alpha else 0)
+
+    @property
+    def is_color(self) -> bool:
+        return self.color_channels >= 3
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[1]
+
+    @property
+    def mode(self) -> str:
+        """"gray", "gray+alpha", "rgb" or "rgba"."""
+        base = "rgb" if self.is_color else "gray"
+        if self.has_alpha:
+            return "rgba" if self.is_color else "gray+alpha"
+        return base
+
+    @property
+    def max_value(self) -> float:
+        """The value of full white: 255, 65535, or 1.0 for float samples."""
+        return _max_value(self.pixels.dtype)
+
+    @property
+    def extension_mismatch(self) -> bool:
+        """True when the file's name claims another format than its content."""
+        claimed = IMAGE_EXTENSIONS.get(self.path.suffix.lower())
+        return claimed is not None and claimed != self.format
+
+    def split_alpha(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(colour, alpha)``: gray as ``(H, W)``, colour as ``(H, W, 3)``; alpha or None."""
+        return split_alpha(self.pixels, self.has_alpha)
+
+    def describe(self) -> str:
+        return (
+            f"{self.width}x{self.height} {self.mode} {self.format} "
+            f"{self.bit_depth}-bit{' float' if self.pixels.dtype.kind == 'f' else ''}"
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _max_value(dtype: np.dtype) -> float:
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return 1.0
+    return float(np.iinfo(dtype).max)
+
+
+def split_alpha(pixels: np.ndarray, has_alpha: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Split off the last channel as alpha; a single colour channel becomes 2-D."""
+    if not has_alpha:
+        return pixels, None
+    color = pixels[..., :-1]
+    if color.shape[-1] == 1:
+        color = color[..., 0]
+    return color, pixels[..., -1]
+
+
+def merge_alpha(color: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """Inverse of :func:`split_alpha`."""
+    if alpha is None:
+        return color
+    if color.ndim == 2:
+        color = color[..., None]
+    return np.concatenate([color, alpha[..., None].astype(color.dtype)], axis=-1)
+
+
+def to_unit_float(pixels: np.ndarray) -> np.ndarray:
+    """Integers to float64 in [0, 1] (like skimage's ``img_as_float``); floats as float64."""
+    if pixels.dtype.kind == "f":
+        return pixels.astype(np.float64)
+    return pixels.astype(np.float64) / _max_value(pixels.dtype)
+
+
+def from_unit_float(values: np.ndarray, dtype) -> np.ndarray:
+    """[0, 1] floats to ``dtype``: integers are rounded and clipped, floats kept as they are."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return np.asarray(values).astype(dtype)
+    top = _max_value(dtype)
+    return np.clip(np.rint(np.asarray(values, dtype=np.float64) * top), 0, top).astype(dtype)
+
+
+def format_from_extension(path: str | os.PathLike) -> str:
+    """"PNG", "TIFF" or "JPEG" from the file name, else :class:`ImageWriteError`."""
+    suffix = Path(path).suffix.lower()
+    try:
+        return IMAGE_EXTENSIONS[suffix]
+    except KeyError:
+        known = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise ImageWriteError(
+            f"{path}: cannot tell the image format from the extension "
+            f"{suffix or '(none)'!r}; use one of {known}"
+        ) from None
+
+
+def detect_format(head: bytes) -> str | None:
+    """"PNG", "TIFF", "JPEG" from a file's first bytes, or None."""
+    if head.startswith(_PNG_MAGIC):
+        return "PNG"
+    if head[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    return None
+
+
+def _guess_content(head: bytes) -> str:
+    """Words for an unrecognised file, for the error message."""
+    if head.startswith(b"GIF8"):
+        return "a GIF image"
+    if head.startswith(b"BM"):
+        return "a BMP image"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    if head[4:12] in (b"ftypavif", b"ftypheic", b"ftypmif1"):
+        return "an AVIF/HEIF image"
+    if head.startswith(b"%PDF"):
+        return "a PDF document"
+    if head[:2] == b"PK":
+        return "a ZIP archive"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "of unknown type"
+    if all(ch.isprintable() or ch in "\r\n\t" for ch in text):
+        return "text"
+    return "of unknown type"
+
+
+def _env_max_pixels() -> int:
+    raw = os.environ.get("NLMEANS_MAX_PIXELS")
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"NLMEANS_MAX_PIXELS must be an integer, got {raw!r}") from None
+    return value
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> ImageFile:
+    """Read a PNG, TIFF or JPEG file.
+
+    ``max_pixels``: refuse larger images before decoding (``0`` or a negative
+    value disables the check); default: ``$NLMEANS_MAX_PIXELS`` or
+    :data:`DEFAULT_MAX_PIXELS`. Raises :class:`ImageReadError` for anything
+    that is not a readable image of a supported kind.
+    """
+    path = Path(path)
+    if max_pixels is None:
+        max_pixels = _env_max_pixels()
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not data:
+        raise ImageReadError(f"{path}: file is empty (0 bytes)")
+    fmt = detect_format(data[:16])
+    if fmt is None:
+        what = _guess_content(data[:64])
+        raise ImageReadError(
+            f"{path}: not a PNG, TIFF or JPEG image (the content is {what})"
+        )
+    reader = {"PNG": _read_png, "JPEG": _read_jpeg, "TIFF": _read_tiff}[fmt]
+    image = reader(path, data, max_pixels)
+    if min(image.pixels.shape[:2]) < 1:
+        raise ImageReadError(f"{path}: image has no pixels ({image.pixels.shape})")
+    return image
+
+
+def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageReadError(f"{path}: corrupt header (size {width}x{height})")
+    if max_pixels > 0 and width * height > max_pixels:
+        raise ImageReadError(
+            f"{path}: image is {width}x{height} = {width * height:,} pixels, more than the "
+            f"limit of {max_pixels:,} (raise it with the NLMEANS_MAX_PIXELS environment variable)"
+        )
+
+
+def _png_chunks(path: Path, data: bytes):
+    """Walk the chunk list; yields (type, payload). Detects truncation and bad CRCs."""
+    pos = 8
+    n = len(data)
+    view = memoryview(data)  # no copies of the (possibly large) IDAT payloads
+    while True:
+        if pos + 8 > n:
+            raise ImageReadError(f"{path}: truncated PNG file (it ends before the IEND chunk)")
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        ctype = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if end > n:
+            raise ImageReadError(f"{path}: truncated PNG file (chunk {ctype!r} is cut off)")
+        payload = view[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : end])
+        if zlib.crc32(payload, zlib.crc32(ctype)) & 0xFFFFFFFF != crc:
+            raise ImageReadError(f"{path}: corrupt PNG file (checksum error in chunk {ctype!r})")
+        yield ctype, payload
+        if ctype == b"IEND":
+            return
+        pos = end
+
+
+def _silent_cv2():
+    import contextlib
+
+    import cv2
+
+    @contextlib.contextmanager
+    def quiet():
+        logging = cv2.utils.logging
+        old = logging.getLogLevel()
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+        try:
+            yield cv2
+        finally:
+            logging.setLogLevel(old)
+
+    return quiet()
+
+
+def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
+    chunks = _png_chunks(path, data)
+    try:
+        first_type, ihdr = next(chunks)
+    except StopIteration:  # pragma: no cover - _png_chunks always yields or raises
+        raise ImageReadError(f"{path}: corrupt PNG file (no chunks)") from None
+    if first_type != b"IHDR" or len(ihdr) != 13:
+        raise ImageReadError(f"{path}: corrupt PNG file (no IHDR header)")
+    width, height, depth, color_type, _, _, _ = struct.unpack(">IIBBBBB", ihdr)
+    _check_size(path, width, height, max_pixels)
+    if color_type not in (0, 2, 3, 4, 6):
+        raise ImageReadError(f"{path}: corrupt PNG file (colour type {color_type})")
+    has_idat = False
+    for ctype, _payload in chunks:  # validates the whole file, up to IEND
+        has_idat = has_idat or ctype == b"IDAT"
+    if not has_idat:
+        raise ImageReadError(f"{path}: corrupt PNG file (no image data)")
+
+    with _silent_cv2() as cv2:
+        try:
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error as exc:  # pragma: no cover - OpenCV normally returns None
+            raise ImageReadError(f"{path}: corrupt PNG file ({str(exc).strip()})") from None
+    if pixels is None:
+        raise ImageReadError(f"{path}: corrupt PNG file (the image data cannot be decoded)")
+    gray = color_type in (0, 4)
+    if pixels.ndim == 2:
+        has_alpha = False
+    elif pixels.shape[2] == 4:
+        has_alpha = True
+        pixels = pixels[..., [0, 3]] if gray else pixels[..., [2, 1, 0, 3]]
+    elif pixels.shape[2] == 3:
+        has_alpha = False
+        pixels = pixels[..., 0] if gray else pixels[..., ::-1]
+    else:  # pragma: no cover - OpenCV gives 1, 3 or 4 channels for PNG
+        raise ImageReadError(f"{path}: unsupported PNG layout {pixels.shape}")
+    return ImageFile(path=path, pixels=np.ascontiguousarray(pixels), format="PNG", has_alpha=has_alpha)
+
+
+def _jpeg_header(path: Path, data: bytes) -> tuple[int, int, int, int]:
+    """(width, height, bits, components) from the SOF marker, without decoding."""
+    sof = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+    pos, n = 2, len(data)
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            raise ImageReadError(f"{path}: corrupt JPEG file (bad marker at byte {pos})")
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):
+            break
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker in sof:
+            if pos + 10 > n:
+                break
+            bits = data[pos + 4]
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return width, height, bits, data[pos + 9]
+        pos += 2 + length
+    raise ImageReadError(f"{path}: corrupt or truncated JPEG file (no frame header)")
+
+
+def _read_jpeg(path: Path, data: bytes, max_pixels: int) -> ImageFile:
+    import io
+    import warnings
+
+    from PIL import Image
+
+    width, height, bits, _ = _jpeg_header(path, data)
+    _check_size(path, width, height, max_pixels)
+    if bits != 8:
+        raise ImageReadError(f"{path}: {bits}-bit JPEG is not supported (only 8-bit)")
+    old_limit = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None  # our own limit was checked above
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                exif = im.info.get("exif")
+                icc = im.info.get("icc_profile")
+                if im.mode in ("L", "RGB"):
+                    pixels = np.asarray(im)
+                elif im.mode in ("CMYK", "YCbCr", "P", "LA", "RGBA", "I;16"):
+                    pixels = np.asarray(im.convert("RGB"))
+                else:
+                    raise ImageReadError(f"{path}: unsupported JPEG colour mode {im.mode}")
+    except ImageReadError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"{path}: corrupt or truncated JPEG file ({exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
+    return ImageFile(
+        path=path,
+        pixels=np.ascontiguousarray(pixels),
+        format="JPEG",
+        has_alpha=False,
+        exif=exif,
+        icc_profile=icc,
+    )
+
+
+def _read_tiff(path: Path, data: bytes, max_pixels: int) -> ImageFile:
+    import io
+
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            if not tif.pages:
+                raise ImageReadError(f"{path}: TIFF file has no images")
+            if len(tif.series) != 1 or len(tif.pages) != 1:
+                raise ImageReadError(
+                    f"{path}: TIFF file holds {max(len(tif.pages), len(tif.series))} images "
+                    "(pages); only single-image TIFF files are supported"
+                )
+            page = tif.pages[0]
+            series = tif.series[0]
+            axes, shape = series.axes, series.shape
+            if axes not in ("YX", "YXS", "SYX"):
+                raise ImageReadError(f"{path}: unsupported TIFF layout (axes {axes}, shape {shape})")
+            height, width = (shape[1], shape[2]) if axes == "SYX" else (shape[0], shape[1])
+            _check_size(path, width, height, max_pixels)
+            extrasamples = tuple(int(x) for x in (page.extrasamples or ()))
+            pixels = series.asarray()
+    except ImageReadError:
+        raise
+    except Exception as exc:  # tifffile raises many kinds; all mean "unreadable"
+        raise ImageReadError(f"{path}: corrupt or unsupported TIFF file ({exc})") from None
+    if axes == "SYX":
+        pixels = np.moveaxis(pixels, 0, -1)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    if pixels.dtype == np.float16:
+        pixels = pixels.astype(np.float32)
+    if pixels.dtype.type not in _SUPPORTED_DTYPES:
+        raise ImageReadError(
+            f"{path}: TIFF sample type {pixels.dtype} is not supported "
+            "(use uint8, uint16, float32 or float64)"
+        )
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    if channels > 4:
+        raise ImageReadError(f"{path}: TIFF with {channels} channels is not supported (at most 4)")
+    has_alpha = channels in (2, 4) or (bool(extrasamples) and channels > 1)
+    return ImageFile(path=path, pixels=np.ascontiguousarray(pixels), format="TIFF", has_alpha=has_alpha)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+
+
+def atomic_write_bytes(
+    path: str | os.PathLike,
+    data: bytes,
+    *,
+    force: bool = False,
+    protect: tuple[str | os.PathLike, ...] = (),
+) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder.
+
+    Without ``force`` an existing ``path`` is never replaced (not even one that
+    appears while writing: the final step is a hard link, which fails if the
+    name exists). ``protect``: paths that must never be written, whatever
+    ``force`` says. Raises :class:`OutputExistsError` / :class:`ImageWriteError`.
+    """
+    path = Path(path)
+    for other in protect:
+        if other is not None and _same_file(path, Path(other)):
+            raise ImageWriteError(f"{path}: refusing to write onto the input file")
+    if path.is_dir():
+        raise ImageWriteError(f"{path}: is a folder")
+    if not force and (path.exists() or path.is_symlink()):
+        raise OutputExistsError(f"{path}: already exists (use --force / force=True to overwrite)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.exists():
+        raise ImageWriteError(f"{path}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise ImageWriteError(f"{path}: {folder} is not a folder")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise ImageWriteError(f"{path}: cannot write in {folder} ({exc.strerror or exc})") from None
+    tmp = Path(tmp_name)
+    try:
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())
+            if force:
+                os.replace(tmp, path)
+            else:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise OutputExistsError(
+                        f"{path}: already exists (use --force / force=True to overwrite)"
+                    ) from None
+                except OSError:  # no hard links here (some network/FAT file systems)
+                    if path.exists():
+                        raise OutputExistsError(
+                            f"{path}: already exists (use --force / force=True to overwrite)"
+                        ) from None
+                    os.replace(tmp, path)
+        except ImageWriteError:
+            raise
+        except OSError as exc:
+            raise ImageWriteError(f"{path}: write failed ({exc.strerror or exc})") from None
+    finally:
+        if tmp.exists():
+            try:
+                tmp.unlink()
+            except OSError:  # pragma: no cover - nothing better to do
+                pass
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_image(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    *,
+    like: ImageFile | None = None,
+    force: bool = False,
+) -> Path:
+    """Write ``array`` (channel-last, RGB order) as the format named by ``path``'s extension.
+
+    ``like``: the image the array was made from. Its file is never replaced;
+    a float array is converted to its sample type (``[0, 1]`` scale, rounded
+    and clipped); a 2- or 4-channel array is written with an alpha channel
+    when ``like`` had one (otherwise 2 and 4 channels are taken as alpha
+    anyway); a JPEG ``like`` lends its EXIF and ICC data to JPEG output.
+
+    Integer arrays are written as they are (``uint8`` or ``uint16``); float
+    arrays go to TIFF, or need ``like`` to say which integer type to use for
+    PNG/JPEG. Raises :class:`ImageWriteError` (:class:`OutputExistsError` for
+    an existing file without ``force``) and ``ValueError`` for arrays that the
+    format cannot hold.
+    """
+    path = Path(path)
+    fmt = format_from_extension(path)
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (2, 3, 4)):
+        raise ValueError(
+            f"cannot write an array of shape {array.shape} as an image "
+            "(expected (H, W), (H, W, 2), (H, W, 3) or (H, W, 4))"
+        )
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    if like is not None and array.dtype != like.pixels.dtype:
+        if array.dtype.kind == "f":
+            array = from_unit_float(array, like.pixels.dtype)
+        else:
+            raise ValueError(
+                f"array has sample type {array.dtype} but the image it is written like has "
+                f"{like.pixels.dtype}; convert it first"
+            )
+    if array.dtype.type not in _SUPPORTED_DTYPES:
+        raise ValueError(f"cannot write samples of type {array.dtype} (use uint8, uint16, float32 or float64)")
+    if array.dtype.kind == "f" and fmt != "TIFF":
+        raise ValueError(
+            f"{path}: {fmt} cannot store float samples; convert to uint8/uint16 "
+            "(nlmeans.io.from_unit_float) or write a .tif file"
+        )
+    if fmt == "JPEG":
+        if array.dtype != np.uint8:
+            raise ValueError(f"{path}: JPEG holds 8-bit samples only, got {array.dtype}; use .png or .tif")
+        if array.ndim == 3 and array.shape[2] in (2, 4):
+            raise ValueError(f"{path}: JPEG cannot store an alpha channel; use .png or .tif")
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+
+    protect = (like.path,) if like is not None else ()
+    # Fail early (before encoding) on the cheap checks; atomic_write_bytes checks again.
+    for other in protect:
+        if _same_file(path, Path(other)):
+            raise ImageWriteError(f"{path}: refusing to write onto the input file")
+    if not force and path.exists():
+        raise OutputExistsError(f"{path}: already exists (use --force / force=True to overwrite)")
+
+    if fmt == "PNG":
+        data = _encode_png(array)
+    elif fmt == "TIFF":
+        data = _encode_tiff(array)
+    else:
+        data = _encode_jpeg(array, like)
+    return atomic_write_bytes(path, data, force=force, protect=protect)
+
+
+def _encode_png(array: np.ndarray) -> bytes:
+    if array.ndim == 3 and array.shape[2] == 2:
+        return _encode_png_numpy(array)  # OpenCV cannot write gray+alpha
+    import cv2
+
+    if array.ndim == 3:
+        order = [2, 1, 0] if array.shape[2] == 3 else [2, 1, 0, 3]
+        array = np.ascontiguousarray(array[..., order])
+    ok, buf = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:  # pragma: no cover - imencode fails only on unsupported layouts
+        raise ImageWriteError("OpenCV could not encode the PNG image")
+    return buf.tobytes()
+
+
+def _png_chunk(ctype: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(ctype + payload) & 0xFFFFFFFF
+    return struct.pack(">I", len(payload)) + ctype + payload + struct.pack(">I", crc)
+
+
+def _encode_png_numpy(array: np.ndarray) -> bytes:
+    """A small PNG encoder (any of gray, gray+alpha, RGB, RGBA; 8 or 16 bits).
+
+    Filters are chosen per row like libpng does (smallest sum of absolute
+    signed residuals among None, Sub, Up, Average, Paeth), computed for all
+    rows at once: encoding only looks at unfiltered neighbours.
+    """
+    height, width = array.shape[:2]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    depth = array.dtype.itemsize * 8
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    raw = np.ascontiguousarray(array.astype(array.dtype.newbyteorder(">"), copy=False))
+    rows = raw.view(np.uint8).reshape(height, -1).astype(np.int16)
+    bpp = channels * array.dtype.itemsize
+    left = np.zeros_like(rows)
+    left[:, bpp:] = rows[:, :-bpp]
+    up = np.zeros_like(rows)
+    up[1:] = rows[:-1]
+    upleft = np.zeros_like(rows)
+    upleft[1:, bpp:] = rows[:-1, :-bpp]
+    p = left + up - upleft
+    pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - upleft)
+    paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
+    candidates = np.stack(
+        [rows, rows - left, rows - up, rows - ((left + up) >> 1), rows - paeth]
+    ).astype(np.uint8)  # wraps modulo 256, as PNG wants
+    cost = np.abs(candidates.view(np.int8).astype(np.int32)).sum(axis=2)
+    choice = cost.argmin(axis=0)
+    filtered = candidates[choice, np.arange(height)]
+    body = np.concatenate([choice.astype(np.uint8)[:, None], filtered], axis=1)
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
+    return (
+        _PNG_MAGIC
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(body.tobytes(), 6))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _encode_tiff(array: np.ndarray) -> bytes:
+    import io
+
+    import tifffile
+
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    kwargs: dict = {"photometric": "rgb" if channels >= 3 else "minisblack"}
+    if channels in (2, 4):
+        kwargs["extrasamples"] = ["unassalpha"]
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, array, compression="zlib", metadata=None, **kwargs)
+    return buf.getvalue()
+
+
+def _encode_jpeg(array: np.ndarray, like: ImageFile | None) -> bytes:
+    import io
+
+    from PIL import Image
+
+    im = Image.fromarray(array)
+    extra = {}
+    if like is not None and like.format == "JPEG":
+        if like.exif:
+            extra["exif"] = like.exif
+        if like.icc_profile:
+            extra["icc_profile"] = like.icc_profile
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=95, subsampling=0, **extra)
+    return buf.getvalue()
