@@ -1,0 +1,273 @@
+"""Saving and loading denoiser weights, safely.
+
+Two file kinds, both refused with a ``ValueError`` naming the file when they
+are not ours:
+
+* **Training checkpoints** (``.pt``, written by :func:`nlmeans.neural.train`):
+  ``torch.save`` of a dict of builtins and tensors -- model, optimizer,
+  scheduler, RNG states, step counter, history, run settings, and the network
+  config. Always read with ``torch.load(weights_only=True)``: a file that
+  would need to import or call code when unpickled is rejected, never run.
+  Written atomically (temporary file in the same folder + ``os.replace``).
+* **Shipped weights** (``.safetensors``): the model tensors only, with the
+  network config as JSON in the safetensors metadata (safetensors carries no
+  code at all). :func:`export_weights` turns a checkpoint into one.
+
+:func:`load_model` accepts either kind and rebuilds the network from the
+config stored in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .model import DenoiserConfig, NonLocalDenoiser
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "WEIGHTS_FORMAT",
+    "default_weights_path",
+    "export_weights",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "save_weights",
+]
+
+CHECKPOINT_FORMAT = "nlmeans-neural-checkpoint"
+WEIGHTS_FORMAT = "nlmeans-neural-weights"
+FORMAT_VERSION = 1
+
+#: File name of the shipped model inside ``nlmeans/neural/weights/``.
+DEFAULT_WEIGHTS_NAME = "denoiser.safetensors"
+
+
+def default_weights_path() -> Path:
+    """Where the shipped weights live (the file may not exist yet)."""
+    return Path(__file__).resolve().parent / "weights" / DEFAULT_WEIGHTS_NAME
+
+
+# ---------------------------------------------------------------------------
+# atomic writing
+# ---------------------------------------------------------------------------
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call ``write(fileobj)`` on a temp file next to ``path``, then replace.
+
+    On any failure, KeyboardInterrupt included, the temporary file is removed
+    and ``path`` keeps its previous content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp creates 0600 files; give the result ordinary permissions.
+        os.chmod(tmp, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
+    """Write a training checkpoint atomically.
+
+    ``state`` must hold ``"config"`` (a :class:`DenoiserConfig` or its dict)
+    and ``"model"`` (a state dict); anything else (optimizer, scheduler, rng,
+    step, history, ...) must be builtins / tensors so that it loads with
+    ``weights_only=True``.
+    """
+    path = Path(path)
+    payload = dict(state)
+    config = payload.get("config")
+    if isinstance(config, DenoiserConfig):
+        payload["config"] = config.to_dict()
+    if "model" not in payload or not isinstance(payload.get("config"), Mapping):
+        raise ValueError("a checkpoint needs 'model' (state dict) and 'config'")
+    payload["format"] = CHECKPOINT_FORMAT
+    payload["format_version"] = FORMAT_VERSION
+    _atomic_write(path, lambda fh: torch.save(payload, fh))
+    return path
+
+
+def _refuse(path: Path, why: str) -> ValueError:
+    return ValueError(f"{path}: not a valid nlmeans denoiser file ({why})")
+
+
+def _is_safetensors(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 0 < n < 100_000_000 and head[8:9] == b"{"
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a training checkpoint or a safetensors weights file.
+
+    Returns a dict with at least ``"config"`` (dict) and ``"model"`` (state
+    dict); training checkpoints carry the rest of the training state too.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not ours, is corrupt, or would execute code
+            when unpickled (the message names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such denoiser weights file: {path}")
+    if _is_safetensors(path):
+        return _load_safetensors(path, map_location)
+    if not zipfile.is_zipfile(path):
+        # torch.save writes zip archives; anything else (a bare pickle, a
+        # legacy torch file, random bytes) is not one of our checkpoints.
+        raise _refuse(path, "not a torch zip checkpoint or safetensors file")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # UnpicklingError for code-carrying pickles, RuntimeError, ...
+        raise _refuse(path, f"refused by the weights-only loader: {type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    return _validate(path, data)
+
+
+def _validate(path: Path, data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise _refuse(path, "missing the nlmeans checkpoint marker")
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise _refuse(path, f"unsupported format version {version!r}")
+    if not isinstance(data.get("model"), Mapping) or not isinstance(data.get("config"), Mapping):
+        raise _refuse(path, "missing 'model' or 'config'")
+    try:
+        DenoiserConfig.from_dict(data["config"])
+    except (TypeError, ValueError) as exc:
+        raise _refuse(path, f"bad config: {exc}") from None
+    return data
+
+
+def save_weights(path: str | os.PathLike, model: NonLocalDenoiser, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write inference weights as safetensors with the config as JSON metadata."""
+    from safetensors.torch import save as st_save
+
+    path = Path(path)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    meta = {
+        "format": WEIGHTS_FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "config": json.dumps(model.config.to_dict(), sort_keys=True),
+    }
+    if metadata:
+        meta["info"] = json.dumps(dict(metadata), sort_keys=True, default=str)
+    blob = st_save(tensors, metadata=meta)
+    _atomic_write(path, lambda fh: fh.write(blob))
+    return path
+
+
+def _load_safetensors(path: Path, map_location) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:
+        raise _refuse(path, f"unreadable safetensors file: {exc}") from None
+    if meta.get("format") != WEIGHTS_FORMAT:
+        raise _refuse(path, "missing the nlmeans weights marker in the safetensors metadata")
+    try:
+        config = json.loads(meta["config"])
+        info = json.loads(meta["info"]) if "info" in meta else {}
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise _refuse(path, f"bad config metadata: {exc}") from None
+    if map_location is not None:
+        tensors = {k: v.to(map_location) for k, v in tensors.items()}
+    data = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": config,
+        "model": tensors,
+        "info": info,
+    }
+    return _validate(path, data)
+
+
+def export_weights(checkpoint: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
+    """Turn a training checkpoint into a shipped-style safetensors file.
+
+    ``dest`` defaults to :func:`default_weights_path`. Also writes a readable
+    ``<dest stem>.json`` next to it with the config and the training summary.
+    """
+    data = load_checkpoint(checkpoint)
+    model = _build(Path(checkpoint), data, "cpu")
+    dest = Path(dest) if dest is not None else default_weights_path()
+    history = data.get("history") or []
+    info = {
+        "step": data.get("step"),
+        "train_settings": data.get("train_settings"),
+        "final": history[-1] if history else None,
+        "parameters": model.num_parameters(),
+    }
+    save_weights(dest, model, info)
+    sidecar = dest.with_suffix(".json")
+    text = json.dumps({"config": model.config.to_dict(), **info}, indent=2, sort_keys=True, default=str)
+    _atomic_write(sidecar, lambda fh: fh.write((text + "\n").encode()))
+    return dest
+
+
+def _build(path: Path, data: Mapping[str, Any], device) -> NonLocalDenoiser:
+    model = NonLocalDenoiser(DenoiserConfig.from_dict(data["config"]))
+    try:
+        model.load_state_dict(data["model"], strict=True)
+    except RuntimeError as exc:
+        raise _refuse(path, f"weights do not match the stored config: {str(exc).splitlines()[0]}") from None
+    return model.to(device).eval()
+
+
+def load_model(weights: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> NonLocalDenoiser:
+    """Rebuild a :class:`NonLocalDenoiser` (eval mode) from a weights file.
+
+    Args:
+        weights: a ``.safetensors`` weights file or a training checkpoint;
+            ``None`` means the shipped weights (:func:`default_weights_path`).
+        device: ``"cpu"`` or ``"cuda"`` (``RuntimeError`` if CUDA is missing).
+
+    Raises:
+        FileNotFoundError: the file (for ``None``: the shipped weights) does
+            not exist; the message names the expected path.
+        ValueError: the file is not a valid nlmeans denoiser file.
+    """
+    from .training import resolve_device
+
+    dev = resolve_device(device)
+    if weights is None:
+        path = default_weights_path()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no shipped neural denoiser weights at {path}. Train a model with "
+                "`nlmeans train-neural --data DIR --out model.pt` (nlmeans.neural.train) and "
+                "export it with nlmeans.neural.export_weights('model.pt'), or pass weights=PATH."
+            )
+    else:
+        path = Path(weights)
+    data = load_checkpoint(path, map_location="cpu")
+    return _build(path, data, dev)

@@ -1,0 +1,321 @@
+"""The learned denoiser: a residual CNN with non-local blocks in the middle.
+
+Layout (``DenoiserConfig`` defaults: 48 channels, depth 12, 1 block, window 3)::
+
+    noisy (B,1,H,W)
+      -> pixel-unshuffle by ``downscale`` (2): (B,4,H/2,W/2)
+      -> 3x3 conv to ``channels`` + ReLU                          (head)
+      -> 5 residual units  u + conv(relu(conv(u)))                (body, depth-2 convs)
+         with ``blocks`` NonLocalBlock2d spread evenly between the units
+      -> 3x3 conv back to 4 channels, pixel-shuffle                (tail)
+      = predicted noise n;   output = noisy - n                    (residual learning)
+
+Working at half resolution (as FFDNet does) makes every 3x3 layer four times
+cheaper and doubles its reach (the default network sees +-26 pixels, 32 with
+the block); the non-local block adds matching of similar features within a
+``window`` of (2r+1)^2 positions at that resolution: cost linear in the image
+size and a finite receptive field, so tiled inference is exact. Residual
+units (second conv scaled by 0.1 at initialisation) make the 12-layer network
+train from scratch as fast as a shallow one: a plain conv-ReLU stack of the
+same depth (``residual=False``) barely moves in its first hundred steps.
+
+The configuration is a frozen dataclass that checkpoints carry as a plain
+dict, so every checkpoint rebuilds its own network
+(:meth:`NonLocalDenoiser.from_config_dict`). All 3x3 convolutions are
+initialised from one seed drawn from the global RNG, so networks that differ
+only in their blocks start from identical convolutions (fair ablations).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["BLOCK_MODES", "DenoiserConfig", "NonLocalDenoiser", "count_parameters"]
+
+#: Modes of :class:`~nlmeans.neural.block.NonLocalBlock2d`; ``"none"`` builds
+#: the same network with no non-local block (for ablations).
+BLOCK_MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation", "none")
+NORMS = ("none", "batch")
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """Architecture of :class:`NonLocalDenoiser` (stored inside checkpoints).
+
+    Attributes:
+        in_channels: image channels the network sees (1: gray; colour images
+            are denoised one channel at a time by :func:`nlmeans.neural.denoise`).
+        channels: feature channels of every hidden layer.
+        depth: number of 3x3 convolutions (head + body + tail), at least 3.
+        downscale: pixel-unshuffle factor before the convolutions (1 = full
+            resolution, 2 = half resolution).
+        blocks: number of NonLocalBlock2d layers, spread evenly through the body.
+        mode: block mode, one of :data:`BLOCK_MODES`; ``"none"`` (or
+            ``blocks=0``) gives the plain CNN.
+        window: radius r of the block's attention neighbourhood ((2r+1)^2
+            positions, at the reduced resolution); ``None`` = attention over
+            the whole (tile of the) image, which makes tiled inference only
+            approximate.
+        inter_channels: bottleneck width of the blocks (``None``: channels // 2).
+        sub_sample: max-pool phi/g inside the blocks (paper option).
+        norm: ``"none"`` or ``"batch"`` (BatchNorm after each body conv).
+        residual: build the body from residual units ``x + conv(relu(conv(x)))``
+            (True, trains much faster from scratch) or from plain conv-ReLU
+            layers as in DnCNN (False).
+        noise_level_input: if True the network is non-blind: it receives a
+            constant sigma map as an extra input channel. The default (False)
+            is one blind model for the whole training sigma range.
+    """
+
+    in_channels: int = 1
+    channels: int = 48
+    depth: int = 12
+    downscale: int = 2
+    blocks: int = 1
+    mode: str = "embedded_gaussian"
+    window: int | None = 3
+    inter_channels: int | None = None
+    sub_sample: bool = False
+    norm: str = "none"
+    residual: bool = True
+    noise_level_input: bool = False
+
+    def __post_init__(self) -> None:
+        def _int(name: str, minimum: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"DenoiserConfig.{name} must be an integer >= {minimum}, got {value!r}")
+
+        _int("in_channels", 1)
+        _int("channels", 1)
+        _int("depth", 3)
+        _int("downscale", 1)
+        _int("blocks", 0)
+        if self.mode not in BLOCK_MODES:
+            raise ValueError(f"DenoiserConfig.mode must be one of {BLOCK_MODES}, got {self.mode!r}")
+        if self.window is not None:
+            _int("window", 0)
+        if self.inter_channels is not None:
+            _int("inter_channels", 1)
+        if self.norm not in NORMS:
+            raise ValueError(f"DenoiserConfig.norm must be one of {NORMS}, got {self.norm!r}")
+        for name in ("sub_sample", "residual", "noise_level_input"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"DenoiserConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if self.sub_sample and self.window is not None and self.num_blocks:
+            raise ValueError("DenoiserConfig: sub_sample=True needs window=None (global attention)")
+
+    # -- (de)serialisation -------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain ``dict`` of builtins (safe for ``torch.load(weights_only=True)`` and JSON)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "DenoiserConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error (``ValueError``)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"denoiser config must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown denoiser config keys: {sorted(unknown)}")
+        return cls(**dict(data))
+
+    # -- derived properties ------------------------------------------------
+    @property
+    def num_blocks(self) -> int:
+        """Number of non-local blocks actually built (0 for mode ``"none"``)."""
+        return 0 if self.mode == "none" else self.blocks
+
+    @property
+    def blind(self) -> bool:
+        """True when the network does not take sigma as an input."""
+        return not self.noise_level_input
+
+    @property
+    def alignment(self) -> int:
+        """Input sizes (and tile offsets) must be multiples of this."""
+        pool = 2 if (self.sub_sample and self.num_blocks) else 1
+        return self.downscale * pool
+
+    @property
+    def receptive_radius(self) -> int | None:
+        """Upper bound, in input pixels, of how far an output pixel looks.
+
+        ``None`` when a block attends to the whole image (``window=None``).
+        """
+        if self.num_blocks and self.window is None:
+            return None
+        radius = self.depth  # one reduced-resolution pixel per 3x3 conv
+        if self.num_blocks:
+            radius += self.num_blocks * self.window
+        return (radius + 1) * self.downscale
+
+
+def _block_positions(body_layers: int, blocks: int) -> list[int]:
+    """Indices i (0..body_layers) such that a block follows the i-th body conv."""
+    return [round((k + 1) * body_layers / (blocks + 1)) for k in range(blocks)]
+
+
+RESIDUAL_INIT_SCALE = 0.1
+
+
+def _plain_layer(c: int, batch_norm: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(c, c, 3, padding=1, bias=not batch_norm)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(c))
+    layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class _ResidualUnit(nn.Module):
+    """``x + conv(relu(conv(x)))`` (with BatchNorm after each conv if asked)."""
+
+    def __init__(self, c: int, batch_norm: bool) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(c, c, 3, padding=1, bias=not batch_norm)]
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(c))
+        layers += [nn.ReLU(inplace=True), nn.Conv2d(c, c, 3, padding=1, bias=not batch_norm)]
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(c))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.layers(x)
+
+
+class NonLocalDenoiser(nn.Module):
+    """Residual denoiser: ``forward(noisy) = noisy - predicted_noise``.
+
+    Accepts ``(B, in_channels, H, W)`` tensors of any size: inputs whose size is
+    not a multiple of :attr:`DenoiserConfig.alignment` are padded (replicate,
+    bottom/right) and the result cropped back.
+    """
+
+    def __init__(self, config: DenoiserConfig | None = None, **overrides: Any) -> None:
+        super().__init__()
+        if config is None:
+            config = DenoiserConfig(**overrides)
+        elif overrides:
+            config = dataclasses.replace(config, **overrides)
+        self.config = config
+        # One draw from the global RNG seeds all convolution weights, so that
+        # networks differing only in their blocks start from the same convs.
+        init_seed = int(torch.randint(0, 2**62, (1,)).item())
+        c = config.channels
+        s = config.downscale
+        io_channels = config.in_channels * s * s
+        batch_norm = config.norm == "batch"
+
+        self.head = nn.Conv2d(io_channels + int(config.noise_level_input), c, 3, padding=1)
+        # Body: (depth - 2) 3x3 convolutions grouped in units -- residual
+        # units of two convolutions (plus one plain layer first when the count
+        # is odd) or plain conv-ReLU layers -- with the blocks between units.
+        body_convs = config.depth - 2
+        units: list[nn.Module] = []
+        if config.residual:
+            if body_convs % 2:
+                units.append(_plain_layer(c, batch_norm))
+            units += [_ResidualUnit(c, batch_norm) for _ in range(body_convs // 2)]
+        else:
+            units += [_plain_layer(c, batch_norm) for _ in range(body_convs)]
+        positions = _block_positions(len(units), config.num_blocks)
+        layers: list[nn.Module] = []
+        for i in range(len(units) + 1):
+            for _ in range(positions.count(i)):
+                layers.append(self._make_block(config))
+            if i < len(units):
+                layers.append(units[i])
+        self.body = nn.Sequential(*layers)
+        self.tail = nn.Conv2d(c, io_channels, 3, padding=1)
+        self._init_weights(torch.Generator().manual_seed(init_seed))
+
+    @staticmethod
+    def _make_block(config: DenoiserConfig) -> nn.Module:
+        from .block import NonLocalBlock2d
+
+        return NonLocalBlock2d(
+            config.channels,
+            inter_channels=config.inter_channels,
+            mode=config.mode,
+            sub_sample=config.sub_sample,
+            zero_init=True,
+            window=config.window,
+        )
+
+    def _init_weights(self, generator: torch.Generator) -> None:
+        for module in [self.head, *self.body.modules()]:
+            if isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu", generator=generator)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        # Residual units start close to the identity, so the deep network
+        # trains like a shallow one at first and grows into its depth.
+        with torch.no_grad():
+            for unit in self.body:
+                if isinstance(unit, _ResidualUnit):
+                    last = unit.layers[-1]
+                    if isinstance(last, nn.BatchNorm2d):
+                        last.weight.fill_(RESIDUAL_INIT_SCALE)
+                    else:
+                        last.weight.mul_(RESIDUAL_INIT_SCALE)
+        # Small output layer: the untrained network predicts almost no noise.
+        nn.init.normal_(self.tail.weight, std=1e-3 / math.sqrt(self.tail.weight[0].numel()), generator=generator)
+        nn.init.zeros_(self.tail.bias)
+
+    # ------------------------------------------------------------------
+    @property
+    def blind(self) -> bool:
+        return self.config.blind
+
+    def num_parameters(self) -> int:
+        return count_parameters(self)
+
+    def predict_noise(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+        """The residual the network predicts (same shape as ``x``)."""
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"expected a (B, {self.config.in_channels}, H, W) tensor, got shape {tuple(x.shape)}"
+            )
+        h, w = x.shape[-2:]
+        a = self.config.alignment
+        pad_h, pad_w = (-h) % a, (-w) % a
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        s = self.config.downscale
+        y = F.pixel_unshuffle(x, s) if s > 1 else x
+        if self.config.noise_level_input:
+            if sigma is None:
+                raise ValueError("this denoiser is not blind: sigma is required")
+            sig = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).reshape(-1, 1, 1, 1)
+            y = torch.cat([y, sig.expand(y.shape[0], 1, y.shape[2], y.shape[3])], dim=1)
+        y = torch.relu(self.head(y))
+        y = self.body(y)
+        y = self.tail(y)
+        if s > 1:
+            y = F.pixel_shuffle(y, s)
+        return y[..., :h, :w]
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Denoised ``x``: ``x - predict_noise(x)``. ``sigma`` (on the [0, 1]
+        scale, scalar or one per batch item) is used only by non-blind models."""
+        return x - self.predict_noise(x, sigma)
+
+    @classmethod
+    def from_config_dict(cls, data: Mapping[str, Any]) -> "NonLocalDenoiser":
+        return cls(DenoiserConfig.from_dict(data))
+
+    def extra_repr(self) -> str:
+        return f"params={self.num_parameters()}"
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
