@@ -36,8 +36,13 @@ def build() -> dict[str, np.ndarray]:
     astronaut = data.astronaut() / 255.0  # 512 x 512 RGB
     coffee = data.coffee() / 255.0  # 400 x 600 RGB
     brick = data.brick() / 255.0  # 512 x 512 gray
+    small_camera = _resize(camera, 256, 256)
+    # A noisy file as a user would have it: AWGN of 25 gray levels (seed 0),
+    # then clipped and quantised to 8 bits by saving.
+    noise = np.random.default_rng(0).normal(0.0, 25 / 255, small_camera.shape)
     return {
-        "camera.png": _to(np.uint8, _resize(camera, 256, 256)),
+        "camera.png": _to(np.uint8, small_camera),
+        "camera_noisy25.png": _to(np.uint8, np.clip(_to(np.uint8, small_camera) / 255.0 + noise, 0, 1)),
         "astronaut.png": _to(np.uint8, _resize(astronaut, 256, 256)),
         "coffee16.png": _to(np.uint16, _resize(coffee, 192, 128)),
         "brick16.png": _to(np.uint16, _resize(brick, 128, 128)),

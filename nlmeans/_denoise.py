@@ -11,6 +11,8 @@ from importlib import resources
 
 import numpy as np
 
+from .io import from_unit_float, to_unit_float
+
 logger = logging.getLogger("nlmeans")
 
 METHODS = ("fast", "exact", "patchwise", "neural")
@@ -139,23 +141,6 @@ def _check_threads(threads) -> int:
     return int(threads)
 
 
-def _as_float_scale(image: np.ndarray) -> np.ndarray:
-    """float32 copy on the image's float scale (integers mapped to [0, 1])."""
-    if image.dtype == np.uint8:
-        return image.astype(np.float32) / np.float32(255)
-    if image.dtype == np.uint16:
-        return image.astype(np.float32) / np.float32(65535)
-    return image.astype(np.float32)
-
-
-def _from_float_scale(result: np.ndarray, dtype) -> np.ndarray:
-    if dtype == np.uint8:
-        return np.clip(np.rint(result * 255.0), 0, 255).astype(np.uint8)
-    if dtype == np.uint16:
-        return np.clip(np.rint(result * 65535.0), 0, 65535).astype(np.uint16)
-    return result.astype(dtype)
-
-
 # --------------------------------------------------------------------------
 # Automatic parameters
 # --------------------------------------------------------------------------
@@ -217,7 +202,7 @@ def estimate_sigma(image, *, channel_axis=None) -> float:
 
     image = _check_image(image)
     axis = _check_channel_axis(image, channel_axis)
-    floats = _as_float_scale(image).astype(np.float64)
+    floats = to_unit_float(image)
     sigma = _sk_estimate_sigma(floats, channel_axis=axis, average_sigmas=True)
     return float(sigma)
 
@@ -360,8 +345,9 @@ def denoise(
     Notes
     -----
     Weights and sums are computed in float32 (float64 input is converted and
-    the result converted back); the result is clipped to the input's
-    [min, max], which a weighted mean can only leave by rounding.
+    the result converted back). Every method's result is clipped to the
+    input's [min, max], which a weighted mean can only leave by rounding (the
+    network, by overshoot).
 
     Patches at the border use reflect padding (NumPy ``mode="reflect"``);
     candidate pixels are restricted to the image. The centre pixel weighs 1
@@ -411,6 +397,9 @@ def denoise(
         result = _denoise_neural(image, axis, params.sigma if sigma is not None else None)
     else:
         result = _denoise_classical(image, axis, params, n_threads)
+    # A weighted mean stays within the input's [min, max]: clip away float32
+    # rounding (and, for the network, overshoot) with the input's own bounds.
+    np.clip(result, image.min(), image.max(), out=result)
     return (result, params) if return_params else result
 
 
@@ -435,7 +424,7 @@ def _from_kernel_layout(result: np.ndarray, shape, axis: int | None) -> np.ndarr
 def _denoise_classical(image, axis, params: NLMeansParameters, n_threads: int):
     from . import kernels
 
-    floats = _as_float_scale(image)
+    floats = to_unit_float(image)
     data = _to_kernel_layout(floats, axis)
     n_channels, n_z, n_y, n_x = data.shape
     volume = n_z > 1 or (image.ndim - (axis is not None)) == 3
@@ -494,10 +483,7 @@ def _denoise_classical(image, axis, params: NLMeansParameters, n_threads: int):
             numba.set_num_threads(previous)
 
     result = _from_kernel_layout(result, floats.shape, axis)
-    result = _from_float_scale(result, image.dtype)
-    # A weighted mean stays within [min, max]; clip away float32 rounding
-    # (bounds taken from the input itself, in its own dtype).
-    return np.clip(result, image.min(), image.max(), out=result)
+    return from_unit_float(result, image.dtype)
 
 
 def _patch_coverage(shape, f: int, fz: int) -> np.ndarray:
@@ -519,13 +505,12 @@ def _denoise_neural(image, axis, sigma):
         raise ImportError(
             "method='neural' needs torch: pip install torch==2.13.0"
         ) from exc
-    floats = _as_float_scale(image).astype(np.float32)
+    floats = to_unit_float(image).astype(np.float32)
     if axis is not None:
         floats = np.moveaxis(floats, axis, -1)
     if floats.ndim == 3 and axis is None:
         raise ValueError("method='neural' supports 2-D images (gray or with channels)")
     result = neural.denoise(floats, sigma=sigma)
-    result = np.clip(result, 0.0, 1.0) if image.dtype.kind == "u" else result
     if axis is not None:
         result = np.moveaxis(result, -1, axis)
-    return _from_float_scale(np.asarray(result, np.float32), image.dtype)
+    return from_unit_float(np.asarray(result, np.float32), image.dtype)
