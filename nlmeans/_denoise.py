@@ -6,6 +6,7 @@ import json
 import logging
 import numbers
 import threading
+import warnings
 from dataclasses import asdict, dataclass
 from importlib import resources
 
@@ -128,6 +129,22 @@ def _check_real(name: str, value, *, positive: bool) -> float:
     return value
 
 
+def _spatial_shape(image: np.ndarray, axis: int | None) -> tuple[int, ...]:
+    return tuple(n for i, n in enumerate(image.shape) if i != axis)
+
+
+def _check_fits_patch(image: np.ndarray, axis: int | None, patch_size: int) -> None:
+    spatial = _spatial_shape(image, axis)
+    if min(spatial) < patch_size:
+        hint = ""
+        if image.ndim == 3 and axis is None and min(image.shape) <= 4:
+            hint = "; for a colour image pass channel_axis=-1"
+        raise ValueError(
+            f"image of spatial shape {spatial} is smaller than the patch "
+            f"(patch_size={patch_size}){hint}"
+        )
+
+
 def _check_threads(threads) -> int:
     import numba
 
@@ -203,8 +220,15 @@ def estimate_sigma(image, *, channel_axis=None) -> float:
     image = _check_image(image)
     axis = _check_channel_axis(image, channel_axis)
     floats = to_unit_float(image)
-    sigma = _sk_estimate_sigma(floats, channel_axis=axis, average_sigmas=True)
-    return float(sigma)
+    with warnings.catch_warnings():
+        # Gray images a few pixels wide make scikit-image guess that the last
+        # axis holds channels; ours says it does not. A constant image gives
+        # an empty wavelet band (NaN, with warnings): its noise is 0.
+        warnings.filterwarnings("ignore", message=".*channel_axis.*", category=UserWarning)
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        sigma = _sk_estimate_sigma(floats, channel_axis=axis, average_sigmas=True)
+    sigma = float(sigma)
+    return sigma if np.isfinite(sigma) else 0.0
 
 
 def resolve_parameters(
@@ -260,6 +284,7 @@ def resolve_parameters(
         automatic.append("patch_distance")
     else:
         patch_distance = _check_distance(patch_distance)
+    _check_fits_patch(image, axis, patch_size)
     if h is None:
         h = row["h_over_sigma"] * max(sigma_value, _MIN_AUTO_SIGMA)
         automatic.append("h")
@@ -425,26 +450,23 @@ def _denoise_classical(image, axis, params: NLMeansParameters, n_threads: int):
     from . import kernels
 
     floats = to_unit_float(image)
-    data = _to_kernel_layout(floats, axis)
+    # Work on (u - lo) / scale: float32 squares of large intensities would
+    # overflow, and h and sigma scale with the data, so weights are unchanged.
+    lo, hi = float(floats.min()), float(floats.max())
+    scale = hi - lo if hi > lo else 1.0
+    data = _to_kernel_layout((floats - lo) / scale, axis)
     n_channels, n_z, n_y, n_x = data.shape
-    volume = n_z > 1 or (image.ndim - (axis is not None)) == 3
+    volume = len(_spatial_shape(image, axis)) == 3
     s = params.patch_size
     f = s // 2
     fz = f if volume else 0
-    dz = params.patch_distance if volume else 0
-    spatial = (n_z, n_y, n_x) if volume else (n_y, n_x)
-    if min(spatial) < s:
-        raise ValueError(
-            f"image of spatial shape {spatial} is smaller than the patch "
-            f"(patch_size={s})"
-            + ("; for a colour image pass channel_axis=-1" if image.ndim == 3
-               and axis is None and min(image.shape) <= 4 else "")
-        )
+    # A search radius beyond the image changes nothing (the window is clipped
+    # at the border) but would cost a list of (d+1)(2d+1) offsets.
+    d = min(params.patch_distance, max(n_y, n_x, n_z) - 1)
+    dz = d if volume else 0
 
     padded = np.pad(data, ((0, 0), (fz, fz), (f, f), (f, f)), mode="reflect")
-    two_sigma2 = np.float32(2.0 * params.sigma**2)
-    inv_h2 = np.float32(1.0 / params.h**2)
-    d = params.patch_distance
+    two_sigma2, inv_h2 = _weight_constants(params.sigma / scale, params.h / scale)
     kind = "gaussian" if params.method == "exact" else "uniform"
     weights_y = kernels.patch_weights(s, kind)
     weights_z = kernels.patch_weights(2 * fz + 1, kind)
@@ -482,8 +504,21 @@ def _denoise_classical(image, axis, params: NLMeansParameters, n_threads: int):
         finally:
             numba.set_num_threads(previous)
 
-    result = _from_kernel_layout(result, floats.shape, axis)
+    result = _from_kernel_layout(result.astype(np.float64) * scale + lo, floats.shape, axis)
     return from_unit_float(result, image.dtype)
+
+
+def _weight_constants(sigma: float, h: float) -> tuple[np.float32, np.float32]:
+    """``2 sigma**2`` and ``1 / h**2`` as float32, saturated instead of overflowing.
+
+    A saturated ``1 / h**2`` keeps the limit h -> 0 exact: a zero excess still
+    gives weight 1 and any positive excess weight 0 (inf would make 0 * inf
+    a NaN).
+    """
+    big = float(np.finfo(np.float32).max) / 4
+    two_sigma2 = 2.0 * sigma * sigma if sigma < 1e18 else big
+    inv_h2 = 1.0 / (h * h) if h > 1e-18 else big
+    return np.float32(min(two_sigma2, big)), np.float32(min(inv_h2, big))
 
 
 def _patch_coverage(shape, f: int, fz: int) -> np.ndarray:
