@@ -194,6 +194,12 @@ def denoise(
         raise typer.BadParameter(f"{output} is a folder; use --out-dir", param_hint="--output")
     if output is not None and not output.absolute().parent.is_dir():
         raise typer.BadParameter(f"the folder of {output} does not exist", param_hint="--output")
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise typer.BadParameter(f"{out_dir} exists and is not a folder", param_hint="--out-dir")
+    # What would fail for every file is checked once, before any file is read.
+    _check_threads(threads)
+    if out_dir is not None:
+        _check_out_dir(out_dir)  # created just before the first write: a failed run leaves none
     for item, why in problems:
         error(f"{item}: {why}")
     if not files:
@@ -201,11 +207,6 @@ def denoise(
 
     import nlmeans
     from nlmeans.io import merge_alpha, read_image, write_image
-
-    if out_dir is not None:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise typer.BadParameter(f"{out_dir} exists and is not a folder", param_hint="--out-dir")
-        out_dir.mkdir(parents=True, exist_ok=True)
 
     console = stderr_console()
     many = len(files) + len(problems) > 1
@@ -225,14 +226,19 @@ def denoise(
         if key in claimed:
             raise ValueError(f"{src}: its output {dst} would also be written for {claimed[key]}")
         claimed[key] = src
-        if dst.exists() and dst.resolve() == src.resolve():
+        if dst.exists() and _same_file(dst, src):  # hard and symbolic links included
             raise ValueError(f"{src}: refusing to write onto the input file")
         if dst.exists() and not force:
             raise FileExistsError(f"{dst} already exists (use --force to overwrite)")
+        _check_writable_folder(dst)
         color, alpha = image.split_alpha()
         axis = -1 if color.ndim == 3 else None
         kwargs = dict(h=h, sigma=sigma, patch_size=patch_size, patch_distance=patch_distance)
+        # Refuses what the denoiser would refuse (e.g. an image smaller than the patch).
         params = nlmeans.resolve_parameters(color, method=method.value, channel_axis=axis, **kwargs)
+        if method is Method.neural:
+            _load_neural_model()  # a missing model: refused here (it is cached for the next files)
+        # Every check that can fail fast is done: only now the file's line.
         log(f"{src} ({image.describe()}): {_describe_params(params, image)}")
         start = time.perf_counter()
         if method is Method.neural:
@@ -246,6 +252,8 @@ def denoise(
                 channel_axis=axis, threads=threads,
             )
         seconds = time.perf_counter() - start
+        if out_dir is not None and not out_dir.is_dir():
+            out_dir.mkdir(parents=True, exist_ok=True)
         write_image(dst, merge_alpha(result, alpha), like=image, force=force)
         sigma_text = f"{params.sigma * image.max_value:.2f}" if image.max_value != 1 else f"{params.sigma:.4f}"
         return dst, sigma_text, seconds
@@ -287,6 +295,66 @@ def denoise(
         run_one(files[0])
     if failures:
         raise typer.Exit(1)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` are the same file: same path, symbolic or hard link."""
+    import os
+
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _check_threads(threads: Optional[int]) -> None:
+    """Refuse a --threads value above what Numba offers, once for the whole run."""
+    if threads is None:
+        return
+    import numba
+
+    available = numba.config.NUMBA_NUM_THREADS
+    if threads > available:
+        raise ValueError(f"--threads must be between 1 and {available} (Numba's thread count), got {threads}")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """--out-dir: an existing writable folder, or one that can be created."""
+    import os
+
+    base = _nearest_existing(out_dir)
+    if not base.is_dir():
+        raise NotADirectoryError(f"{out_dir}: cannot create this folder, {base} is not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        where = "cannot write in it" if base == out_dir.absolute() else f"cannot create it in {base}"
+        raise PermissionError(f"{out_dir}: permission denied ({where})")
+
+
+def _check_writable_folder(dst: Path) -> None:
+    """The folder of an output file (or, not created yet, its nearest existing parent) must take files."""
+    import os
+
+    base = _nearest_existing(dst.parent)
+    if not base.is_dir():
+        raise NotADirectoryError(f"{dst}: cannot write it, {base} is not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise PermissionError(f"{dst}: permission denied (cannot write in {base})")
+
+
+def _load_neural_model() -> None:
+    """Load (and cache) the neural model before the file's line is printed: a missing model is one error line."""
+    try:
+        from nlmeans.neural.inference import get_model
+    except ImportError as exc:
+        raise ValueError(f"method neural needs torch: {exc}") from None
+    get_model()
 
 
 def _print_denoise_summary(rows, failures) -> None:
@@ -577,6 +645,8 @@ def train_neural(
         raise typer.BadParameter(
             f"expected 0 <= MIN <= MAX <= 255 gray levels, got {sigma!r}", param_hint="--sigma"
         )
+    if resume is not None and resume.is_dir():
+        raise typer.BadParameter(f"{resume}: is a folder, not a checkpoint file", param_hint="--resume")
     if resume is not None and not resume.is_file():
         raise typer.BadParameter(f"{resume}: no such file", param_hint="--resume")
     target = out if out is not None else (resume if resume is not None else Path("neural_denoiser.pt"))
@@ -703,6 +773,8 @@ def explain(
     Draws the image with the search window marked, the window enlarged, the NLM weights (method fast) over the window, and the attention of the neural denoiser's first non-local block for the same pixel.
     """
     x, y = _parse_at(at)
+    if weights is not None and weights.is_dir():
+        raise typer.BadParameter(f"{weights}: is a folder, not a weights file", param_hint="--weights")
     if weights is not None and not weights.is_file():
         raise typer.BadParameter(f"{weights}: no such file", param_hint="--weights")
     from nlmeans.explain import explain_pixel
@@ -717,12 +789,13 @@ def explain(
         )
     color, _alpha = picture.split_alpha()
     axis = -1 if color.ndim == 3 else None
+    # A refused --weights file raises ValueError naming it: one error line, no picture.
     result = explain_pixel(
         color, (y, x), h=h, sigma=sigma, patch_size=patch_size, patch_distance=patch_distance,
         channel_axis=axis, neural=neural, neural_weights=weights,
     )
     dst = out if out is not None else image.with_name(f"{image.stem}_explain_x{x}_y{y}.png")
-    if dst.exists() and dst.resolve() == image.resolve():
+    if dst.exists() and _same_file(dst, image):
         raise ValueError(f"{dst}: refusing to write onto the input file")
     write_image(dst, result.picture, force=force)
     for text in result.notes:

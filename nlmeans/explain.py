@@ -7,7 +7,7 @@ picture of ``nlmeans explain``: the image with the search window marked, the
 window enlarged, the NLM weights over it, and the attention of the shipped
 neural denoiser's first non-local block for the same pixel (when torch and the
 shipped weights are available; otherwise the classical panels alone, and a
-note says why).
+note says why; weights given by name that are refused make :func:`explain_pixel` raise).
 
 Positions are ``(row, column)`` in NumPy order; the command line takes
 ``--at X,Y`` (column, row) and converts.
@@ -203,6 +203,11 @@ class Explanation:
         ]
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _to_rgb_u8(u: np.ndarray) -> np.ndarray:
     if u.ndim == 2:
         u = np.repeat(u[..., None], 3, axis=2)
@@ -266,7 +271,11 @@ def explain_pixel(
     Parameters left as None are chosen by :func:`nlmeans.resolve_parameters`
     for method ``"fast"``, exactly as ``nlmeans.denoise`` would.
     ``neural=False`` skips the neural panel; ``neural_weights``: a weights or
-    checkpoint file for it instead of the shipped model.
+    checkpoint file for it instead of the shipped model. A missing torch or
+    weights file only leaves the panel out (``notes`` says why); a
+    ``neural_weights`` file that is refused (not an nlmeans denoiser file,
+    corrupt, or carrying pickled code) raises the loader's ``ValueError``,
+    which names the file.
     """
     import cv2
 
@@ -346,7 +355,13 @@ def explain_pixel(
         try:
             attention, info = neural_attention(gray, (row, col), weights=neural_weights)
         except (ImportError, FileNotFoundError, LookupError, ValueError, RuntimeError) as exc:
-            notes.append(f"neural panel left out: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            if neural_weights is not None and isinstance(exc, ValueError):
+                # Weights asked for by name that are refused (not ours, corrupt,
+                # carrying pickled code): an error, not a picture silently drawn
+                # without its panel. A missing model or torch only leaves the
+                # panel out, as for the shipped model.
+                raise
+            notes.append(f"neural panel left out: {_first_line(exc)}")
         else:
             qr, qc = info["query"]
             window = info["window"]

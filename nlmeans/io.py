@@ -39,9 +39,13 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 import struct
 import tempfile
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,7 +324,10 @@ def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
 
 
 def _png_chunks(path: Path, data: bytes):
-    """Walk the chunk list; yields (type, payload). Detects truncation and bad CRCs."""
+    """Walk the chunk list; yields (type, payload, start, end) with the chunk's byte range.
+
+    Detects truncation and bad CRCs.
+    """
     pos = 8
     n = len(data)
     view = memoryview(data)  # no copies of the (possibly large) IDAT payloads
@@ -336,7 +343,7 @@ def _png_chunks(path: Path, data: bytes):
         (crc,) = struct.unpack(">I", data[pos + 8 + length : end])
         if zlib.crc32(payload, zlib.crc32(ctype)) & 0xFFFFFFFF != crc:
             raise ImageReadError(f"{path}: corrupt PNG file (checksum error in chunk {ctype!r})")
-        yield ctype, payload
+        yield ctype, payload, pos, end
         if ctype == b"IEND":
             return
         pos = end
@@ -360,27 +367,160 @@ def _silent_cv2():
     return quiet()
 
 
+#: Allowed bit depths per PNG colour type, and the samples per pixel of each.
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Adam7 passes: (first column, first row, column step, row step).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_row_starts(width: int, height: int, bits_per_pixel: int, interlaced: bool) -> tuple[int, np.ndarray]:
+    """(size of the decompressed image data, offset of every row's filter byte in it)."""
+    passes = (
+        [((width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy) for x0, y0, dx, dy in _ADAM7]
+        if interlaced
+        else [(width, height)]
+    )
+    starts, total = [], 0
+    for w, h in passes:
+        if w <= 0 or h <= 0:
+            continue  # an empty pass has no rows at all, not even filter bytes
+        row = 1 + (w * bits_per_pixel + 7) // 8
+        starts.append(total + np.arange(h, dtype=np.int64) * row)
+        total += row * h
+    return total, np.concatenate(starts)
+
+
+def _check_png_data(path: Path, idat: list, expected: int, row_starts: np.ndarray) -> bool:
+    """Decompress the IDAT stream as libpng would, without keeping it; refuse what libpng refuses.
+
+    Returns True when the stream holds more than the image (libpng would
+    decode it but print warnings): the caller then hands the decoder only
+    the image's own bytes.
+    """
+    inflater = zlib.decompressobj()
+    produced = 0
+    extra = False
+    step = 1 << 20
+    try:
+        for payload in idat:
+            if inflater.eof:
+                extra = extra or len(payload) > 0
+                continue
+            pending = payload
+            while pending and not inflater.eof and not extra:
+                out = inflater.decompress(pending, step)
+                pending = inflater.unconsumed_tail
+                if out:
+                    lo, hi = np.searchsorted(row_starts, [produced, produced + len(out)])
+                    if hi > lo:
+                        filters = np.frombuffer(out, np.uint8)[row_starts[lo:hi] - produced]
+                        bad = filters[filters > 4]
+                        if bad.size:
+                            raise ImageReadError(
+                                f"{path}: corrupt PNG file (invalid row filter type {int(bad[0])})"
+                            )
+                    produced += len(out)
+                    if produced > expected:
+                        extra = True
+            if inflater.eof and (inflater.unused_data or pending):
+                extra = True
+            if extra:
+                break
+    except zlib.error as exc:
+        raise ImageReadError(f"{path}: corrupt PNG file (compressed image data: {exc})") from None
+    if produced < expected:
+        raise ImageReadError(
+            f"{path}: corrupt PNG file (the image data is incomplete: {produced:,} of {expected:,} bytes)"
+        )
+    if not extra and not inflater.eof:
+        raise ImageReadError(f"{path}: corrupt PNG file (the compressed image data does not end)")
+    return extra
+
+
 def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
     chunks = _png_chunks(path, data)
     try:
-        first_type, ihdr = next(chunks)
+        first_type, ihdr, _, _ = next(chunks)
     except StopIteration:  # pragma: no cover - _png_chunks always yields or raises
         raise ImageReadError(f"{path}: corrupt PNG file (no chunks)") from None
     if first_type != b"IHDR" or len(ihdr) != 13:
         raise ImageReadError(f"{path}: corrupt PNG file (no IHDR header)")
-    width, height, depth, color_type, _, _, _ = struct.unpack(">IIBBBBB", ihdr)
+    width, height, depth, color_type, compression, filtering, interlace = struct.unpack(">IIBBBBB", ihdr)
     _check_size(path, width, height, max_pixels)
-    if color_type not in (0, 2, 3, 4, 6):
+    if color_type not in _PNG_DEPTHS:
         raise ImageReadError(f"{path}: corrupt PNG file (colour type {color_type})")
-    has_idat = False
-    for ctype, _payload in chunks:  # validates the whole file, up to IEND
-        has_idat = has_idat or ctype == b"IDAT"
-    if not has_idat:
+    if depth not in _PNG_DEPTHS[color_type]:
+        raise ImageReadError(f"{path}: corrupt PNG file (bit depth {depth} with colour type {color_type})")
+    if compression != 0 or filtering != 0 or interlace not in (0, 1):
+        raise ImageReadError(
+            f"{path}: corrupt PNG file (unknown compression {compression}, filter {filtering} "
+            f"or interlace {interlace} method)"
+        )
+    # Walk the whole file, up to IEND. Only what the pixels need is handed to
+    # the decoder: libpng prints warnings on stderr for many harmless defects
+    # of ancillary chunks (colour profiles, text, ...), and errors for broken
+    # image data, which are found here first and reported as ImageReadError.
+    palette = None
+    transparency = None
+    idat: list = []
+    idat_done = False
+    idat_span = [0, 0]  # byte range of the IDAT chunks in the file
+    for ctype, payload, start, end in chunks:
+        if ctype == b"IDAT":
+            if idat_done:
+                raise ImageReadError(f"{path}: corrupt PNG file (IDAT chunks are not consecutive)")
+            if not idat:
+                idat_span[0] = start
+            idat_span[1] = end
+            idat.append(payload)
+            continue
+        if idat:
+            idat_done = True
+        if ctype == b"IEND":
+            break
+        if ctype == b"IHDR":
+            raise ImageReadError(f"{path}: corrupt PNG file (a second IHDR chunk)")
+        if ctype == b"PLTE":
+            if idat or palette is not None:
+                raise ImageReadError(f"{path}: corrupt PNG file (misplaced PLTE chunk)")
+            palette = payload
+        elif ctype == b"tRNS":
+            if not idat and transparency is None:
+                transparency = payload
+        elif not ctype[:1].islower():  # an unknown critical chunk: libpng refuses the file
+            name = ctype.decode("latin-1")
+            raise ImageReadError(f"{path}: unsupported PNG file (unknown critical chunk {name!r})")
+    if not idat:
         raise ImageReadError(f"{path}: corrupt PNG file (no image data)")
+    keep = []
+    if color_type == 3:
+        if palette is None:
+            raise ImageReadError(f"{path}: corrupt PNG file (palette image without a PLTE chunk)")
+        entries, rest = divmod(len(palette), 3)
+        if rest or not 1 <= entries <= min(256, 1 << depth):
+            raise ImageReadError(f"{path}: corrupt PNG file (invalid palette of {len(palette)} bytes)")
+        keep.append(_png_chunk(b"PLTE", bytes(palette)))
+    if transparency is not None:
+        allowed = {0: len(transparency) == 2, 2: len(transparency) == 6,
+                   3: palette is not None and 1 <= len(transparency) <= len(palette) // 3}
+        if allowed.get(color_type, False):  # otherwise libpng ignores it, with a warning
+            keep.append(_png_chunk(b"tRNS", bytes(transparency)))
+
+    expected, row_starts = _png_row_starts(width, height, depth * _PNG_SAMPLES[color_type], interlace == 1)
+    if _check_png_data(path, idat, expected, row_starts):
+        # More data than the image holds: pass on exactly the image's bytes.
+        raw = zlib.decompressobj().decompress(b"".join(idat), expected)
+        image_data = _png_chunk(b"IDAT", zlib.compress(raw, 1))
+    else:
+        image_data = data[idat_span[0] : idat_span[1]]
+    clean = b"".join(
+        [_PNG_MAGIC, _png_chunk(b"IHDR", bytes(ihdr)), *keep, image_data, _png_chunk(b"IEND", b"")]
+    )
 
     with _silent_cv2() as cv2:
         try:
-            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            pixels = cv2.imdecode(np.frombuffer(clean, np.uint8), cv2.IMREAD_UNCHANGED)
         except cv2.error as exc:  # pragma: no cover - OpenCV normally returns None
             raise ImageReadError(f"{path}: corrupt PNG file ({str(exc).strip()})") from None
     if pixels is None:
@@ -467,13 +607,74 @@ def _read_jpeg(path: Path, data: bytes, max_pixels: int) -> ImageFile:
     )
 
 
+class _TiffLog(logging.Handler):
+    """Keeps tifffile's log records of the reading thread away from the user's stderr.
+
+    tifffile reports many defects of a file (wrong strip counts, corrupted tag
+    lists, ...) as log records at level ERROR and then carries on. While a
+    TIFF file is read here, the ``tifffile`` logger passes its records to this
+    handler only (not to the root logger); records of level ERROR and above
+    are kept per thread so that :func:`_read_tiff` can refuse the file, the
+    others (harmless oddities) are dropped.
+    """
+
+    _lock = threading.Lock()
+    _users = 0
+    _saved: tuple[bool, int] = (True, logging.NOTSET)
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        records = getattr(self.local, "records", None)
+        if records is not None:
+            records.append(record)
+
+    @contextlib.contextmanager
+    def capture(self):
+        logger = logging.getLogger("tifffile")
+        with self._lock:
+            if _TiffLog._users == 0:
+                _TiffLog._saved = (logger.propagate, logger.level)
+                logger.addHandler(self)
+                logger.propagate = False
+                if logger.level == logging.NOTSET or logger.level > logging.ERROR:
+                    logger.setLevel(logging.ERROR)
+            _TiffLog._users += 1
+        records: list[logging.LogRecord] = []
+        self.local.records = records
+        try:
+            yield records
+        finally:
+            self.local.records = None
+            with self._lock:
+                _TiffLog._users -= 1
+                if _TiffLog._users == 0:
+                    logger.removeHandler(self)
+                    logger.propagate, level = _TiffLog._saved
+                    logger.setLevel(level)
+
+
+_TIFF_LOG = _TiffLog()
+
+
+def _tiff_problem(records: list) -> str | None:
+    """The first problem tifffile logged, without its ``<tifffile.TiffPage 0 @8>`` prefix."""
+    for record in records:
+        text = " ".join(str(record.getMessage()).split())
+        text = re.sub(r"^(<[^>]*>\s*)+", "", text)
+        return text or "unspecified problem"
+    return None
+
+
 def _read_tiff(path: Path, data: bytes, max_pixels: int) -> ImageFile:
     import io
 
     import tifffile
 
     try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        with _TIFF_LOG.capture() as problems, tifffile.TiffFile(io.BytesIO(data)) as tif:
             if not tif.pages:
                 raise ImageReadError(f"{path}: TIFF file has no images")
             if len(tif.series) != 1 or len(tif.pages) != 1:
@@ -489,7 +690,12 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> ImageFile:
             height, width = (shape[1], shape[2]) if axes == "SYX" else (shape[0], shape[1])
             _check_size(path, width, height, max_pixels)
             extrasamples = tuple(int(x) for x in (page.extrasamples or ()))
-            pixels = series.asarray()
+            problem = _tiff_problem(problems)
+            if problem is None:
+                pixels = series.asarray()
+                problem = _tiff_problem(problems)
+            if problem is not None:
+                raise ImageReadError(f"{path}: corrupt TIFF file ({problem})")
     except ImageReadError:
         raise
     except Exception as exc:  # tifffile raises many kinds; all mean "unreadable"

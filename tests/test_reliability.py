@@ -24,9 +24,6 @@ property tests across library and CLI".
   with sequential calls.
 * SIGINT (subprocesses running the installed ``nlmeans`` script) in the
   middle of a batch and of a training run, and resuming that training run.
-
-Known bugs are marked ``BUG-n`` (``xfail(strict=True)``: the test must fail
-until the bug is fixed, then the mark has to go). See ``KNOWN_BUGS``.
 """
 
 from __future__ import annotations
@@ -68,31 +65,6 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 CHATTER = r"Error|Warning|warning:|libpng|Traceback"  # none of it on a successful run
 
 runner = CliRunner()
-
-KNOWN_BUGS = {
-    "BUG-1": "all-black image: estimate_sigma() returns NaN (with RuntimeWarnings), so the automatic h "
-             "is NaN; the CLI refuses the image ('sigma must be finite, got nan'), the library returns NaN "
-             "or fails the same way, explain says 'h must be positive, got nan'",
-    "BUG-2": "skimage's 'image is size N on the last axis' UserWarning leaks to stderr for gray "
-             "images at most 4 pixels wide (1x1, strips)",
-    "BUG-3": "the CLI prints its per-file parameter line before errors found later (image smaller "
-             "than the patch, --threads above the maximum, output hard-linked to the input): two lines",
-    "BUG-4": "libpng prints 'libpng error: ...' on stderr for a PNG whose compressed data is corrupt",
-    "BUG-5": "tifffile log warnings reach stderr for a TIFF with inconsistent strip tags",
-    "BUG-6": "tiny h: NaN output (h < ~1e-19 with sigma > 0), ZeroDivisionError / CLI traceback (h < ~1e-154)",
-    "BUG-7": "a huge patch_distance builds a (d+1)(2d+1) Python list of shifts: memory and time explode",
-    "BUG-8": "float images of large magnitude (|x| >~ 1e19) give inf/NaN; sigma >= ~1e154 raises OverflowError",
-    "BUG-9": "a checkpoint carrying pickled code is refused with torch's first line ('This file can still "
-              "be loaded ...', with ANSI codes) instead of saying that it holds code",
-    "BUG-10": "explain --weights FILE with a refused FILE exits 0 and writes the picture without the panel",
-    "BUG-11": "a folder given where a checkpoint file is expected is reported as 'no such file'",
-    "BUG-12": "a denoise run that fails for every input still creates the --out-dir folder",
-}
-
-
-def bug(key: str):
-    return pytest.mark.xfail(strict=True, reason=f"{key}: {KNOWN_BUGS[key]}")
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -317,8 +289,6 @@ class Case:
     library: Callable[[Path], Any] | None = None
     library_error: type | tuple[type, ...] = ValueError
     library_patterns: tuple[str, ...] | None = None
-    cli_bug: str | None = None
-    library_bug: str | None = None
     skip_reason: str | None = None
     cli: bool = True  # False: a library-only row (its CLI twin is another row)
 
@@ -532,9 +502,9 @@ BAD_INPUT = [
     Case("truncated-png", _bytes_file("cut.png", _truncated_png), ("cut.png", "truncated"),
          library=_lib_read("cut.png"), library_error=ImageReadError),
     Case("png-corrupt-compressed-data", _bytes_file("zlib.png", _png_bad_zlib), ("zlib.png", "corrupt"),
-         library=_lib_read("zlib.png"), library_error=ImageReadError, cli_bug="BUG-4"),
+         library=_lib_read("zlib.png"), library_error=ImageReadError),
     Case("png-missing-rows", _bytes_file("short.png", _png_short_data), ("short.png", "corrupt"),
-         library=_lib_read("short.png"), library_error=ImageReadError, cli_bug="BUG-4"),
+         library=_lib_read("short.png"), library_error=ImageReadError),
     Case("truncated-jpeg", _bytes_file("cut.jpg", lambda tmp: _jpeg_bytes(tmp)[:700]), ("cut.jpg", "JPEG"),
          library=_lib_read("cut.jpg"), library_error=ImageReadError),
     Case("truncated-tiff",
@@ -553,12 +523,12 @@ BAD_INPUT = [
          ("huge.tif", "100000x100000", "limit"), library=_lib_read("huge.tif"), library_error=ImageReadError),
     Case("huge-tiff-header-inconsistent-strips", lambda tmp: ["denoise", _huge_tiff(_in(tmp), False), *PARAMS],
          ("huge_inconsistent.tif", "limit"), library=_lib_read("huge_inconsistent.tif"),
-         library_error=ImageReadError, cli_bug="BUG-5"),
+         library_error=ImageReadError),
     # ---- image too small for the patch
     Case("image-smaller-than-patch", _setup_small, ("small.png", "smaller than the patch", "patch_size=5"),
          library=lambda tmp: nlmeans.denoise(read_image(tmp / "in" / "small.png").pixels, patch_size=5,
                                              patch_distance=1, h=0.08, sigma=0.03),
-         library_patterns=("smaller than the patch", "patch_size=5"), cli_bug="BUG-3"),
+         library_patterns=("smaller than the patch", "patch_size=5")),
     # ---- unwritable output folder (works as root too: the parent is a file)
     Case("out-dir-below-a-file", _setup_file_parent("-d", "sub"), ("blocker/sub", "not a directory|not a folder"),
          library=lambda tmp: write_image(tmp / "in" / "blocker" / "x.png", _noisy((8, 8))),
@@ -568,7 +538,7 @@ BAD_INPUT = [
     Case("out-dir-read-only", _setup_readonly, ("readonly", "permission denied|cannot write"),
          library=_lib_readonly, library_error=ImageWriteError, library_patterns=("readonly", "permission denied"),
          skip_reason="running as root: permissions do not stop writes" if IS_ROOT else None),
-    Case("failed-run-leaves-no-out-dir", _setup_failing_run_new_outdir, ("empty.png", "empty"), cli_bug="BUG-12"),
+    Case("failed-run-leaves-no-out-dir", _setup_failing_run_new_outdir, ("empty.png", "empty")),
     # ---- output path equal to the input
     Case("output-is-input", _setup_output_is_input("same"), ("g.png", "input file")),
     Case("output-is-input-force", _setup_output_is_input("same-force"), ("g.png", "input file"),
@@ -579,8 +549,7 @@ BAD_INPUT = [
     Case("output-is-symlink-to-input", _setup_output_is_input("symlink"), ("g.png", "input file"),
          library=_lib_write_onto_input("link.png"), library_error=ImageWriteError, library_patterns=("input file",)),
     Case("output-is-hardlink-to-input", _setup_output_is_input("hardlink"), ("g.png", "input file"),
-         library=_lib_write_onto_input("hard.png"), library_error=ImageWriteError, library_patterns=("input file",),
-         cli_bug="BUG-3"),
+         library=_lib_write_onto_input("hard.png"), library_error=ImageWriteError, library_patterns=("input file",)),
     # ---- parameters out of range (library side: test_library_parameter_out_of_range)
     Case("h-zero", _setup_option("--h", "0"), ("g.png", r"\bh must be positive")),
     Case("h-negative", _setup_option("--h", "-0.1"), ("g.png", r"\bh must be positive")),
@@ -597,8 +566,7 @@ BAD_INPUT = [
     Case("patch-size-not-integer", _setup_option("-p", "3.5"), ("--patch-size", "integer"), exit_code=2),
     Case("patch-distance-negative", _setup_option("-r", "-1"), ("g.png", "patch_distance must be a non-negative")),
     Case("threads-zero", _setup_option("--threads", "0"), ("--threads", "greater than or equal to 1"), exit_code=2),
-    Case("threads-above-maximum", _setup_option("--threads", "100000"), ("threads must be between 1 and",),
-         cli_bug="BUG-3"),
+    Case("threads-above-maximum", _setup_option("--threads", "100000"), ("threads must be between 1 and",)),
     Case("unknown-method", _setup_option("--method", "median"), ("--method", "median"), exit_code=2),
     Case("train-lr-zero", _setup_train_option("--lr", "0"), ("lr must be positive",)),
     Case("train-lr-negative", _setup_train_option("--lr", "-1"), ("--lr",), exit_code=2),
@@ -617,20 +585,17 @@ BAD_INPUT = [
          library=_lib_checkpoint("pickle")),
     Case("resume-checkpoint-with-pickled-code", _setup_checkpoint("resume", "evil"),
          ("evil.pt", "not a valid nlmeans", "code|global"),
-         library=_lib_checkpoint("evil"), cli_bug="BUG-9", library_bug="BUG-9"),
+         library=_lib_checkpoint("evil")),
     Case("load-model-with-pickled-code", _setup_checkpoint("resume", "evil"), ("evil.pt", "code|global"),
-         library=_lib_checkpoint("evil", "load_model"), library_bug="BUG-9", cli=False),
+         library=_lib_checkpoint("evil", "load_model"), cli=False),
     Case("resume-inference-weights", _setup_checkpoint("resume", "weights"),
          ("weights.safetensors", "inference weights only")),
     Case("resume-folder-as-checkpoint", _setup_checkpoint("resume", "folder"),
          ("folder.pt", "is a (folder|directory)|not a (regular )?file"),
-         exit_code=2, library=_lib_checkpoint("folder"), library_error=(ValueError, OSError),
-         cli_bug="BUG-11", library_bug="BUG-11"),
-    Case("explain-foreign-weights", _setup_checkpoint("explain", "foreign"), ("foreign.pt", "not a valid nlmeans"),
-         cli_bug="BUG-10"),
+         exit_code=2, library=_lib_checkpoint("folder"), library_error=(ValueError, OSError)),
+    Case("explain-foreign-weights", _setup_checkpoint("explain", "foreign"), ("foreign.pt", "not a valid nlmeans")),
     Case("explain-weights-with-pickled-code", _setup_checkpoint("explain", "evil"),
-         ("evil.pt", "not a valid nlmeans"),
-         cli_bug="BUG-10"),
+         ("evil.pt", "not a valid nlmeans")),
 ]
 
 
@@ -640,9 +605,6 @@ def _params(rows, part: str):
         if (part == "library" and case.library is None) or (part == "cli" and not case.cli):
             continue
         marks = []
-        key = case.cli_bug if part == "cli" else case.library_bug
-        if key:
-            marks.append(bug(key))
         if case.skip_reason:
             marks.append(pytest.mark.skip(reason=case.skip_reason))
         out.append(pytest.param(case, id=case.id, marks=marks))
@@ -769,7 +731,6 @@ class Supported:
     args: tuple[str, ...] = tuple(PARAMS)
     library_kwargs: dict | None = None  # None: LIB_PARAMS
     disguise: bool = False  # write as JPEG, name as .png
-    bug: str | None = None
 
 
 def _black(shape, dtype):
@@ -799,15 +760,15 @@ SUPPORTED = [
               args=("-p", "3", "-r", "5", "--h", "0.1", "--sigma", "0"),
               library_kwargs=dict(patch_size=3, patch_distance=5, h=0.1, sigma=0.0)),
     Supported("narrow-strip-automatic-sigma", lambda: _noisy((30, 3)), args=("-p", "3", "-r", "2"),
-              library_kwargs=dict(patch_size=3, patch_distance=2), bug="BUG-2"),
-    Supported("all-black-8bit-automatic", _black((24, 24), np.uint8), args=(), library_kwargs={}, bug="BUG-1"),
+              library_kwargs=dict(patch_size=3, patch_distance=2)),
+    Supported("all-black-8bit-automatic", _black((24, 24), np.uint8), args=(), library_kwargs={}),
     Supported("all-black-float-tiff-automatic", _black((24, 24), np.float32), name="x.tif", args=(),
-              library_kwargs={}, bug="BUG-1"),
+              library_kwargs={}),
 ]
 
 
 @pytest.mark.parametrize(
-    "case", [pytest.param(c, id=c.id, marks=[bug(c.bug)] if c.bug else []) for c in SUPPORTED]
+    "case", [pytest.param(c, id=c.id) for c in SUPPORTED]
 )
 def test_cli_supported_odd_input(case: Supported, tmp_path, capfd, caplog):
     folder = _in(tmp_path)
@@ -842,7 +803,6 @@ def test_cli_supported_odd_input(case: Supported, tmp_path, capfd, caplog):
     assert np.isfinite(out.pixels.astype(np.float64)).all()
 
 
-@bug("BUG-2")
 def test_one_pixel_image_with_automatic_parameters(tmp_path, capfd, caplog):
     """Either denoised (the output is the pixel) or refused in one line naming the patch: no chatter."""
     src = _in(tmp_path) / "dot.png"
@@ -858,7 +818,6 @@ def test_one_pixel_image_with_automatic_parameters(tmp_path, capfd, caplog):
         assert _snapshot(tmp_path) == before
 
 
-@bug("BUG-1")
 def test_explain_all_black_image(tmp_path, capfd, caplog):
     src = _in(tmp_path) / "black.png"
     write_image(src, np.zeros((24, 24), np.uint8))
@@ -872,7 +831,6 @@ def test_explain_all_black_image(tmp_path, capfd, caplog):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
-@bug("BUG-1")
 def test_all_black_image_library(dtype):
     image = np.zeros((16, 16), dtype)
     with warnings.catch_warnings():
@@ -898,14 +856,12 @@ def _finite_in_range_or_refused(image, name, **kwargs):
 
 
 @pytest.mark.parametrize("h", [1e-25, 1e-200, 5e-324])
-@bug("BUG-6")
 def test_tiny_h(h):
     image = _noisy((16, 16), np.float64)
     for method in ("fast", "exact", "patchwise"):
         _finite_in_range_or_refused(image, "h", h=h, sigma=0.05, patch_size=3, patch_distance=2, method=method)
 
 
-@bug("BUG-6")
 def test_cli_tiny_h_is_not_a_traceback(tmp_path, capfd, caplog):
     src = _gray_file(tmp_path)
     before = _snapshot(tmp_path)
@@ -919,19 +875,16 @@ def test_cli_tiny_h_is_not_a_traceback(tmp_path, capfd, caplog):
 
 
 @pytest.mark.parametrize("scale", [1e20, 1e30, 3e37])
-@bug("BUG-8")
 def test_float_image_of_large_magnitude(scale):
     image = (_noisy((16, 16), np.float64) * scale).astype(np.float32)
     _finite_in_range_or_refused(image, "image", patch_size=3, patch_distance=2)
 
 
-@bug("BUG-8")
 def test_huge_sigma_is_not_an_overflow_error():
     _finite_in_range_or_refused(_noisy((16, 16), np.float64), "sigma", sigma=1e200, h=0.1, patch_size=3,
                                 patch_distance=2)
 
 
-@bug("BUG-7")
 def test_huge_patch_distance_costs_no_memory():
     """The window is clipped at the border: a radius beyond the image must cost nothing more."""
     image = _noisy((16, 16), np.float32)
@@ -1019,21 +972,22 @@ def test_property_classical(layout, dtype, method, patch_size, patch_distance, h
     """Automatic or given parameters, any layout: a valid result or a clear 'smaller than the patch'."""
     shape, axis = layout
     image = _random_image(np.random.default_rng(seed), shape, dtype, scale)
-    assume(np.any(image != 0))  # all-black images: test_all_black_image_library (BUG-1)
     before = image.copy()
     kwargs = dict(method=method, patch_size=patch_size, patch_distance=patch_distance, h=h, sigma=sigma,
                   channel_axis=axis)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # skimage's narrow-image warning: BUG-2
+    spatial = [n for i, n in enumerate(shape) if axis is None or i != axis % len(shape)]
+    try:
         params = nlmeans.resolve_parameters(image, **kwargs)
-        spatial = [n for i, n in enumerate(shape) if axis is None or i != axis % len(shape)]
-        if min(spatial if len(spatial) == 3 else spatial[-2:]) < params.patch_size:
-            event("refused: image smaller than the patch")
-            with pytest.raises(ValueError, match="smaller than the patch"):
-                nlmeans.denoise(image, threads=threads, **kwargs)
-            return
-        event("denoised")
-        out = nlmeans.denoise(image, threads=threads, **kwargs)
+    except ValueError as exc:
+        assert "smaller than the patch" in str(exc)
+        assert patch_size is None or min(spatial) < patch_size
+        event("refused: image smaller than the patch")
+        with pytest.raises(ValueError, match="smaller than the patch"):
+            nlmeans.denoise(image, threads=threads, **kwargs)
+        return
+    assert min(spatial) >= params.patch_size
+    event("denoised")
+    out = nlmeans.denoise(image, threads=threads, **kwargs)
     _check_properties(image, out)
     np.testing.assert_array_equal(image, before)
 
@@ -1048,11 +1002,8 @@ def test_property_classical(layout, dtype, method, patch_size, patch_distance, h
 def test_property_neural(neural_weights, layout, dtype, sigma, seed):
     shape, axis = layout
     image = _random_image(np.random.default_rng(seed), shape, dtype, 1.0)
-    assume(np.any(image != 0))  # BUG-1
     before = image.copy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # BUG-2
-        out = nlmeans.denoise(image, method="neural", sigma=sigma, channel_axis=axis)
+    out = nlmeans.denoise(image, method="neural", sigma=sigma, channel_axis=axis)
     _check_properties(image, out)
     np.testing.assert_array_equal(image, before)
 

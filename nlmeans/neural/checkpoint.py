@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -130,10 +132,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
     Raises:
         FileNotFoundError: no such file.
+        IsADirectoryError: the path is a folder.
         ValueError: the file is not ours, is corrupt, or would execute code
             when unpickled (the message names the file).
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder, not a denoiser weights or checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"no such denoiser weights file: {path}")
     if _is_safetensors(path):
@@ -144,10 +149,24 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise _refuse(path, "not a torch zip checkpoint or safetensors file")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # UnpicklingError for code-carrying pickles, RuntimeError, ...
-        raise _refuse(path, f"refused by the weights-only loader: {type(exc).__name__}: "
-                      f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    except pickle.UnpicklingError as exc:
+        # The weights-only unpickler stops at the first thing that is not
+        # plain data or a tensor (a global to import, a call to make) and runs
+        # nothing. torch's own message is many lines with terminal escapes.
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", _plain(exc))
+        what = f", such as the global {found.group(1)}" if found else ""
+        raise _refuse(path, "it holds pickled code or objects other than tensors" + what
+                      + "; they were not executed") from None
+    except Exception as exc:  # RuntimeError for a corrupt archive, ...
+        first = _plain(exc).strip().splitlines()
+        raise _refuse(path, f"refused by the weights-only loader: {type(exc).__name__}"
+                      + (f": {first[0].strip()}" if first else "")) from None
     return _validate(path, data)
+
+
+def _plain(exc: BaseException) -> str:
+    """An exception's text without terminal escape sequences."""
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(exc))
 
 
 def _validate(path: Path, data: Any) -> dict[str, Any]:
@@ -254,6 +273,7 @@ def load_model(weights: str | os.PathLike | None = None, device: str | torch.dev
     Raises:
         FileNotFoundError: the file (for ``None``: the shipped weights) does
             not exist; the message names the expected path.
+        IsADirectoryError: ``weights`` is a folder.
         ValueError: the file is not a valid nlmeans denoiser file.
     """
     from .training import resolve_device
