@@ -37,7 +37,7 @@ SIGMAS = (5, 10, 15, 20, 25, 30, 40, 50, 60, 75)
 PATCHES_LOW, PATCHES_HIGH, HIGH_FROM = (3, 5, 7), (5, 7, 9), 30
 GRIDS = {
     "fast": dict(distance=(7, 10), k=(0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0)),
-    "exact": dict(distance=(7, 10), k=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
+    "exact": dict(distance=(7, 10), k=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2)),
     "patchwise": dict(distance=(7, 10), k=(0.25, 0.3, 0.35, 0.4, 0.45, 0.55)),
 }
 
