@@ -318,11 +318,12 @@ def _check_threads(threads: Optional[int]) -> None:
     """Refuse a --threads value above what Numba offers, once for the whole run."""
     if threads is None:
         return
-    import numba
+    from nlmeans._denoise import check_threads
 
-    available = numba.config.NUMBA_NUM_THREADS
-    if threads > available:
-        raise ValueError(f"--threads must be between 1 and {available} (Numba's thread count), got {threads}")
+    try:
+        check_threads(threads)
+    except ValueError as exc:  # name the option as the user typed it
+        raise ValueError(f"--{exc}") from None
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -830,7 +831,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Console-script entry point (``nlmeans``)."""
     try:
         app(args=argv, prog_name="nlmeans")
-    except KeyboardInterrupt:  # pragma: no cover - Typer turns it into exit status 130 itself
+    except KeyboardInterrupt:  # pragma: no cover - a Ctrl-C outside a command (commands exit 130 themselves)
         typer.echo("Interrupted.", err=True)
         return 130
     return 0

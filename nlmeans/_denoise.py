@@ -62,11 +62,6 @@ def _check_image(image) -> np.ndarray:
             raise TypeError(
                 f"image must be a NumPy array, got {type(image).__name__}"
             )
-    if image.dtype.kind in "cOUSVMm" or image.dtype.kind == "b":
-        raise TypeError(
-            f"image has unsupported dtype {image.dtype}; "
-            "use uint8, uint16, float32 or float64"
-        )
     if image.dtype.type not in _SUPPORTED_DTYPES:
         raise TypeError(
             f"image has unsupported dtype {image.dtype}; "
@@ -145,7 +140,7 @@ def _check_fits_patch(image: np.ndarray, axis: int | None, patch_size: int) -> N
         )
 
 
-def _check_threads(threads) -> int:
+def check_threads(threads) -> int:
     import numba
 
     available = numba.config.NUMBA_NUM_THREADS
@@ -414,12 +409,14 @@ def denoise(
         image, h=h, sigma=sigma, patch_size=patch_size,
         patch_distance=patch_distance, method=method, channel_axis=channel_axis,
     )
-    n_threads = _check_threads(threads)
+    n_threads = check_threads(threads)
     axis = _check_channel_axis(image, channel_axis)
     logger.info("nlmeans parameters: %s", params)
 
     if method == "neural":
-        result = _denoise_neural(image, axis, params.sigma if sigma is not None else None)
+        result = _denoise_neural(
+            image, axis, params.sigma if sigma is not None else None, n_threads
+        )
     else:
         result = _denoise_classical(image, axis, params, n_threads)
     # A weighted mean stays within the input's [min, max]: clip away float32
@@ -533,7 +530,7 @@ def _patch_coverage(shape, f: int, fz: int) -> np.ndarray:
     return counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]
 
 
-def _denoise_neural(image, axis, sigma):
+def _denoise_neural(image, axis, sigma, n_threads):
     try:
         from . import neural
     except ImportError as exc:  # pragma: no cover - torch is a dependency
@@ -545,7 +542,7 @@ def _denoise_neural(image, axis, sigma):
         floats = np.moveaxis(floats, axis, -1)
     if floats.ndim == 3 and axis is None:
         raise ValueError("method='neural' supports 2-D images (gray or with channels)")
-    result = neural.denoise(floats, sigma=sigma)
+    result = neural.denoise(floats, sigma=sigma, threads=n_threads)
     if axis is not None:
         result = np.moveaxis(result, -1, axis)
     return from_unit_float(np.asarray(result, np.float32), image.dtype)

@@ -4,7 +4,7 @@ This is the machinery behind ``nlmeans compare`` (the command line is a thin
 layer over :func:`compare_synthetic`, :func:`compare_paired` and
 :func:`write_report`).
 
-Protocol (see ``REFERENCE.md``; the same as the DnCNN / BM3D / NLRN tables):
+Protocol (the one of the DnCNN / BM3D / NLRN tables; README, "Reproducing every number"):
 
 * the clean image as float in [0, 1] (``uint8 / 255``, ``uint16 / 65535``,
   float images as they are; an alpha channel is dropped);

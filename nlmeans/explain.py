@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .io import to_unit_float
+
 __all__ = ["Explanation", "explain_pixel", "neural_attention", "nlm_weight_map"]
 
 
 def _as_unit_float(image: np.ndarray) -> np.ndarray:
-    if image.dtype.kind == "u":
-        return image.astype(np.float64) / float(np.iinfo(image.dtype).max)
-    if image.dtype.kind == "f":
-        return image.astype(np.float64)
-    raise TypeError(f"image must be unsigned integer or float, got {image.dtype}")
+    if image.dtype.kind not in "uf":
+        raise TypeError(f"image must be unsigned integer or float, got {image.dtype}")
+    return to_unit_float(image)
 
 
 def _channels_last(image, channel_axis) -> np.ndarray:
