@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -559,12 +558,11 @@ def test_installed_script_end_to_end(tmp_path):
     assert done.stdout == ""
 
 
-def test_installed_script_help_is_quick():
+def test_installed_script_help_and_version():
+    # That --help imports neither torch nor numba is checked on sys.modules
+    # (test_cli_import_is_light); its time is in the README.
     script = _script()
-    start = time.perf_counter()
     done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
-    elapsed = time.perf_counter() - start
     assert done.returncode == 0 and "denoise" in done.stdout
-    assert elapsed < 10  # generous: the point is that torch/numba are not imported
     done = subprocess.run([sys.executable, "-m", "nlmeans", "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("nlmeans ")
