@@ -414,5 +414,5 @@ def test_shipped_model_is_in_the_package_and_denoises():
     def psnr(x):
         return 10 * np.log10(1 / np.mean((np.clip(x, 0, 1) - clean) ** 2))
 
-    # Measured: noisy 20.7 dB, shipped weights QQ_SHIPPED dB.
+    # Measured: noisy 20.7 dB, shipped weights 28.5 dB.
     assert psnr(out) > psnr(noisy) + 7
