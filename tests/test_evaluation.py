@@ -185,7 +185,7 @@ def test_compare_synthetic_records_and_seeds(crops):
 @pytest.mark.filterwarnings("ignore:image is size 3")  # skimage's sigma estimate on the 3x3 image
 def test_an_error_on_one_image_does_not_stop_the_rest(tmp_path, crops):
     folder, _, _ = crops
-    write_image(tmp_path / "tiny.png", np.full((3, 3), 100, np.uint8))
+    write_image(tmp_path / "tiny.png", np.full((2, 2), 100, np.uint8))  # below every automatic patch
     result = ev.compare_synthetic([tmp_path / "tiny.png", folder / "b_gray.png"], [25], "fast,opencv", threads=1)
     by = {(r.image, r.method): r for r in result.records}
     assert by[("tiny.png", "fast")].status == "error"
