@@ -1107,6 +1107,24 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float) -> None:
         time.sleep(0.01)
 
 
+#: Run as ``python -c _WITH_DEFAULT_SIGINT PROGRAM ARGS...``: resets SIGINT to
+#: its default disposition, then execs PROGRAM. A test run started with SIGINT
+#: ignored (``nohup``, a background job of a non-interactive shell, some CI
+#: runners) hands SIG_IGN down through fork and exec; Python then installs no
+#: KeyboardInterrupt handler in the child and the SIGINT these tests send is
+#: dropped. With SIG_DFL at exec, the child's Python installs its handler as
+#: under a terminal. (A wrapper, not ``preexec_fn``: that one runs Python code
+#: between fork and exec, which is unsafe in this multi-threaded process.)
+_WITH_DEFAULT_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def _start(args: list, **kwargs) -> subprocess.Popen:
+    """``subprocess.Popen(args, **kwargs)``, with SIGINT at its default whatever this process inherited."""
+    return subprocess.Popen([sys.executable, "-c", _WITH_DEFAULT_SIGINT, *map(str, args)], **kwargs)
+
+
 def _interrupt(proc: subprocess.Popen) -> tuple[str, str]:
     proc.send_signal(signal.SIGINT)
     try:
@@ -1129,8 +1147,8 @@ def test_sigint_in_the_middle_of_a_batch(tmp_path):
                                threads=1)  # also fills the kernel cache the subprocess reads
     before = _snapshot(folder)
     out = tmp_path / "out"
-    proc = subprocess.Popen([str(script), "denoise", str(folder), "-d", str(out), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    proc = _start([script, "denoise", folder, "-d", out, *args],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     _wait_for(lambda: out.is_dir() and any(p.name.endswith("_denoised.png") for p in out.iterdir()), proc, 120)
     stdout, stderr = _interrupt(proc)
     assert proc.returncode == 130, stderr
@@ -1156,8 +1174,8 @@ def test_sigint_in_the_middle_of_training_then_resume(tmp_path):
     ckpt = tmp_path / "model.pt"
     total = 60
     common = ["--data", str(data), "--threads", "1"]
-    proc = subprocess.Popen(
-        [str(script), "train-neural", *common, "--steps", str(total), "--batch-size", "4", "--patch-size", "16",
+    proc = _start(
+        [script, "train-neural", *common, "--steps", str(total), "--batch-size", "4", "--patch-size", "16",
          "--out", str(ckpt), "--seed", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
     )
