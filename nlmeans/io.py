@@ -32,9 +32,16 @@ Choices worth knowing:
   sees half a file and a failed write leaves nothing behind. An existing file
   is never replaced unless ``force=True``; the input file (``like.path``) is
   never replaced, not even with ``force``.
-* JPEG output is written at quality 95 without chroma subsampling and keeps
-  the EXIF and ICC data of a JPEG ``like`` image. PNG and TIFF output carry the
-  pixels only (no colour profile, no metadata).
+* JPEG output is written at quality 95 without chroma subsampling.
+* The ICC colour profile and the EXIF data of the ``like`` image travel to the
+  output, across formats too (PNG iCCP and eXIf chunks, TIFF tag 34675
+  InterColorProfile, JPEG APP2 and APP1 segments). The profile is copied byte
+  for byte when its colour space fits the output (``GRAY`` for gray and
+  gray+alpha, ``RGB `` for colour; libpng ignores any other). EXIF goes into
+  PNG and JPEG byte for byte (JPEG: up to the 64 KiB of one segment); a TIFF
+  gets only the EXIF fields that belong in its own IFD (Make, Model,
+  Orientation, DateTime, Artist, Copyright): tifffile cannot write the EXIF and
+  GPS sub-IFDs. A JPEG ``like`` gives JPEG output its EXIF and ICC data as read.
 """
 
 from __future__ import annotations
@@ -84,6 +91,15 @@ IMAGE_EXTENSIONS = {
 }
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_EXIF_PREFIX = b"Exif\x00\x00"  #: how a JPEG APP1 segment (and ImageFile.exif) starts EXIF data
+_TIFF_HEADERS = (b"II*\x00", b"MM\x00*")  #: how EXIF data itself starts (a classic TIFF header)
+#: A compressed colour profile larger than this is dropped, not inflated (libpng's own limit is 8 MB).
+_MAX_ICC_BYTES = 1 << 24
+#: EXIF fields of a TIFF's own IFD that are carried between a TIFF and EXIF data (Make, Model,
+#: Orientation, DateTime, Artist, Copyright). Not ImageDescription: in a TIFF it often holds
+#: tifffile/ImageJ/OME layout metadata, which must not be copied onto another layout.
+_TIFF_EXIF_TAGS = (271, 272, 274, 306, 315, 33432)
+_EXIF_SUB_IFDS = (0x8769, 0x8825)  #: the EXIF and GPS sub-IFDs
 _SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 
 
@@ -105,6 +121,12 @@ class ImageFile:
 
     ``pixels`` is channel-last: ``(H, W)`` for gray, ``(H, W, 2)`` gray+alpha,
     ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA (always RGB order, never BGR).
+
+    ``icc_profile``: the embedded ICC profile as stored (decompressed for PNG),
+    or None. ``exif``: the EXIF data in the form a JPEG APP1 segment holds it
+    (``b"Exif\\0\\0"`` and a TIFF header), or None; for a TIFF file, the EXIF
+    fields of its IFD (Make, Model, Orientation, DateTime, Artist, Copyright)
+    and its EXIF and GPS sub-IFDs, re-encoded by Pillow.
     """
 
     path: Path
@@ -463,6 +485,7 @@ def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
     # image data, which are found here first and reported as ImageReadError.
     palette = None
     transparency = None
+    iccp = exif = None
     idat: list = []
     idat_done = False
     idat_span = [0, 0]  # byte range of the IDAT chunks in the file
@@ -488,6 +511,12 @@ def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
         elif ctype == b"tRNS":
             if not idat and transparency is None:
                 transparency = payload
+        elif ctype == b"iCCP":
+            if not idat and palette is None and iccp is None:  # where libpng takes it
+                iccp = bytes(payload)
+        elif ctype == b"eXIf":
+            if exif is None:
+                exif = bytes(payload)
         elif not ctype[:1].islower():  # an unknown critical chunk: libpng refuses the file
             name = ctype.decode("latin-1")
             raise ImageReadError(f"{path}: unsupported PNG file (unknown critical chunk {name!r})")
@@ -536,7 +565,31 @@ def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
         pixels = pixels[..., 0] if gray else pixels[..., ::-1]
     else:  # pragma: no cover - OpenCV gives 1, 3 or 4 channels for PNG
         raise ImageReadError(f"{path}: unsupported PNG layout {pixels.shape}")
-    return ImageFile(path=path, pixels=np.ascontiguousarray(pixels), format="PNG", has_alpha=has_alpha)
+    return ImageFile(
+        path=path,
+        pixels=np.ascontiguousarray(pixels),
+        format="PNG",
+        has_alpha=has_alpha,
+        exif=_EXIF_PREFIX + exif if exif is not None and exif[:4] in _TIFF_HEADERS else None,
+        icc_profile=_png_icc_profile(iccp),
+    )
+
+
+def _png_icc_profile(payload: bytes | None) -> bytes | None:
+    """The profile in an iCCP chunk's payload; None for a malformed one (libpng ignores those too)."""
+    if payload is None:
+        return None
+    name_end = payload.find(b"\x00", 0, 80)
+    if name_end < 1 or payload[name_end + 1 : name_end + 2] != b"\x00":  # name, then method 0 (zlib)
+        return None
+    inflater = zlib.decompressobj()
+    try:
+        profile = inflater.decompress(payload[name_end + 2 :], _MAX_ICC_BYTES)
+    except zlib.error:
+        return None
+    if not inflater.eof or not profile:  # cut off, or larger than _MAX_ICC_BYTES
+        return None
+    return profile
 
 
 def _jpeg_header(path: Path, data: bytes) -> tuple[int, int, int, int]:
@@ -690,6 +743,7 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> ImageFile:
             height, width = (shape[1], shape[2]) if axes == "SYX" else (shape[0], shape[1])
             _check_size(path, width, height, max_pixels)
             extrasamples = tuple(int(x) for x in (page.extrasamples or ()))
+            icc = page.iccprofile
             problem = _tiff_problem(problems)
             if problem is None:
                 pixels = series.asarray()
@@ -715,7 +769,41 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> ImageFile:
     if channels > 4:
         raise ImageReadError(f"{path}: TIFF with {channels} channels is not supported (at most 4)")
     has_alpha = channels in (2, 4) or (bool(extrasamples) and channels > 1)
-    return ImageFile(path=path, pixels=np.ascontiguousarray(pixels), format="TIFF", has_alpha=has_alpha)
+    return ImageFile(
+        path=path,
+        pixels=np.ascontiguousarray(pixels),
+        format="TIFF",
+        has_alpha=has_alpha,
+        exif=_tiff_exif(data),
+        icc_profile=bytes(icc) if icc else None,
+    )
+
+
+def _tiff_exif(data: bytes) -> bytes | None:
+    """EXIF data (see :attr:`ImageFile.exif`) from a TIFF file's IFD: its EXIF fields and sub-IFDs.
+
+    Pillow reads the IFD (a TIFF file is laid out like EXIF data) and writes
+    the fields kept, with the EXIF, GPS (and interoperability) IFDs they point
+    to, as new EXIF data. None when there is nothing to keep or Pillow cannot.
+    """
+    import warnings
+
+    from PIL import Image
+
+    keep = (*_TIFF_EXIF_TAGS, *_EXIF_SUB_IFDS)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about odd tags; they are not the user's problem
+            exif = Image.Exif()
+            exif.load(data)
+            for tag in list(exif):
+                if tag not in keep:
+                    del exif[tag]
+                elif isinstance(exif[tag], str):  # Pillow decodes ASCII as Latin-1: back to the bytes as stored
+                    exif[tag] = exif[tag].encode("latin-1", "replace")
+            return exif.tobytes() if len(exif) else None
+    except Exception:  # Pillow raises many kinds for broken tags; all mean "nothing to keep"
+        return None
 
 
 # --------------------------------------------------------------------------- writing
@@ -816,7 +904,8 @@ def write_image(
     a float array is converted to its sample type (``[0, 1]`` scale, rounded
     and clipped); a 2- or 4-channel array is written with an alpha channel
     when ``like`` had one (otherwise 2 and 4 channels are taken as alpha
-    anyway); a JPEG ``like`` lends its EXIF and ICC data to JPEG output.
+    anyway); its ICC profile and EXIF data are written with the array as far
+    as the format allows (see the module's notes).
 
     Integer arrays are written as they are (``uint8`` or ``uint16``); float
     arrays go to TIFF, or need ``like`` to say which integer type to use for
@@ -867,13 +956,51 @@ def write_image(
     if not force and path.exists():
         raise OutputExistsError(f"{path}: already exists (use --force / force=True to overwrite)")
 
+    icc, exif = _metadata_for(like, array, fmt)
     if fmt == "PNG":
-        data = _encode_png(array)
+        data = _with_png_metadata(_encode_png(array), icc, exif)
     elif fmt == "TIFF":
-        data = _encode_tiff(array)
+        data = _encode_tiff(array, icc, exif)
     else:
-        data = _encode_jpeg(array, like)
+        data = _encode_jpeg(array, icc, exif)
     return atomic_write_bytes(path, data, force=force, protect=protect)
+
+
+def _metadata_for(like: ImageFile | None, array: np.ndarray, fmt: str) -> tuple[bytes | None, bytes | None]:
+    """(ICC profile, EXIF data) of ``like`` to write with ``array`` as ``fmt``; None for what does not fit."""
+    if like is None:
+        return None, None
+    if fmt == "JPEG" and like.format == "JPEG":
+        return like.icc_profile or None, like.exif or None  # as read, as before
+    icc = like.icc_profile
+    gray = array.ndim == 2 or array.shape[2] == 2
+    if not icc or len(icc) < 128 or icc[16:20] != (b"GRAY" if gray else b"RGB "):
+        icc = None  # bytes 16-19 of the header: the profile's colour space
+    exif = like.exif
+    if not exif or not exif.startswith(_EXIF_PREFIX) or exif[6:10] not in _TIFF_HEADERS:
+        exif = None
+    elif fmt == "JPEG" and len(exif) > 65533:
+        exif = None  # more than one APP1 segment holds
+    return icc, exif
+
+
+def _with_png_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
+    """``png`` with an iCCP and an eXIf chunk right after IHDR (before PLTE and IDAT, where both belong).
+
+    The encoders in use cannot write either (OpenCV, the NumPy encoder), and
+    Pillow, which can, does not write 16-bit colour PNG.
+    """
+    chunks = []
+    if icc:
+        # keyword (the profile's name), NUL, compression method 0 (zlib), compressed profile
+        chunks.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc, 9)))
+    if exif:
+        chunks.append(_png_chunk(b"eXIf", exif[len(_EXIF_PREFIX) :]))
+    if not chunks:
+        return png
+    ihdr_end = len(_PNG_MAGIC) + 8 + 13 + 4
+    assert png[len(_PNG_MAGIC) + 4 : len(_PNG_MAGIC) + 8] == b"IHDR"
+    return png[:ihdr_end] + b"".join(chunks) + png[ihdr_end:]
 
 
 def _encode_png(array: np.ndarray) -> bytes:
@@ -934,7 +1061,7 @@ def _encode_png_numpy(array: np.ndarray) -> bytes:
     )
 
 
-def _encode_tiff(array: np.ndarray) -> bytes:
+def _encode_tiff(array: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
     import io
 
     import tifffile
@@ -943,23 +1070,59 @@ def _encode_tiff(array: np.ndarray) -> bytes:
     kwargs: dict = {"photometric": "rgb" if channels >= 3 else "minisblack"}
     if channels in (2, 4):
         kwargs["extrasamples"] = ["unassalpha"]
+    if icc:
+        kwargs["iccprofile"] = icc  # tag 34675 InterColorProfile, verbatim
+    tags = _tiff_tags_from_exif(exif)
+    if tags:
+        kwargs["extratags"] = tags
     buf = io.BytesIO()
     tifffile.imwrite(buf, array, compression="zlib", metadata=None, **kwargs)
     return buf.getvalue()
 
 
-def _encode_jpeg(array: np.ndarray, like: ImageFile | None) -> bytes:
+def _tiff_tags_from_exif(exif: bytes | None) -> list[tuple]:
+    """tifffile ``extratags`` for the EXIF fields that belong in a TIFF's own IFD (read by Pillow).
+
+    The EXIF and GPS sub-IFDs are left out: tifffile writes no IFD-type tags.
+    """
+    import warnings
+
+    from PIL import Image
+
+    if not exif:
+        return []
+    tags = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fields = Image.Exif()
+            fields.load(exif)
+            for tag in _TIFF_EXIF_TAGS:
+                value = fields.get(tag)
+                if tag == 274:  # Orientation, a SHORT from 1 to 8
+                    if isinstance(value, int) and 1 <= value <= 8:
+                        tags.append((tag, 3, 1, value, True))
+                elif isinstance(value, (str, bytes)):  # ASCII; Pillow decodes it as Latin-1
+                    raw = value.encode("latin-1", "replace") if isinstance(value, str) else value
+                    raw = raw.split(b"\x00")[0]
+                    if raw:
+                        tags.append((tag, 2, 0, raw, True))
+    except Exception:  # unreadable EXIF data: write the pixels without it
+        return []
+    return tags
+
+
+def _encode_jpeg(array: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
     import io
 
     from PIL import Image
 
     im = Image.fromarray(array)
     extra = {}
-    if like is not None and like.format == "JPEG":
-        if like.exif:
-            extra["exif"] = like.exif
-        if like.icc_profile:
-            extra["icc_profile"] = like.icc_profile
+    if exif:
+        extra["exif"] = exif
+    if icc:
+        extra["icc_profile"] = icc
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=95, subsampling=0, **extra)
     return buf.getvalue()

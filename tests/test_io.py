@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -348,3 +349,307 @@ def test_unit_float_helpers():
     assert nio.detect_format(b"II*\x00....") == "TIFF"
     assert nio.detect_format(b"\xff\xd8\xff\xe0") == "JPEG"
     assert nio.detect_format(b"BM....") is None
+
+
+# --------------------------------------------------------------------------- colour profile and EXIF
+
+
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _gray_profile() -> bytes:
+    """A minimal ICC v2 gray display profile (gamma 2.2): Pillow has no maker for one.
+
+    A gray PNG may only carry a GRAY profile (libpng ignores an RGB one).
+    """
+    text = b"nlmeans test gray"
+    tags = [
+        (b"desc", b"desc" + bytes(4) + struct.pack(">I", len(text) + 1) + text + bytes(1 + 4 + 4 + 2 + 1 + 67)),
+        (b"wtpt", b"XYZ " + bytes(4) + struct.pack(">3i", 0xF6D6, 0x10000, 0xD32D)),  # D50
+        (b"kTRC", b"curv" + bytes(4) + struct.pack(">IH", 1, 0x0233)),  # gamma 2.2 as u8.8
+        (b"cprt", b"text" + bytes(4) + b"no copyright\x00"),
+    ]
+    table, body = b"", b""
+    start = 128 + 4 + 12 * len(tags)
+    for sig, element in tags:
+        table += struct.pack(">4sII", sig, start + len(body), len(element))
+        body += element + bytes(-len(element) % 4)
+    size = start + len(body)
+    header = struct.pack(
+        ">I4sI4s4s4s6H4s4sI4sIQI3i4s16s28s",
+        size, bytes(4), 0x02100000, b"mntr", b"GRAY", b"XYZ ", 2024, 1, 1, 0, 0, 0, b"acsp",
+        bytes(4), 0, bytes(4), 0, 0, 0, 0xF6D6, 0x10000, 0xD32D, bytes(4), bytes(16), bytes(28),
+    )
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+#: EXIF fields of a TIFF's own IFD that a TIFF output keeps: Make, Model, Orientation, DateTime, Artist, Copyright.
+EXIF_IFD0 = {271: "nlmeans test camera", 272: "Model 1", 274: 6, 306: "2024:05:06 07:08:09",
+             315: "A. Photographer", 33432: "(c) nobody"}
+EXIF_SUB = {33434: 0.004, 36864: b"0232", 37386: 35.0}  # ExposureTime, ExifVersion, FocalLength
+
+
+def _exif() -> bytes:
+    exif = Image.Exif()
+    for tag, value in EXIF_IFD0.items():
+        exif[tag] = value
+    exif[0x8769] = dict(EXIF_SUB)  # the EXIF sub-IFD
+    data = exif.tobytes()
+    assert data.startswith(b"Exif\x00\x00")
+    return data
+
+
+def _exif_fields(data: bytes) -> tuple[dict, dict]:
+    exif = Image.Exif()
+    exif.load(data)
+    return {tag: exif.get(tag) for tag in EXIF_IFD0}, dict(exif.get_ifd(0x8769))
+
+
+def _png_with_chunks(png: bytes, *chunks: tuple[bytes, bytes]) -> bytes:
+    """``png`` with more chunks right after IHDR (written here, independently of nlmeans.io)."""
+    extra = b"".join(
+        struct.pack(">I", len(data)) + ctype + data + struct.pack(">I", zlib.crc32(ctype + data) & 0xFFFFFFFF)
+        for ctype, data in chunks
+    )
+    return png[:33] + extra + png[33:]
+
+
+def _iccp(profile: bytes) -> tuple[bytes, bytes]:
+    return b"iCCP", b"test profile\x00\x00" + zlib.compress(profile)
+
+
+def _png_chunk_types(data: bytes) -> list[bytes]:
+    types, pos = [], 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        types.append(data[pos + 4 : pos + 8])
+        pos += 12 + length
+    return types
+
+
+def _make_input(folder: Path, kind: str) -> tuple[Path, bytes, bytes | None]:
+    """An input file of ``kind`` carrying a colour profile (and EXIF): (path, profile, EXIF data or None)."""
+    rng = np.random.default_rng(7)
+    exif = _exif()
+    if kind == "rgb8.png":  # written by Pillow
+        profile = _srgb_profile()
+        pixels = rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / kind, icc_profile=profile, exif=exif)
+    elif kind == "rgba8.png":
+        profile = _srgb_profile()
+        pixels = rng.integers(0, 256, (24, 20, 4), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / kind, icc_profile=profile, exif=exif)
+    elif kind == "graya8.png":  # nlmeans writes gray+alpha with its own NumPy encoder
+        profile = _gray_profile()
+        pixels = rng.integers(0, 256, (24, 20, 2), dtype=np.uint8)
+        Image.fromarray(pixels, mode="LA").save(folder / kind, icc_profile=profile, exif=exif)
+    elif kind == "gray8.png":
+        profile = _gray_profile()
+        pixels = rng.integers(0, 256, (24, 20), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / kind, icc_profile=profile, exif=exif)
+    elif kind == "rgb16.png":  # Pillow cannot write 16-bit colour: pixels by OpenCV, chunks added here
+        profile = _srgb_profile()
+        pixels = rng.integers(0, 65536, (24, 20, 3), dtype=np.uint16)
+        ok, png = cv2.imencode(".png", pixels[..., ::-1])
+        assert ok
+        (folder / kind).write_bytes(_png_with_chunks(png.tobytes(), _iccp(profile), (b"eXIf", exif[6:])))
+    elif kind == "rgb16.tif":  # written by tifffile: profile and the EXIF fields of its own IFD, no sub-IFD
+        profile = _srgb_profile()
+        pixels = rng.integers(0, 65536, (24, 20, 3), dtype=np.uint16)
+        tags = [(tag, 3, 1, value, True) if tag == 274 else (tag, 2, 0, value, True)
+                for tag, value in EXIF_IFD0.items()]
+        tifffile.imwrite(folder / kind, pixels, photometric="rgb", iccprofile=profile, extratags=tags)
+        exif = None
+    elif kind == "gray16.tif":
+        profile = _gray_profile()
+        tifffile.imwrite(folder / kind, rng.integers(0, 65536, (24, 20), dtype=np.uint16), iccprofile=profile)
+        exif = None
+    elif kind == "rgb8.tif":  # written by Pillow, with an EXIF sub-IFD
+        profile = _srgb_profile()
+        Image.fromarray(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(
+            folder / kind, icc_profile=profile, exif=exif
+        )
+    elif kind == "rgb8.jpg":
+        profile = _srgb_profile()
+        Image.fromarray(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(
+            folder / kind, icc_profile=profile, exif=exif, quality=95
+        )
+    else:  # pragma: no cover
+        raise AssertionError(kind)
+    return folder / kind, profile, exif
+
+
+def _check_metadata(path: Path, profile: bytes, exif: bytes | None, source: Path) -> None:
+    """``path`` carries ``profile`` byte for byte, and ``exif`` as far as its format allows."""
+    image = read_image(path)
+    assert image.icc_profile == profile
+    if image.format == "PNG":
+        data = path.read_bytes()
+        types = _png_chunk_types(data)
+        assert types.index(b"iCCP") < types.index(b"IDAT")
+        with Image.open(path) as im:  # an independent reader agrees
+            assert im.info["icc_profile"] == profile
+            assert im.info.get("exif") == exif
+        if exif is not None:
+            assert types.index(b"eXIf") < types.index(b"IDAT")
+    if image.format == "TIFF":
+        with tifffile.TiffFile(path) as tif:  # tag 34675 InterColorProfile, verbatim
+            assert tif.pages[0].tags[34675].value == profile
+    if exif is None:
+        return
+    if image.format == "TIFF":  # the EXIF fields of the TIFF's own IFD; no sub-IFD
+        fields, sub = _exif_fields(image.exif)
+        assert fields == EXIF_IFD0 and sub == {}
+        with tifffile.TiffFile(path) as tif:
+            tags = tif.pages[0].tags
+            assert tags["Make"].value == EXIF_IFD0[271] and tags["Orientation"].value == 6
+            assert "ExifTag" not in tags
+    elif read_image(source).format == "TIFF":  # EXIF data made from a TIFF: same fields, new bytes
+        assert _exif_fields(image.exif) == _exif_fields(exif)
+    else:
+        assert image.exif == exif  # byte for byte
+
+
+LAYOUTS = ["rgb8.png", "rgba8.png", "gray8.png", "graya8.png", "rgb16.png", "rgb16.tif", "gray16.tif", "rgb8.tif"]
+
+
+@pytest.mark.parametrize("kind", LAYOUTS)
+def test_profile_and_exif_are_read(tmp_path, kind):
+    path, profile, exif = _make_input(tmp_path, kind)
+    image = read_image(path)
+    assert image.icc_profile == profile
+    if kind == "rgb16.tif":
+        assert _exif_fields(image.exif) == (EXIF_IFD0, {})
+    elif kind == "rgb8.tif":
+        assert _exif_fields(image.exif) == _exif_fields(exif)
+    elif exif is None:
+        assert image.exif is None
+    else:
+        assert image.exif == exif
+
+
+@pytest.mark.parametrize("kind", LAYOUTS)
+def test_profile_and_exif_survive_the_library(tmp_path, kind):
+    path, profile, exif = _make_input(tmp_path, kind)
+    image = read_image(path)
+    exif = image.exif  # what the TIFF had, as EXIF data
+    out = tmp_path / f"out{path.suffix}"
+    write_image(out, image.pixels, like=image)
+    _check_metadata(out, profile, exif, path)
+    again = read_image(out)
+    np.testing.assert_array_equal(again.pixels, image.pixels)
+    assert (again.mode, again.dtype) == (image.mode, image.dtype)
+
+
+@pytest.mark.parametrize("kind", LAYOUTS)
+def test_profile_and_exif_survive_the_cli(tmp_path, kind):
+    from typer.testing import CliRunner
+
+    from nlmeans_cli.main import app
+
+    path, profile, _ = _make_input(tmp_path, kind)
+    image = read_image(path)
+    result = CliRunner().invoke(app, ["denoise", str(path), "--patch-size", "3", "--patch-distance", "2"])
+    assert result.exit_code == 0, result.output
+    out = path.with_name(f"{path.stem}_denoised{path.suffix}")
+    _check_metadata(out, profile, image.exif, path)
+    denoised = read_image(out)
+    assert (denoised.mode, denoised.dtype, denoised.pixels.shape) == (image.mode, image.dtype, image.pixels.shape)
+    if kind == "rgb16.png":  # still 16-bit colour, R first
+        assert out.read_bytes()[24:26] == bytes([16, 2])
+        assert len(np.unique(denoised.pixels)) > 256
+    if image.has_alpha:
+        np.testing.assert_array_equal(denoised.pixels[..., -1], image.pixels[..., -1])
+
+
+@pytest.mark.parametrize(
+    "kind, ext", [("rgb8.png", ".tif"), ("rgb16.png", ".tif"), ("rgb16.tif", ".png"), ("rgb8.tif", ".png"),
+                  ("gray16.tif", ".png"), ("gray8.png", ".tif"), ("rgb8.jpg", ".png"), ("rgb8.jpg", ".tif"),
+                  ("rgb8.png", ".jpg")],
+)
+def test_profile_and_exif_cross_formats(tmp_path, kind, ext):
+    from typer.testing import CliRunner
+
+    from nlmeans_cli.main import app
+
+    path, profile, _ = _make_input(tmp_path, kind)
+    image = read_image(path)
+    out = tmp_path / f"out{ext}"
+    result = CliRunner().invoke(
+        app, ["denoise", str(path), "-o", str(out), "--patch-size", "3", "--patch-distance", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    _check_metadata(out, profile, image.exif, path)
+    assert read_image(out).dtype == image.dtype
+
+
+def test_written_profile_and_exif_satisfy_libpng(tmp_path, capfd):
+    """libpng (through OpenCV) reads the written chunks without a warning."""
+    for kind in ("rgb8.png", "gray8.png", "rgb16.png", "rgb8.tif"):
+        path, _, _ = _make_input(tmp_path, kind)
+        image = read_image(path)
+        out = tmp_path / f"{kind.replace('.', '_')}_out.png"
+        write_image(out, image.pixels, like=image)
+        capfd.readouterr()
+        decoded = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+        assert decoded is not None and decoded.shape[:2] == image.pixels.shape[:2]
+        assert "libpng" not in capfd.readouterr().err, kind
+
+
+def test_profile_of_the_wrong_colour_space_is_not_written(tmp_path):
+    # A gray PNG with an RGB profile (libpng ignores it, with a warning): read as stored, not written on.
+    path = tmp_path / "gray.png"
+    path.write_bytes(_png_with_chunks(nio._encode_png_numpy(_random((8, 8), np.uint8)), _iccp(_srgb_profile())))
+    image = read_image(path)
+    assert image.icc_profile == _srgb_profile()
+    for ext in (".png", ".tif"):
+        write_image(tmp_path / f"out{ext}", image.pixels, like=image)
+        assert read_image(tmp_path / f"out{ext}").icc_profile is None
+    # A colour array written like a gray image does not get the gray profile either.
+    gray, _, _ = _make_input(tmp_path, "gray8.png")
+    write_image(tmp_path / "rgb.png", _random((24, 20, 3), np.uint8), like=read_image(gray))
+    assert read_image(tmp_path / "rgb.png").icc_profile is None
+    assert b"iCCP" not in _png_chunk_types((tmp_path / "rgb.png").read_bytes())
+
+
+def test_no_like_no_metadata(tmp_path):
+    path, _, _ = _make_input(tmp_path, "rgb8.png")
+    write_image(tmp_path / "plain.png", read_image(path).pixels)
+    assert _png_chunk_types((tmp_path / "plain.png").read_bytes()) == [b"IHDR", b"IDAT", b"IEND"]
+    plain = read_image(tmp_path / "plain.png")
+    assert plain.icc_profile is None and plain.exif is None
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        (b"iCCP", b"broken\x00\x00" + b"not zlib at all"),
+        (b"iCCP", b"no separator" + zlib.compress(b"x" * 200)),
+        (b"iCCP", b"bomb\x00\x00"),  # + 32 MiB of zeros compressed to 32 KiB: more than a profile may inflate to
+        (b"eXIf", b"not a TIFF header"),
+    ],
+)
+def test_broken_profile_or_exif_is_ignored(tmp_path, chunk):
+    if chunk[1].startswith(b"bomb"):
+        chunk = (chunk[0], chunk[1] + zlib.compress(bytes(32 << 20)))
+    pixels = _random((8, 8, 3), np.uint8)
+    path = tmp_path / "in.png"
+    path.write_bytes(_png_with_chunks(nio._encode_png_numpy(pixels), chunk))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = read_image(path)  # the pixels are fine: no error, no warning
+    np.testing.assert_array_equal(image.pixels, pixels)
+    assert image.icc_profile is None and image.exif is None
+    write_image(tmp_path / "out.png", image.pixels, like=image)
+    assert _png_chunk_types((tmp_path / "out.png").read_bytes()) == [b"IHDR", b"IDAT", b"IEND"]
+
+
+def test_gray_test_profile_is_a_valid_gray_profile():
+    import io
+
+    from PIL import ImageCms
+
+    assert ImageCms.ImageCmsProfile(io.BytesIO(_gray_profile())).profile.xcolor_space == "GRAY"
