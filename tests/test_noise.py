@@ -1,17 +1,20 @@
-"""nlmeans.noise: the Poisson-Gaussian model and the generalized Anscombe transform."""
+"""nlmeans.noise: the Poisson-Gaussian model, its estimation, the generalized Anscombe transform."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import warnings
 
 import numpy as np
 import pytest
 from scipy.stats import poisson
+from skimage import color, data, transform
 
 from nlmeans.noise import (
     NoiseModel,
+    estimate_noise,
     generalized_anscombe,
     inverse_generalized_anscombe,
 )
@@ -20,6 +23,40 @@ from nlmeans.noise import (
 # at black to 40 at white.
 A_TRUE = (40 / 255) ** 2 - (5 / 255) ** 2
 B_TRUE = (5 / 255) ** 2
+
+
+# --------------------------------------------------------------------------
+# Test images (clean, float in [0, 1], at most 256 pixels a side)
+# --------------------------------------------------------------------------
+
+
+def _camera():
+    return transform.downscale_local_mean(data.camera() / 255.0, (2, 2))
+
+
+def _astronaut_gray():
+    return transform.downscale_local_mean(color.rgb2gray(data.astronaut()), (2, 2))
+
+
+def _coffee_gray():
+    return transform.downscale_local_mean(color.rgb2gray(data.coffee()), (2, 2))
+
+
+def _gradient():
+    return np.tile(np.linspace(0.0, 1.0, 256), (256, 1))
+
+
+IMAGES = {
+    "camera": _camera,
+    "astronaut": _astronaut_gray,
+    "coffee": _coffee_gray,
+    "gradient": _gradient,
+}
+
+
+@pytest.fixture(scope="module")
+def images():
+    return {name: make() for name, make in IMAGES.items()}
 
 
 def _poisson_gaussian_normal(clean, a, b, rng):
@@ -139,6 +176,225 @@ def test_sigma_map_channel_count_mismatch_names_both_counts():
         pg.sigma_map(np.zeros((16, 16)))
     with pytest.raises(ValueError, match="image is empty"):
         pg.sigma_map(np.zeros((0, 16, 2)), channel_axis=-1)
+
+
+# --------------------------------------------------------------------------
+# estimate_noise: (i) Gaussian noise
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["camera", "gradient"])
+@pytest.mark.parametrize("sigma255", [5, 15, 25, 50])
+def test_gaussian_sigma_within_10_percent_and_auto_says_gaussian(images, name, sigma255):
+    clean = images[name]
+    rng = np.random.default_rng(sigma255)
+    noisy = clean + sigma255 / 255 * rng.standard_normal(clean.shape)
+    model = estimate_noise(noisy)
+    assert model.kind == "gaussian"
+    assert model.a == (0.0,)
+    assert model.sigma * 255 == pytest.approx(sigma255, rel=0.10)
+    forced = estimate_noise(noisy, model="gaussian")
+    assert forced == model
+
+
+def test_gaussian_uint8_quantised_and_clipped(images):
+    clean = images["camera"]
+    rng = np.random.default_rng(7)
+    noisy = clean + 15 / 255 * rng.standard_normal(clean.shape)
+    u8 = np.clip(np.round(noisy * 255), 0, 255).astype(np.uint8)
+    model = estimate_noise(u8)
+    assert model.kind == "gaussian"
+    assert model.sigma * 255 == pytest.approx(15, rel=0.10)
+
+
+# --------------------------------------------------------------------------
+# estimate_noise: (ii) Poisson-Gaussian noise
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "simulate", [_poisson_gaussian_normal, _poisson_gaussian_exact], ids=["normal", "poisson"]
+)
+def test_poisson_gaussian_a_and_b_within_20_percent_on_average(images, simulate):
+    errors_a, errors_b = [], []
+    for seed, (name, clean) in enumerate(sorted(images.items())):
+        noisy = simulate(clean, A_TRUE, B_TRUE, np.random.default_rng(100 + seed))
+        model = estimate_noise(noisy)
+        assert model.kind == "poisson-gaussian", name
+        assert model.a[0] == pytest.approx(A_TRUE, rel=0.15), name
+        errors_a.append(abs(model.a[0] / A_TRUE - 1))
+        errors_b.append(abs(model.b[0] / B_TRUE - 1))
+        assert model.sigma == pytest.approx(np.sqrt(A_TRUE * 0.5 + B_TRUE), rel=0.05), name
+    assert np.mean(errors_a) < 0.20
+    assert np.mean(errors_b) < 0.20
+
+
+def test_poisson_gaussian_forced_models(images):
+    clean = images["astronaut"]
+    noisy = _poisson_gaussian_normal(clean, A_TRUE, B_TRUE, np.random.default_rng(3))
+    pg = estimate_noise(noisy, model="poisson-gaussian")
+    assert pg == estimate_noise(noisy)  # auto picks the same fit
+    gauss = estimate_noise(noisy, model="gaussian")
+    assert gauss.kind == "gaussian" and gauss.a == (0.0,)
+    # b of the Gaussian fit is a mean variance: between the extremes.
+    assert B_TRUE < gauss.b[0] < A_TRUE + B_TRUE
+
+
+def test_poisson_gaussian_uint8_clipped(images):
+    """Clipping at 0 and 1 is modelled (the clipped normal), not ignored."""
+    clean = images["gradient"]
+    noisy = _poisson_gaussian_normal(clean, A_TRUE, B_TRUE, np.random.default_rng(11))
+    u8 = np.clip(np.round(noisy * 255), 0, 255).astype(np.uint8)
+    assert np.mean(u8 == 255) > 0.01 and np.mean(u8 == 0) > 0.005
+    model = estimate_noise(u8)
+    assert model.kind == "poisson-gaussian"
+    assert model.a[0] == pytest.approx(A_TRUE, rel=0.10)
+    assert model.b[0] == pytest.approx(B_TRUE, rel=0.30)
+
+
+def test_weak_signal_dependence_over_a_narrow_range_stays_gaussian():
+    # Only intensities 0.45..0.55: the variance changes by < 10 %.
+    clean = np.tile(np.linspace(0.45, 0.55, 256), (256, 1))
+    noisy = _poisson_gaussian_normal(clean, 0.002, 0.004, np.random.default_rng(5))
+    assert estimate_noise(noisy).kind == "gaussian"
+
+
+# --------------------------------------------------------------------------
+# estimate_noise: (iii) colour
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def astronaut_rgb():
+    return transform.downscale_local_mean(data.astronaut() / 255.0, (2, 2, 1))
+
+
+def test_colour_poisson_gaussian_per_channel(astronaut_rgb):
+    a = A_TRUE * np.array([1.0, 0.5, 1.5])
+    b = B_TRUE * np.array([1.0, 2.0, 0.7])
+    rng = np.random.default_rng(21)
+    clean = astronaut_rgb
+    noisy = clean + np.sqrt(a * clean + b) * rng.standard_normal(clean.shape)
+    model = estimate_noise(noisy, channel_axis=-1)
+    assert model.kind == "poisson-gaussian" and model.channels == 3
+    np.testing.assert_allclose(model.a, a, rtol=0.15)
+    assert np.mean(np.abs(np.array(model.b) / b - 1)) < 0.20
+    # The channel axis may be anywhere.
+    first = estimate_noise(np.moveaxis(noisy, -1, 0), channel_axis=0)
+    np.testing.assert_allclose(first.a, model.a, rtol=1e-12)
+    np.testing.assert_allclose(first.b, model.b, rtol=1e-12)
+
+
+def test_colour_gaussian_per_channel(astronaut_rgb):
+    sigmas = np.array([5.0, 15.0, 30.0]) / 255
+    rng = np.random.default_rng(22)
+    noisy = astronaut_rgb + sigmas * rng.standard_normal(astronaut_rgb.shape)
+    model = estimate_noise(noisy, channel_axis=2)
+    assert model.kind == "gaussian"
+    np.testing.assert_allclose(np.sqrt(model.b), sigmas, rtol=0.10)
+
+
+def test_volume(images):
+    rng = np.random.default_rng(8)
+    volume = np.tile(np.linspace(0.0, 1.0, 32)[:, None, None], (1, 48, 48))
+    noisy = volume + 0.05 * rng.standard_normal(volume.shape)
+    model = estimate_noise(noisy)
+    assert model.kind == "gaussian" and model.sigma == pytest.approx(0.05, rel=0.10)
+    stack = np.stack([volume, volume[::-1]], axis=-1)
+    noisy = stack + np.sqrt(0.02 * stack + 1e-3) * rng.standard_normal(stack.shape)
+    model = estimate_noise(noisy, channel_axis=-1)
+    assert model.kind == "poisson-gaussian" and model.channels == 2
+    np.testing.assert_allclose(model.a, 0.02, rtol=0.15)
+
+
+# --------------------------------------------------------------------------
+# estimate_noise: edge cases and (iv) bad input
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "image, channel_axis",
+    [
+        (np.full((64, 64), 0.3), None),
+        (np.zeros((64, 64), np.uint8), None),
+        (np.full((40, 50, 3), 200, np.uint8), -1),
+        (np.full((2, 2), 0.5), None),
+    ],
+)
+def test_constant_image_is_gaussian_with_sigma_zero(image, channel_axis):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = estimate_noise(image, channel_axis=channel_axis)
+    assert model.kind == "gaussian"
+    assert model.sigma == 0.0
+    assert all(np.isfinite(model.b))
+
+
+def test_small_images_give_a_finite_estimate():
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for shape in [(2, 2), (3, 7), (8, 8), (17, 16)]:
+            model = estimate_noise(0.5 + 0.1 * rng.standard_normal(shape))
+            assert model.kind == "gaussian" and np.isfinite(model.sigma) and model.sigma > 0
+
+
+def test_black_border_does_not_pull_the_estimate_down(images):
+    clean = np.pad(images["camera"], 24)  # a noise-free black frame
+    rng = np.random.default_rng(9)
+    noisy = clean + 15 / 255 * rng.standard_normal(clean.shape)
+    noisy[clean == 0] = 0.0
+    model = estimate_noise(noisy)
+    assert model.sigma * 255 == pytest.approx(15, rel=0.10)
+
+
+@pytest.mark.parametrize(
+    "image, kwargs, error, match",
+    [
+        (np.array([[0.1, np.nan], [0.2, 0.3]]), {}, ValueError, "NaN"),
+        (np.full((4, 4), np.inf), {}, ValueError, "NaN or Inf"),
+        (np.zeros((0, 5)), {}, ValueError, "image is empty"),
+        (np.zeros((8, 8)), {"model": "poisson"}, ValueError, "model must be one of"),
+        (np.zeros((8, 8)), {"model": None}, ValueError, "model must be one of"),
+        (np.zeros((8, 8, 3)), {"channel_axis": 3}, ValueError, "channel_axis=3"),
+        (np.zeros((8, 8, 3)), {"channel_axis": 1.0}, TypeError, "channel_axis"),
+        (np.zeros((8, 8)), {"channel_axis": -1}, ValueError, "channel_axis"),
+        (np.zeros(16), {}, ValueError, "2-D"),
+        (np.zeros((1, 16)), {}, ValueError, "too small"),
+        (np.zeros((8, 8), np.int64), {}, TypeError, "dtype"),
+        ("image", {}, TypeError, "NumPy array"),
+    ],
+)
+def test_bad_input(image, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        estimate_noise(image, **kwargs)
+
+
+def test_sample_cap_for_large_images(images, monkeypatch):
+    """Beyond the cap, fewer phases and then a regular subset give the same answer."""
+    from nlmeans import noise
+
+    clean = images["gradient"]
+    noisy = _poisson_gaussian_normal(clean, A_TRUE, B_TRUE, np.random.default_rng(12))
+    full = estimate_noise(noisy)
+    for cap in (40_000, 8_000):  # two phases; one phase, every other sample
+        monkeypatch.setattr(noise, "_MAX_SAMPLES", cap)
+        assert noise._wavelet_samples(noisy)[0].size <= cap
+        capped = estimate_noise(noisy)
+        assert capped.kind == full.kind == "poisson-gaussian"
+        assert capped.a[0] == pytest.approx(full.a[0], rel=0.05)
+
+
+def test_speed_512_rgb():
+    rng = np.random.default_rng(1)
+    noisy = data.astronaut() / 255.0 + 0.05 * rng.standard_normal((512, 512, 3))
+    estimate_noise(noisy[:64, :64], channel_axis=-1)  # imports
+    start = time.perf_counter()
+    model = estimate_noise(noisy, channel_axis=-1)
+    elapsed = time.perf_counter() - start
+    assert model.sigma == pytest.approx(0.05, rel=0.1)
+    # About 0.3 s on one free core; generous for a shared machine.
+    assert elapsed < 3.0
 
 
 # --------------------------------------------------------------------------
