@@ -6,12 +6,15 @@ which is the only part that imports torch, so ``import nlmeans`` stays light.
 """
 
 from ._denoise import NLMeansParameters, denoise, estimate_sigma, resolve_parameters
+from .noise import NoiseModel, estimate_noise
 
 __version__ = "0.1.0"
 
 __all__ = [
     "NLMeansParameters",
+    "NoiseModel",
     "denoise",
+    "estimate_noise",
     "estimate_sigma",
     "resolve_parameters",
     "__version__",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import numbers
 import threading
 import warnings
 from dataclasses import asdict, dataclass
@@ -12,13 +11,39 @@ from importlib import resources
 
 import numpy as np
 
+from ._checks import (
+    _check_channel_axis,
+    _check_distance,
+    _check_fits_patch,
+    _check_image,
+    _check_positive_odd,
+    _check_real,
+    _spatial_shape,
+    check_threads,
+)
 from .io import from_unit_float, to_unit_float
+from .noise import (
+    NoiseModel,
+    estimate_noise,
+    generalized_anscombe,
+    inverse_generalized_anscombe,
+)
 
 logger = logging.getLogger("nlmeans")
 
 METHODS = ("fast", "exact", "patchwise", "neural")
 _CLASSICAL = ("fast", "exact", "patchwise")
-_SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
+COLOR_SPACES = ("auto", "rgb", "opponent")
+# Orthonormal opponent transform (rows: luminance, red-blue, green-magenta),
+# the one colour BM3D uses up to scale. Orthonormal, so white noise of
+# standard deviation sigma in every RGB channel stays sigma in every row.
+OPPONENT = np.array(
+    [
+        [1 / np.sqrt(3), 1 / np.sqrt(3), 1 / np.sqrt(3)],
+        [1 / np.sqrt(2), 0.0, -1 / np.sqrt(2)],
+        [1 / np.sqrt(6), -2 / np.sqrt(6), 1 / np.sqrt(6)],
+    ]
+)
 # Volumes cost (2d+1)**3 shifts per voxel: their automatic settings are capped.
 _VOLUME_MAX_PATCH_SIZE = 5
 _VOLUME_MAX_PATCH_DISTANCE = 3
@@ -35,6 +60,14 @@ class NLMeansParameters:
     images). ``sigma_estimated`` says whether ``sigma`` came from
     :func:`estimate_sigma`; ``automatic`` lists the parameters that were
     chosen by the shipped table rather than given by the caller.
+    ``color_space`` is ``"gray"`` for images without channels, else
+    ``"rgb"`` (channels compared jointly, as given) or ``"opponent"``
+    (luminance and chrominance, see :func:`denoise`); ``h_chroma`` is the
+    chrominance ``h`` of the opponent path (None otherwise).
+    ``noise_model`` is the :class:`nlmeans.noise.NoiseModel` of a
+    Poisson-Gaussian denoising (None for Gaussian noise); ``sigma``, ``h``
+    and ``h_chroma`` are then on the scale of the stabilised image (see
+    :func:`denoise`).
     """
 
     method: str
@@ -44,113 +77,12 @@ class NLMeansParameters:
     patch_distance: int | None
     sigma_estimated: bool
     automatic: tuple[str, ...] = ()
+    color_space: str = "gray"
+    h_chroma: float | None = None
+    noise_model: object | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-# --------------------------------------------------------------------------
-# Input checks
-# --------------------------------------------------------------------------
-
-
-def _check_image(image) -> np.ndarray:
-    if not isinstance(image, np.ndarray):
-        if isinstance(image, (list, tuple)):
-            image = np.asarray(image)
-        else:
-            raise TypeError(
-                f"image must be a NumPy array, got {type(image).__name__}"
-            )
-    if image.dtype.type not in _SUPPORTED_DTYPES:
-        raise TypeError(
-            f"image has unsupported dtype {image.dtype}; "
-            "use uint8, uint16, float32 or float64"
-        )
-    if image.size == 0:
-        raise ValueError(f"image is empty (shape {image.shape})")
-    if image.dtype.kind == "f" and not np.isfinite(image).all():
-        raise ValueError("image contains NaN or Inf values")
-    return image
-
-
-def _check_channel_axis(image: np.ndarray, channel_axis) -> int | None:
-    if channel_axis is None:
-        if image.ndim not in (2, 3):
-            raise ValueError(
-                f"image must be 2-D (gray) or 3-D (volume), got {image.ndim}-D; "
-                "pass channel_axis for an image with channels"
-            )
-        return None
-    if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
-        raise TypeError(f"channel_axis must be an int or None, got {channel_axis!r}")
-    if not -image.ndim <= channel_axis < image.ndim:
-        raise ValueError(
-            f"channel_axis={channel_axis} is out of range for a {image.ndim}-D image"
-        )
-    if image.ndim not in (3, 4):
-        raise ValueError(
-            f"with channel_axis the image must be 3-D or 4-D, got {image.ndim}-D"
-        )
-    return int(channel_axis) % image.ndim
-
-
-def _check_positive_odd(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an odd positive integer, got {value!r}")
-    if value < 1 or value % 2 == 0:
-        raise ValueError(f"{name} must be an odd positive integer, got {value}")
-    return int(value)
-
-
-def _check_distance(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"patch_distance must be a non-negative integer, got {value!r}")
-    if value < 0:
-        raise ValueError(f"patch_distance must be a non-negative integer, got {value}")
-    return int(value)
-
-
-def _check_real(name: str, value, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    if value < 0:
-        raise ValueError(f"{name} must be non-negative, got {value}")
-    return value
-
-
-def _spatial_shape(image: np.ndarray, axis: int | None) -> tuple[int, ...]:
-    return tuple(n for i, n in enumerate(image.shape) if i != axis)
-
-
-def _check_fits_patch(image: np.ndarray, axis: int | None, patch_size: int) -> None:
-    spatial = _spatial_shape(image, axis)
-    if min(spatial) < patch_size:
-        hint = ""
-        if image.ndim == 3 and axis is None and min(image.shape) <= 4:
-            hint = "; for a colour image pass channel_axis=-1"
-        raise ValueError(
-            f"image of spatial shape {spatial} is smaller than the patch "
-            f"(patch_size={patch_size}){hint}"
-        )
-
-
-def check_threads(threads) -> int:
-    import numba
-
-    available = numba.config.NUMBA_NUM_THREADS
-    if threads is None:
-        return available
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
-        raise TypeError(f"threads must be a positive integer, got {threads!r}")
-    if not 1 <= threads <= available:
-        raise ValueError(f"threads must be between 1 and {available}, got {threads}")
-    return int(threads)
 
 
 # --------------------------------------------------------------------------
@@ -166,12 +98,16 @@ def _parameter_table() -> dict:
 _TABLE: dict | None = None
 
 
-def _table_row(method: str, sigma: float) -> dict:
-    """Row of the shipped table for ``sigma`` (on the [0, 1] scale)."""
+def _table_row(method: str, sigma: float, *, color: bool = False) -> dict:
+    """Row of the shipped table for ``sigma`` (on the [0, 1] scale).
+
+    ``color`` picks the rows fitted on colour photographs for the opponent
+    path; otherwise the rows fitted on gray images.
+    """
     global _TABLE
     if _TABLE is None:
         _TABLE = _parameter_table()
-    rows = _TABLE["methods"][method]
+    rows = (_TABLE["color"] if color else _TABLE)["methods"][method]
     sigma255 = sigma * 255.0
     for row in rows:
         if sigma255 <= row["sigma_max"]:
@@ -226,6 +162,29 @@ def estimate_sigma(image, *, channel_axis=None) -> float:
     return sigma if np.isfinite(sigma) else 0.0
 
 
+def _check_color_space(image: np.ndarray, axis: int | None, color_space) -> str:
+    """Resolve ``color_space`` for this image: "gray", "rgb" or "opponent"."""
+    if not isinstance(color_space, str) or color_space not in COLOR_SPACES:
+        raise ValueError(
+            f"color_space must be one of {', '.join(COLOR_SPACES)}; got {color_space!r}"
+        )
+    if axis is None:
+        if color_space == "opponent":
+            raise ValueError(
+                "color_space='opponent' needs an image with 3 colour channels "
+                "(pass channel_axis)"
+            )
+        return "gray"
+    n_channels = image.shape[axis]
+    if color_space == "auto":
+        return "opponent" if n_channels == 3 else "rgb"
+    if color_space == "opponent" and n_channels != 3:
+        raise ValueError(
+            f"color_space='opponent' needs 3 colour channels, the image has {n_channels}"
+        )
+    return color_space
+
+
 def resolve_parameters(
     image,
     *,
@@ -235,12 +194,16 @@ def resolve_parameters(
     patch_distance=None,
     method="fast",
     channel_axis=None,
+    color_space="auto",
+    h_chroma=None,
+    noise=None,
 ) -> NLMeansParameters:
     """Fill in every parameter of :func:`denoise` left as ``None``.
 
     ``sigma`` is estimated with :func:`estimate_sigma`; ``patch_size``,
-    ``patch_distance`` and ``h`` come from a table fitted on the Train400
-    images (``benchmarks/fit_parameters.py``) by noise level and method.
+    ``patch_distance`` and ``h`` come from a table fitted by noise level and
+    method (``benchmarks/fit_parameters.py``): on Train400 gray images, and
+    for the opponent colour path on the CBSD432 colour photographs.
     Takes the same arguments as :func:`denoise` and validates them the same
     way. Returns an :class:`NLMeansParameters`.
     """
@@ -248,22 +211,43 @@ def resolve_parameters(
     axis = _check_channel_axis(image, channel_axis)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    space = _check_color_space(image, axis, color_space)
     automatic = []
-    if sigma is None:
+    model = _resolve_noise(image, axis, noise, sigma)
+    if model is not None and model.kind == "poisson-gaussian":
+        # Parameters are chosen for the stabilised image (unit noise variance,
+        # rescaled to [0, 1]), on which the Gaussian table applies.
+        _, spread = _stabilise(image, axis, model)
+        sigma_value = 1.0 / spread
+        if isinstance(noise, str):
+            automatic.append("noise")
+    elif model is not None:  # a Gaussian NoiseModel given by the caller
+        sigma_value = model.sigma
+        model = None
+    elif sigma is None:
         sigma_value = estimate_sigma(image, channel_axis=axis)
         automatic.append("sigma")
     else:
         sigma_value = _check_real("sigma", sigma, positive=False)
+    estimated = sigma is None and not isinstance(noise, NoiseModel)
     if method == "neural":
         for name, value in (
-            ("h", h), ("patch_size", patch_size), ("patch_distance", patch_distance)
+            ("h", h), ("patch_size", patch_size), ("patch_distance", patch_distance),
+            ("h_chroma", h_chroma),
         ):
             if value is not None:
                 raise ValueError(f"{name} does not apply to method='neural'")
+        if color_space not in ("auto", "rgb"):
+            raise ValueError("color_space does not apply to method='neural'")
         return NLMeansParameters(
-            method, sigma_value, None, None, None, sigma is None, tuple(automatic)
+            method, sigma_value, None, None, None, estimated, tuple(automatic),
+            "gray" if axis is None else "rgb", None, model,
         )
-    row = _table_row(method, max(sigma_value, _MIN_AUTO_SIGMA))
+    opponent = space == "opponent"
+    if h_chroma is not None and not opponent:
+        raise ValueError("h_chroma applies only to color_space='opponent' (3 colour channels)")
+    needs_table = None in (patch_size, patch_distance, h) or (opponent and h_chroma is None)
+    row = _table_row(method, max(sigma_value, _MIN_AUTO_SIGMA), color=opponent) if needs_table else {}
     spatial_ndim = image.ndim - (axis is not None)
     if patch_size is None:
         patch_size = row["patch_size"]
@@ -285,10 +269,57 @@ def resolve_parameters(
         automatic.append("h")
     else:
         h = _check_real("h", h, positive=True)
+    if opponent:
+        if h_chroma is None:
+            # The chrominance h follows the luminance h, given or automatic.
+            h_chroma = row["h_chroma_over_h"] * h
+            automatic.append("h_chroma")
+        else:
+            h_chroma = _check_real("h_chroma", h_chroma, positive=True)
+        h_chroma = float(h_chroma)
     return NLMeansParameters(
         method, sigma_value, float(h), int(patch_size), int(patch_distance),
-        sigma is None, tuple(automatic),
+        estimated, tuple(automatic), space, h_chroma, model,
     )
+
+
+NOISE_OPTIONS = ("gaussian", "poisson-gaussian", "auto")
+
+
+def _resolve_noise(image, axis, noise, sigma):
+    """The :class:`NoiseModel` that ``noise`` asks for, or None for the Gaussian path."""
+    if noise is None or (isinstance(noise, str) and noise == "gaussian"):
+        return None
+    if not isinstance(noise, NoiseModel) and not (
+        isinstance(noise, str) and noise in NOISE_OPTIONS
+    ):
+        raise ValueError(
+            f"noise must be one of {', '.join(NOISE_OPTIONS)} or a NoiseModel; got {noise!r}"
+        )
+    if sigma is not None:
+        raise ValueError(
+            "sigma cannot be combined with a noise model (noise="
+            f"{noise if isinstance(noise, str) else 'NoiseModel'}); give the model's a and b instead"
+        )
+    if isinstance(noise, NoiseModel):
+        noise._per_channel(1 if axis is None else image.shape[axis], axis)  # channel count
+        return noise
+    model = estimate_noise(image, channel_axis=axis, model=noise)
+    # "auto" that finds white noise takes exactly the Gaussian path (sigma
+    # from estimate_sigma), so that white-noise results do not change.
+    return model if model.kind == "poisson-gaussian" else None
+
+
+def _stabilise(image, axis, model):
+    """Generalized Anscombe transform of ``image``, and its offset and spread.
+
+    Returns ``(offset, spread)`` such that ``(f(image) - offset) / spread`` is
+    on [0, 1] with noise of standard deviation ``1 / spread``.
+    """
+    stabilised = generalized_anscombe(to_unit_float(image), model, channel_axis=axis)
+    lo, hi = float(stabilised.min()), float(stabilised.max())
+    return lo, (hi - lo if hi > lo else 1.0)
+
 
 
 # --------------------------------------------------------------------------
@@ -305,6 +336,9 @@ def denoise(
     patch_distance=None,
     method="fast",
     channel_axis=None,
+    color_space="auto",
+    h_chroma=None,
+    noise=None,
     threads=None,
     return_params=False,
 ):
@@ -340,8 +374,32 @@ def denoise(
         ``"neural"``: the shipped non-local network (:mod:`nlmeans.neural`;
         imports torch).
     channel_axis : int or None
-        Axis holding the channels. Channels share one weight (joint
-        distance averaged over channels).
+        Axis holding the channels. Channels share one weight.
+    color_space : {"auto", "rgb", "opponent"}
+        How the channels are compared. ``"rgb"``: as given, the patch
+        distance averaged over all channels. ``"opponent"`` (3 channels
+        only): the image is turned into one luminance and two chrominance
+        channels by an orthonormal transform (colour BM3D's); the luminance
+        is averaged with weights from luminance patches alone and ``h``, the
+        chrominance with weights from whole-colour patches and ``h_chroma``,
+        and the result is turned back. ``"auto"``: ``"opponent"`` for 3 channels,
+        ``"rgb"`` otherwise (measured: opponent is better on colour
+        photographs, see the README's colour table).
+    h_chroma : float, optional
+        Filtering strength of the chrominance channels on the opponent path.
+        Automatic when None: the fitted multiple of ``h``.
+    noise : {None, "gaussian", "poisson-gaussian", "auto"} or NoiseModel
+        The noise model. None or ``"gaussian"``: additive white Gaussian
+        noise of standard deviation ``sigma``. ``"poisson-gaussian"``:
+        variance ``a * y + b`` growing with the clean intensity ``y``, with
+        ``a`` and ``b`` estimated per channel by
+        :func:`nlmeans.noise.estimate_noise`; ``"auto"``: that estimate's
+        choice between the two. A :class:`nlmeans.noise.NoiseModel` gives the
+        model. Signal-dependent noise is stabilised to unit variance by the
+        generalized Anscombe transform, denoised as Gaussian noise (every
+        method, colour included) and mapped back by the exact unbiased
+        inverse; ``h`` and ``h_chroma`` then apply to the stabilised image
+        rescaled to [0, 1], and ``sigma`` must not be given.
     threads : int, optional
         Number of threads (all of Numba's by default). The result is
         bit-identical for any value.
@@ -369,6 +427,15 @@ def denoise(
     input's [min, max], which a weighted mean can only leave by rounding (the
     network, by overshoot).
 
+    An orthonormal colour transform alone would change nothing: joint
+    distances and weighted means are invariant under it. What the opponent
+    path gains comes from what the transform makes possible, as in colour
+    BM3D (grouping on luminance) and OpenCV (a separate ``h`` for
+    chrominance): luminance distances free of the chrominance channels'
+    noise, and stronger smoothing of the chrominance, which holds little
+    detail.
+    White noise keeps its ``sigma`` in every transformed channel.
+
     Patches at the border use reflect padding (NumPy ``mode="reflect"``);
     candidate pixels are restricted to the image. The centre pixel weighs 1
     in ``"fast"`` and ``"exact"``; in ``"patchwise"`` it weighs the largest
@@ -394,6 +461,9 @@ def denoise(
        Image Processing On Line 1 (2011), doi:10.5201/ipol.2011.bcm_nlm.
     .. [3] J. Darbon, A. Cunha, T. F. Chan, S. Osher, G. J. Jensen, "Fast
        nonlocal filtering applied to electron cryomicroscopy", ISBI 2008.
+    .. [4] K. Dabov, A. Foi, V. Katkovnik, K. Egiazarian, "Color image
+       denoising via sparse 3D collaborative filtering with grouping
+       constraint in luminance-chrominance space", ICIP 2007.
 
     Examples
     --------
@@ -408,12 +478,15 @@ def denoise(
     params = resolve_parameters(
         image, h=h, sigma=sigma, patch_size=patch_size,
         patch_distance=patch_distance, method=method, channel_axis=channel_axis,
+        color_space=color_space, h_chroma=h_chroma, noise=noise,
     )
     n_threads = check_threads(threads)
     axis = _check_channel_axis(image, channel_axis)
     logger.info("nlmeans parameters: %s", params)
 
-    if method == "neural":
+    if params.noise_model is not None:
+        result = _denoise_stabilised(image, axis, params, n_threads)
+    elif method == "neural":
         result = _denoise_neural(
             image, axis, params.sigma if sigma is not None else None, n_threads
         )
@@ -423,6 +496,26 @@ def denoise(
     # rounding (and, for the network, overshoot) with the input's own bounds.
     np.clip(result, image.min(), image.max(), out=result)
     return (result, params) if return_params else result
+
+
+def _denoise_stabilised(image, axis, params: NLMeansParameters, n_threads: int):
+    """Poisson-Gaussian noise: stabilise, denoise as Gaussian noise, invert.
+
+    The inverse is the exact unbiased one (Makitalo and Foi 2013): a denoiser
+    estimates the mean of the stabilised data, which the algebraic inverse
+    would map too low in dark regions.
+    """
+    model = params.noise_model
+    floats = to_unit_float(image)
+    offset, spread = _stabilise(image, axis, model)
+    scaled = (generalized_anscombe(floats, model, channel_axis=axis) - offset) / spread
+    if params.method == "neural":
+        out = _denoise_neural(scaled, axis, None, n_threads)
+    else:
+        out = _denoise_classical(scaled, axis, params, n_threads)
+    result = inverse_generalized_anscombe(out * spread + offset, model, channel_axis=axis)
+    np.clip(result, floats.min(), floats.max(), out=result)
+    return from_unit_float(result, image.dtype)
 
 
 def _to_kernel_layout(floats: np.ndarray, axis: int | None) -> np.ndarray:
@@ -444,16 +537,60 @@ def _from_kernel_layout(result: np.ndarray, shape, axis: int | None) -> np.ndarr
 
 
 def _denoise_classical(image, axis, params: NLMeansParameters, n_threads: int):
-    from . import kernels
-
     floats = to_unit_float(image)
     # Work on (u - lo) / scale: float32 squares of large intensities would
     # overflow, and h and sigma scale with the data, so weights are unchanged.
     lo, hi = float(floats.min()), float(floats.max())
     scale = hi - lo if hi > lo else 1.0
     data = _to_kernel_layout((floats - lo) / scale, axis)
-    n_channels, n_z, n_y, n_x = data.shape
     volume = len(_spatial_shape(image, axis)) == 3
+    sigma, h = params.sigma / scale, params.h / scale
+    with _threads_lock:
+        import numba
+
+        previous = numba.get_num_threads()
+        numba.set_num_threads(n_threads)
+        try:
+            if params.color_space == "opponent":
+                # Luminance/chrominance (colour BM3D, OpenCV's coloured NLM).
+                # The luminance is weighted by luminance patches alone, where
+                # the signal is strongest and the chrominance adds only noise
+                # to the distance. The chrominance is weighted by whole-colour
+                # patches (isoluminant edges stay) with its own, stronger h:
+                # it holds little detail. Measured on CBSD432 against
+                # luminance weights for both: +0.04 to +0.11 dB.
+                opponent = np.ascontiguousarray(
+                    np.tensordot(OPPONENT.astype(np.float32), data, axes=1)
+                )
+                luma = np.ascontiguousarray(opponent[:1])
+                chroma = np.ascontiguousarray(opponent[1:])
+                out_luma = _nlm_pass(luma, luma, params, volume, sigma, h)
+                out_chroma = _nlm_pass(
+                    chroma, opponent, params, volume, sigma, params.h_chroma / scale
+                )
+                result = np.tensordot(
+                    OPPONENT.T.astype(np.float32),
+                    np.concatenate([out_luma, out_chroma]), axes=1,
+                )
+            else:
+                result = _nlm_pass(data, data, params, volume, sigma, h)
+        finally:
+            numba.set_num_threads(previous)
+
+    result = _from_kernel_layout(result.astype(np.float64) * scale + lo, floats.shape, axis)
+    return from_unit_float(result, image.dtype)
+
+
+def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h):
+    """One non-local means pass in kernel layout ``(C, Z, Y, X)``.
+
+    Patch distances are measured on ``guide`` (averaged over its channels)
+    and the weights average ``values``; the two are the same array except on
+    the opponent colour path.
+    """
+    from . import kernels
+
+    n_channels, n_z, n_y, n_x = guide.shape
     s = params.patch_size
     f = s // 2
     fz = f if volume else 0
@@ -462,8 +599,9 @@ def _denoise_classical(image, axis, params: NLMeansParameters, n_threads: int):
     d = min(params.patch_distance, max(n_y, n_x, n_z) - 1)
     dz = d if volume else 0
 
-    padded = np.pad(data, ((0, 0), (fz, fz), (f, f), (f, f)), mode="reflect")
-    two_sigma2, inv_h2 = _weight_constants(params.sigma / scale, params.h / scale)
+    pad = ((0, 0), (fz, fz), (f, f), (f, f))
+    padded = np.pad(guide, pad, mode="reflect")
+    two_sigma2, inv_h2 = _weight_constants(sigma, h)
     kind = "gaussian" if params.method == "exact" else "uniform"
     weights_y = kernels.patch_weights(s, kind)
     weights_z = kernels.patch_weights(2 * fz + 1, kind)
@@ -472,37 +610,26 @@ def _denoise_classical(image, axis, params: NLMeansParameters, n_threads: int):
     else:
         norm = np.float32(1.0 / n_channels)
 
-    numerator = np.zeros_like(data)
-    denominator = np.zeros(data.shape[1:], np.float32)
+    numerator = np.zeros_like(values)
+    denominator = np.zeros(values.shape[1:], np.float32)
     track_max = params.method == "patchwise"
-    max_weight = np.zeros(data.shape[1:] if track_max else (1, 1, 1), np.float32)
-    with _threads_lock:
-        import numba
-
-        previous = numba.get_num_threads()
-        numba.set_num_threads(n_threads)
-        try:
-            kernels.pixelwise_accumulate(
-                data, padded, kernels.half_window_shifts(dz, d), dz, d,
-                weights_z, weights_y, weights_y, kind == "uniform", norm,
-                two_sigma2, inv_h2, numerator, denominator, max_weight, track_max,
-            )
-            if params.method == "patchwise":
-                centre = np.where(max_weight > 0, max_weight, np.float32(1.0))
-                normaliser = denominator + centre
-                out_numerator = np.zeros_like(data)
-                kernels.patchwise_aggregate(
-                    data, padded, kernels.full_window_shifts(dz, d), dz, d, f, fz,
-                    two_sigma2, inv_h2, norm, centre, normaliser, out_numerator,
-                )
-                result = out_numerator / _patch_coverage(data.shape[1:], f, fz)
-            else:
-                result = (numerator + data) / (denominator + np.float32(1.0))
-        finally:
-            numba.set_num_threads(previous)
-
-    result = _from_kernel_layout(result.astype(np.float64) * scale + lo, floats.shape, axis)
-    return from_unit_float(result, image.dtype)
+    max_weight = np.zeros(values.shape[1:] if track_max else (1, 1, 1), np.float32)
+    kernels.pixelwise_accumulate(
+        values, padded, kernels.half_window_shifts(dz, d), dz, d,
+        weights_z, weights_y, weights_y, kind == "uniform", norm,
+        two_sigma2, inv_h2, numerator, denominator, max_weight, track_max,
+    )
+    if params.method != "patchwise":
+        return (numerator + values) / (denominator + np.float32(1.0))
+    centre = np.where(max_weight > 0, max_weight, np.float32(1.0))
+    normaliser = denominator + centre
+    out_numerator = np.zeros_like(values)
+    padded_values = padded if values is guide else np.pad(values, pad, mode="reflect")
+    kernels.patchwise_aggregate(
+        values, padded, padded_values, kernels.full_window_shifts(dz, d), dz, d, f, fz,
+        two_sigma2, inv_h2, norm, centre, normaliser, out_numerator,
+    )
+    return out_numerator / _patch_coverage(values.shape[1:], f, fz)
 
 
 def _weight_constants(sigma: float, h: float) -> tuple[np.float32, np.float32]:

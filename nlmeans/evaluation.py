@@ -334,7 +334,8 @@ def _run_ours(method, noisy, channel_axis, threads):
 
 def _params_dict(params) -> dict:
     out = {}
-    for key in ("method", "sigma", "h", "patch_size", "patch_distance", "sigma_estimated"):
+    for key in ("method", "sigma", "h", "patch_size", "patch_distance", "sigma_estimated",
+                "color_space", "h_chroma"):
         value = getattr(params, key, None)
         out[key] = float(value) if isinstance(value, (np.floating,)) else value
     return out
@@ -352,7 +353,11 @@ def _run_skimage_same(noisy, channel_axis):
     import nlmeans
 
     denoise_nl_means = _skimage()
-    p = nlmeans.resolve_parameters(noisy, method="fast", channel_axis=channel_axis)
+    # scikit-image compares channels jointly: the joint-RGB parameters.
+    space = "rgb" if channel_axis is not None else "auto"
+    p = nlmeans.resolve_parameters(
+        noisy, method="fast", channel_axis=channel_axis, color_space=space
+    )
     out = denoise_nl_means(
         noisy,
         patch_size=p.patch_size,

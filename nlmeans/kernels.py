@@ -349,7 +349,7 @@ def pixelwise_accumulate(
 
 @njit(parallel=True, **_JIT)
 def patchwise_aggregate(
-    image, padded, shifts, dz, d, f, fz, two_sigma2, inv_h2, norm,
+    image, padded, padded_values, shifts, dz, d, f, fz, two_sigma2, inv_h2, norm,
     centre_weight, normaliser, out_numerator,
 ):
     """Second pass of patch-wise non-local means (IPOL 2011).
@@ -358,6 +358,11 @@ def patchwise_aggregate(
     normaliser(i)`` for ``t = 0``), every pixel ``p`` receives::
 
         out_numerator(p) = sum_t P(p + t) * sum_{k in patch} W_t(p - k)
+
+    The weights come from the patches of ``padded`` (the guide, as in
+    :func:`pixelwise_accumulate`) and ``P`` is ``padded_values``, the values
+    ``image`` padded the same way (pass ``padded`` again when the guide is the
+    image itself).
 
     where ``i = p - k`` runs over patch centres inside the image. The caller
     divides by the number of such centres. ``shifts`` must come from
@@ -460,7 +465,9 @@ def patchwise_aggregate(
                     for c in range(n_channels):
                         out_row = out_numerator[c, z, y, px_lo:px_hi]
                         # P(p + t) in padded coordinates.
-                        src = padded[c, z + fz + sz, y + f + sy, px_lo + f + sx:px_hi + f + sx]
+                        src = padded_values[
+                            c, z + fz + sz, y + f + sy, px_lo + f + sx:px_hi + f + sx
+                        ]
                         for kz in range(size_z):
                             brow = box_xy[z + kz, r, px_lo:px_hi]
                             for k in range(m):

@@ -21,13 +21,15 @@ from itertools import product
 
 import numpy as np
 
-from ._denoise import _check_channel_axis, _check_image, _check_real
+from ._checks import _check_channel_axis, _check_image, _check_real
 from .io import to_unit_float
 
 __all__ = [
     "NOISE_KINDS",
     "NoiseModel",
     "estimate_noise",
+    "noise_level_sets",
+    "plot_noise",
     "generalized_anscombe",
     "inverse_generalized_anscombe",
 ]
@@ -527,6 +529,8 @@ class _ChannelFit:
     signal_dependent: bool  # what model="auto" says for this channel
     t_statistic: float = 0.0  # a / se(a)
     ratio: float = 1.0  # fitted variance, 95th over 5th intensity percentile
+    # The level sets of the final fit: intensity, variance, sample count.
+    level_sets: tuple = (np.empty(0), np.empty(0), np.empty(0))
 
 
 def _wavelet_samples(x: np.ndarray):
@@ -659,7 +663,9 @@ def _estimate_channel(x: np.ndarray) -> _ChannelFit:
         and t_statistic >= _AUTO_MIN_T
         and ratio >= _AUTO_MIN_RATIO
     )
-    return _ChannelFit(a, b, b_gauss, bool(signal_dependent), t_statistic, ratio)
+    return _ChannelFit(
+        a, b, b_gauss, bool(signal_dependent), t_statistic, ratio, (y_bins, v_bins, counts)
+    )
 
 
 def estimate_noise(image, *, channel_axis=None, model="auto") -> NoiseModel:
@@ -770,6 +776,24 @@ def estimate_noise(image, *, channel_axis=None, model="auto") -> NoiseModel:
     >>> m.kind
     'poisson-gaussian'
     """
+    model, _ = _estimate(image, channel_axis, model)
+    return model
+
+
+def noise_level_sets(image, *, channel_axis=None, model="auto"):
+    """The smooth level sets behind :func:`estimate_noise`, and its model.
+
+    Returns ``(model, level_sets)``: the :class:`NoiseModel` that
+    :func:`estimate_noise` returns for the same arguments, and per channel a
+    tuple ``(y, variance, count)`` of arrays: the mean intensity of each
+    level set, the noise variance measured there and its number of samples
+    (what a plot of variance against intensity shows; see
+    :func:`plot_noise`).
+    """
+    return _estimate(image, channel_axis, model)
+
+
+def _estimate(image, channel_axis, model):
     image = _check_image(image)
     axis = _check_channel_axis(image, channel_axis)
     if model not in _ESTIMATE_MODELS:
@@ -784,6 +808,11 @@ def estimate_noise(image, *, channel_axis=None, model="auto") -> NoiseModel:
             "(at least 2 pixels along every spatial axis)"
         )
     fits = [_estimate_channel(plane) for plane in planes]
+    level_sets = [fit.level_sets for fit in fits]
+    return _choose_model(fits, model), level_sets
+
+
+def _choose_model(fits, model):
     if model == "auto":
         votes = sum(fit.signal_dependent for fit in fits)
         model = "poisson-gaussian" if 2 * votes > len(fits) else "gaussian"
@@ -952,3 +981,78 @@ def inverse_generalized_anscombe(d, model: NoiseModel, *, channel_axis=None, met
         poissonian = safe_a * planes**2 / 4.0 - 0.375 * safe_a - b / safe_a
     gaussian = planes * np.sqrt(np.where(poisson, 1.0, b))
     return _channels_back(np.where(poisson, poissonian, gaussian), axis)
+
+
+# --------------------------------------------------------------------------
+# Picture
+# --------------------------------------------------------------------------
+
+
+def plot_noise(
+    model: NoiseModel, level_sets, path, *, max_value: float = 255.0, title=None, force=False
+):
+    """Write a PNG of measured noise variance against intensity, with the fit.
+
+    Parameters
+    ----------
+    model : NoiseModel
+        The fitted model (a line per channel).
+    level_sets : sequence of (y, variance, count)
+        Per channel, as returned by :func:`noise_level_sets`.
+    path : str or os.PathLike
+        The PNG to write (atomically: a temporary file, then renamed).
+    max_value : float
+        Axes in gray levels of this scale (255 for 8-bit images, 65535 for
+        16-bit, 1 for the float scale).
+    title : str, optional
+        Title above the plot.
+    force : bool
+        Replace an existing ``path``.
+
+    Notes
+    -----
+    Needs matplotlib (``pip install matplotlib``, or ``nlmeans[plot]``).
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(
+            "the noise plot needs matplotlib: pip install matplotlib (or nlmeans[plot])"
+        ) from None
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    from .io import atomic_write_bytes
+
+    n = len(level_sets)
+    colours = ["#d62728", "#2ca02c", "#1f77b4"] if n == 3 else [None] * n
+    names = ["R", "G", "B"] if n == 3 else [f"channel {c}" for c in range(n)]
+    if n == 1:
+        names = ["gray"]
+    figure = Figure(figsize=(6.4, 4.4), dpi=100)
+    axes = figure.add_subplot()
+    square = max_value * max_value
+    y_line = np.linspace(0.0, 1.0, 101)
+    for c, (y, variance, count) in enumerate(level_sets):
+        colour = colours[c] or f"C{c}"
+        if np.size(y):
+            sizes = 8 + 60 * np.asarray(count) / max(np.max(count), 1)
+            axes.scatter(np.asarray(y) * max_value, np.asarray(variance) * square, s=sizes,
+                         color=colour, alpha=0.6, label=f"{names[c]}: smooth level sets")
+        m = c if model.channels > 1 else 0
+        axes.plot(y_line * max_value, (model.a[m] * y_line + model.b[m]) * square, color=colour,
+                  label=f"{names[c]}: fit {model.a[m] * max_value:.3g} y + {model.b[m] * square:.3g}")
+    scale = f"{max_value:g}" if max_value != 1 else "1 (float scale)"
+    axes.set_xlabel(f"intensity y (of {scale})")
+    axes.set_ylabel("noise variance (gray levels²)" if max_value != 1 else "noise variance")
+    axes.set_xlim(0, max_value)
+    axes.set_ylim(bottom=0)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="upper left")
+    axes.set_title(title or f"{model.kind} noise: variance = a·y + b")
+    figure.tight_layout()
+    import io as _io
+
+    buffer = _io.BytesIO()
+    figure.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue(), force=force)

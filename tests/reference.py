@@ -52,8 +52,15 @@ def _weights(image, i, patch_size, patch_distance, h, sigma, kernel):
     return out
 
 
-def nlm_pixelwise(image, *, patch_size, patch_distance, h, sigma=0.0, gaussian=False):
-    """Pixel-wise NLM; image (C, *spatial) float64; centre weight 1."""
+def nlm_pixelwise(
+    image, *, patch_size, patch_distance, h, sigma=0.0, gaussian=False, guide=None
+):
+    """Pixel-wise NLM; image (C, *spatial) float64; centre weight 1.
+
+    Distances are measured on ``guide`` (same spatial shape, any channel
+    count; the image itself by default) and the weights average ``image``.
+    """
+    guide = image if guide is None else guide
     ndim = image.ndim - 1
     if gaussian:
         kernel = gaussian_patch_weights(patch_size, ndim)
@@ -61,18 +68,20 @@ def nlm_pixelwise(image, *, patch_size, patch_distance, h, sigma=0.0, gaussian=F
         kernel = np.full((patch_size,) * ndim, 1.0 / patch_size**ndim)
     out = np.zeros_like(image, dtype=np.float64)
     for i in np.ndindex(*image.shape[1:]):
-        weights = _weights(image, i, patch_size, patch_distance, h, sigma, kernel)
+        weights = _weights(guide, i, patch_size, patch_distance, h, sigma, kernel)
         total = sum(weights.values())
         out[(slice(None),) + i] = sum(w * image[(slice(None),) + j] for j, w in weights.items()) / total
     return out
 
 
-def nlm_patchwise(image, *, patch_size, patch_distance, h, sigma=0.0):
+def nlm_patchwise(image, *, patch_size, patch_distance, h, sigma=0.0, guide=None):
     """IPOL 2011 patch-wise NLM; image (C, *spatial) float64.
 
     Centre weight = max of the other weights (1 if there is none, or all are 0).
     Every pixel averages the estimates of all in-image patch centres covering it.
+    Distances are measured on ``guide`` (the image itself by default).
     """
+    guide = image if guide is None else guide
     ndim = image.ndim - 1
     radius = patch_size // 2
     kernel = np.full((patch_size,) * ndim, 1.0 / patch_size**ndim)
@@ -82,7 +91,7 @@ def nlm_patchwise(image, *, patch_size, patch_distance, h, sigma=0.0):
     count = np.zeros(spatial)
     offsets = list(itertools.product(range(-radius, radius + 1), repeat=ndim))
     for i in np.ndindex(*spatial):
-        weights = _weights(image, i, patch_size, patch_distance, h, sigma, kernel)
+        weights = _weights(guide, i, patch_size, patch_distance, h, sigma, kernel)
         others = [w for j, w in weights.items() if j != i]
         best = max(others) if others else 0.0
         weights[i] = best if best > 0 else 1.0
@@ -98,3 +107,27 @@ def nlm_patchwise(image, *, patch_size, patch_distance, h, sigma=0.0):
             acc[(slice(None),) + p] += estimate / total
             count[p] += 1
     return acc / count
+
+
+# Orthonormal opponent transform: luminance, red-blue, green-magenta.
+OPPONENT = np.array([
+    [1 / np.sqrt(3), 1 / np.sqrt(3), 1 / np.sqrt(3)],
+    [1 / np.sqrt(2), 0.0, -1 / np.sqrt(2)],
+    [1 / np.sqrt(6), -2 / np.sqrt(6), 1 / np.sqrt(6)],
+])
+
+
+def nlm_opponent(image, *, h, h_chroma, patchwise=False, **options):
+    """Opponent-colour NLM; image (3, *spatial) RGB float64.
+
+    The luminance weighted by luminance-patch distances and ``h``; the
+    chrominance by whole-colour patch distances and ``h_chroma``.
+    """
+    nlm = nlm_patchwise if patchwise else nlm_pixelwise
+    opponent = np.tensordot(OPPONENT, image, axes=1)
+    luma = opponent[:1]
+    out = np.concatenate([
+        nlm(luma, h=h, **options),
+        nlm(opponent[1:], h=h_chroma, guide=opponent, **options),
+    ])
+    return np.tensordot(OPPONENT.T, out, axes=1)

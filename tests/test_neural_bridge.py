@@ -165,6 +165,9 @@ def test_matches_denoise_exact(channels):
     if channels == 1:
         ref = denoise(u[0], method="exact", **params)[None]
     else:
-        ref = np.moveaxis(denoise(np.moveaxis(u, 0, -1), method="exact", channel_axis=-1, **params), -1, 0)
+        # The bridge compares all channels jointly: the "rgb" colour space.
+        ref = np.moveaxis(
+            denoise(np.moveaxis(u, 0, -1), method="exact", channel_axis=-1, color_space="rgb", **params), -1, 0
+        )
     got = classical_non_local_means(torch.from_numpy(u)[None], **params)[0].numpy()
     assert np.abs(got - ref).max() < 1e-4

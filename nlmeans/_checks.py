@@ -1,0 +1,112 @@
+"""Argument checks shared by the library's public functions.
+
+Each raises one ``TypeError`` or ``ValueError`` that names the parameter, so
+that bad input never reaches a compiled kernel.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
+
+
+def _check_image(image) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        if isinstance(image, (list, tuple)):
+            image = np.asarray(image)
+        else:
+            raise TypeError(
+                f"image must be a NumPy array, got {type(image).__name__}"
+            )
+    if image.dtype.type not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"image has unsupported dtype {image.dtype}; "
+            "use uint8, uint16, float32 or float64"
+        )
+    if image.size == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise ValueError("image contains NaN or Inf values")
+    return image
+
+
+def _check_channel_axis(image: np.ndarray, channel_axis) -> int | None:
+    if channel_axis is None:
+        if image.ndim not in (2, 3):
+            raise ValueError(
+                f"image must be 2-D (gray) or 3-D (volume), got {image.ndim}-D; "
+                "pass channel_axis for an image with channels"
+            )
+        return None
+    if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
+        raise TypeError(f"channel_axis must be an int or None, got {channel_axis!r}")
+    if not -image.ndim <= channel_axis < image.ndim:
+        raise ValueError(
+            f"channel_axis={channel_axis} is out of range for a {image.ndim}-D image"
+        )
+    if image.ndim not in (3, 4):
+        raise ValueError(
+            f"with channel_axis the image must be 3-D or 4-D, got {image.ndim}-D"
+        )
+    return int(channel_axis) % image.ndim
+
+
+def _check_positive_odd(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an odd positive integer, got {value!r}")
+    if value < 1 or value % 2 == 0:
+        raise ValueError(f"{name} must be an odd positive integer, got {value}")
+    return int(value)
+
+
+def _check_distance(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"patch_distance must be a non-negative integer, got {value!r}")
+    if value < 0:
+        raise ValueError(f"patch_distance must be a non-negative integer, got {value}")
+    return int(value)
+
+
+def _check_real(name: str, value, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    if value < 0:
+        raise ValueError(f"{name} must be non-negative, got {value}")
+    return value
+
+
+def _spatial_shape(image: np.ndarray, axis: int | None) -> tuple[int, ...]:
+    return tuple(n for i, n in enumerate(image.shape) if i != axis)
+
+
+def _check_fits_patch(image: np.ndarray, axis: int | None, patch_size: int) -> None:
+    spatial = _spatial_shape(image, axis)
+    if min(spatial) < patch_size:
+        hint = ""
+        if image.ndim == 3 and axis is None and min(image.shape) <= 4:
+            hint = "; for a colour image pass channel_axis=-1"
+        raise ValueError(
+            f"image of spatial shape {spatial} is smaller than the patch "
+            f"(patch_size={patch_size}){hint}"
+        )
+
+
+def check_threads(threads) -> int:
+    import numba
+
+    available = numba.config.NUMBA_NUM_THREADS
+    if threads is None:
+        return available
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise TypeError(f"threads must be a positive integer, got {threads!r}")
+    if not 1 <= threads <= available:
+        raise ValueError(f"threads must be between 1 and {available}, got {threads}")
+    return int(threads)
