@@ -79,6 +79,27 @@ def describe_exception(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def for_each_file(files: Iterable[Path], problems: Iterable[tuple[str, str]], work: Callable[[Path], None]) -> None:
+    """Run ``work(path)`` for every file; a failing file costs one ``Error:`` line, not the rest.
+
+    ``problems`` (inputs that named no readable file) are reported first.
+    Exits with status 1 at the end if anything failed.
+    """
+    failures = 0
+    for item, why in problems:
+        failures += 1
+        error(f"{item}: {why}")
+    for path in files:
+        try:
+            work(path)
+        except (ValueError, TypeError, OSError, ImportError) as exc:
+            failures += 1
+            message = describe_exception(exc)
+            error(message if str(path) in message else f"{path}: {message}")
+    if failures:
+        raise typer.Exit(1)
+
+
 def stderr_console():
     from rich.console import Console
 

@@ -14,9 +14,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from .estimate_noise import estimate_noise as _estimate_noise_command
 from ._common import (
     error,
     expand_inputs,
+    for_each_file,
     handle_errors,
     note,
     parse_pair,
@@ -72,6 +74,35 @@ class Method(str, Enum):
     neural = "neural"
 
 
+class ColorSpace(str, Enum):
+    auto = "auto"
+    rgb = "rgb"
+    opponent = "opponent"
+
+
+class Noise(str, Enum):
+    gaussian = "gaussian"
+    poisson_gaussian = "poisson-gaussian"
+    auto = "auto"
+
+
+def _parse_noise_params(text: Optional[str]) -> Optional[tuple[list[float], list[float]]]:
+    """``A,B`` (every channel) or ``A1,B1,A2,B2,...`` (one pair per channel)."""
+    if text is None:
+        return None
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a list of numbers: give A,B or one A,B pair per channel", param_hint="--noise-params"
+        ) from None
+    if len(values) < 2 or len(values) % 2:
+        raise typer.BadParameter(
+            f"{text!r} has {len(values)} number(s): give A,B or one A,B pair per channel", param_hint="--noise-params"
+        )
+    return values[0::2], values[1::2]
+
+
 def _unit_scale(name: str):
     """Callback refusing values above 1 on the [0, 1] intensity scale."""
 
@@ -113,16 +144,38 @@ def _output_path(src: Path, image_format: str, output: Optional[Path], out_dir: 
 
 def _describe_params(params, image) -> str:
     top = image.max_value
+    if params.noise_model is not None:
+        from .estimate_noise import _describe
+
+        how = "estimated" if params.sigma_estimated else "given"
+        colour_text = ""
+        if params.color_space == "opponent":
+            colour_text = f", opponent colour (h_chroma {params.h_chroma:.5f})"
+        return (
+            f"method {params.method}, noise {_describe(params.noise_model, top)} ({how}); "
+            + (
+                "stabilised by the generalized Anscombe transform"
+                if params.method == "neural"
+                else f"on the stabilised image: sigma {params.sigma:.5f}, h {params.h:.5f}, "
+                f"patch {params.patch_size}x{params.patch_size}, "
+                f"search {2 * params.patch_distance + 1}x{2 * params.patch_distance + 1}{colour_text}"
+            )
+        )
     if params.method == "neural":
         scale = f" ({params.sigma * top:.2f}/{top:g})" if top != 1 else ""
         how = "estimated" if params.sigma_estimated else "given"
         return f"method neural, sigma {params.sigma:.5f}{scale} ({how}; the blind model does not use it)"
     scale = f" = {params.sigma * top:.2f}/{top:g}" if top != 1 else ""
     how = "estimated" if params.sigma_estimated else "given"
+    colour = ""
+    if params.color_space == "opponent":
+        colour = f", opponent colour (h_chroma {params.h_chroma:.5f})"
+    elif params.color_space == "rgb":
+        colour = ", joint RGB"
     return (
         f"method {params.method}, sigma {params.sigma:.5f}{scale} ({how}), h {params.h:.5f}, "
         f"patch {params.patch_size}x{params.patch_size}, "
-        f"search {2 * params.patch_distance + 1}x{2 * params.patch_distance + 1}"
+        f"search {2 * params.patch_distance + 1}x{2 * params.patch_distance + 1}{colour}"
     )
 
 
@@ -173,6 +226,37 @@ def denoise(
         Optional[int],
         typer.Option("--patch-distance", "-r", help="Search radius: window of 2r+1 pixels per axis (default: automatic).", show_default=False),
     ] = None,
+    color_space: Annotated[
+        ColorSpace,
+        typer.Option(
+            "--color-space", case_sensitive=False,
+            help="Colour images: 'opponent' weighs luminance and chrominance separately (chrominance smoothed harder), 'rgb' compares the channels jointly; 'auto' is opponent for RGB images.",
+        ),
+    ] = ColorSpace.auto,
+    h_chroma: Annotated[
+        Optional[float],
+        typer.Option(
+            "--h-chroma",
+            callback=_unit_scale("--h-chroma"),
+            help="Chrominance filtering strength of the opponent path, on the [0, 1] scale (default: a fitted multiple of h).",
+            show_default=False,
+        ),
+    ] = None,
+    noise: Annotated[
+        Noise,
+        typer.Option(
+            "--noise", case_sensitive=False,
+            help="Noise model: 'gaussian' (white, sigma), 'poisson-gaussian' (variance a*y + b, estimated per channel and stabilised by the generalized Anscombe transform), or 'auto' (Poisson-Gaussian only when the estimate finds a clear signal dependence).",
+        ),
+    ] = Noise.gaussian,
+    noise_params: Annotated[
+        Optional[str],
+        typer.Option(
+            "--noise-params", metavar="A,B",
+            help="Give the Poisson-Gaussian model instead of estimating it: variance a*y + b on the [0, 1] scale, as A,B for every channel or A1,B1,A2,B2,... per channel (see nlmeans estimate-noise --json).",
+            show_default=False,
+        ),
+    ] = None,
     threads: ThreadsOption = None,
     force: ForceOption = False,
 ) -> None:
@@ -198,6 +282,25 @@ def denoise(
         raise typer.BadParameter(f"{out_dir} exists and is not a folder", param_hint="--out-dir")
     # What would fail for every file is checked once, before any file is read.
     _check_threads(threads)
+    pairs = _parse_noise_params(noise_params)
+    if pairs is not None and noise is not Noise.gaussian:
+        raise typer.BadParameter("give either --noise or --noise-params, not both", param_hint="--noise-params")
+    if pairs is not None and sigma is not None:
+        raise typer.BadParameter("give either --sigma or --noise-params, not both", param_hint="--noise-params")
+    if noise is not Noise.gaussian and sigma is not None:
+        raise typer.BadParameter(
+            f"--sigma describes white Gaussian noise; it cannot be combined with --noise {noise.value}",
+            param_hint="--sigma",
+        )
+    noise_model = None
+    if pairs is not None:
+        from nlmeans.noise import NoiseModel
+
+        a, b = pairs
+        try:
+            noise_model = NoiseModel("poisson-gaussian" if any(a) else "gaussian", a, b)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--noise-params") from None
     if out_dir is not None:
         _check_out_dir(out_dir)  # created just before the first write: a failed run leaves none
     for item, why in problems:
@@ -233,7 +336,18 @@ def denoise(
         _check_writable_folder(dst)
         color, alpha = image.split_alpha()
         axis = -1 if color.ndim == 3 else None
-        kwargs = dict(h=h, sigma=sigma, patch_size=patch_size, patch_distance=patch_distance)
+        kwargs = dict(h=h, sigma=sigma, patch_size=patch_size, patch_distance=patch_distance, h_chroma=h_chroma)
+        if color_space is not ColorSpace.auto:
+            kwargs["color_space"] = color_space.value
+        if noise_model is not None:
+            channels = color.shape[-1] if axis is not None else 1
+            if noise_model.channels not in (1, channels):
+                raise ValueError(
+                    f"--noise-params gives {noise_model.channels} channel(s) but {src} has {channels}"
+                )
+            kwargs["noise"] = noise_model
+        elif noise is not Noise.gaussian:
+            kwargs["noise"] = noise.value
         # Refuses what the denoiser would refuse (e.g. an image smaller than the patch).
         params = nlmeans.resolve_parameters(color, method=method.value, channel_axis=axis, **kwargs)
         if method is Method.neural:
@@ -241,15 +355,26 @@ def denoise(
         # Every check that can fail fast is done: only now the file's line.
         log(f"{src} ({image.describe()}): {_describe_params(params, image)}")
         start = time.perf_counter()
+        # The resolved parameters (estimates included) are handed on, so that
+        # nothing is estimated twice.
+        resolved = {"noise": params.noise_model} if params.noise_model is not None else {}
         if method is Method.neural:
+            if not resolved:
+                resolved["sigma"] = sigma
             result = nlmeans.denoise(
-                color, method="neural", sigma=sigma, channel_axis=axis, threads=threads
+                color, method="neural", channel_axis=axis, threads=threads, **resolved
             )
         else:
+            if not resolved:
+                resolved["sigma"] = params.sigma
+            if params.color_space != "gray":
+                resolved["color_space"] = params.color_space
+            if params.color_space == "opponent":
+                resolved["h_chroma"] = params.h_chroma
             result = nlmeans.denoise(
-                color, method=method.value, h=params.h, sigma=params.sigma,
+                color, method=method.value, h=params.h,
                 patch_size=params.patch_size, patch_distance=params.patch_distance,
-                channel_axis=axis, threads=threads,
+                channel_axis=axis, threads=threads, **resolved,
             )
         seconds = time.perf_counter() - start
         if out_dir is not None and not out_dir.is_dir():
@@ -713,32 +838,26 @@ def estimate_sigma(
     Prints sigma on the [0, 1] scale and in gray levels (x255 for 8-bit, x65535 for 16-bit files).
     """
     files, problems = expand_inputs(images)
-    failures = len(problems)
-    for item, why in problems:
-        error(f"{item}: {why}")
     import nlmeans
     from nlmeans.io import read_image
 
-    for path in files:
-        try:
-            image = read_image(path)
-            color, _alpha = image.split_alpha()
-            value = nlmeans.estimate_sigma(color, channel_axis=-1 if color.ndim == 3 else None)
-        except (ValueError, TypeError, OSError) as exc:
-            from ._common import describe_exception
-
-            failures += 1
-            message = describe_exception(exc)
-            error(message if str(path) in message else f"{path}: {message}")
-            continue
+    def work(path: Path) -> None:
+        image = read_image(path)
+        color, _alpha = image.split_alpha()
+        value = nlmeans.estimate_sigma(color, channel_axis=-1 if color.ndim == 3 else None)
         top = image.max_value
         if top == 1:
             scale = f"{value * 255:.2f}/255 if it were 8-bit (float image)"
         else:
             scale = f"{value * top:.2f}/{top:g} gray levels"
         typer.echo(f"{path}: sigma = {value:.6f} ({scale})")
-    if failures:
-        raise typer.Exit(1)
+
+    for_each_file(files, problems, work)
+
+
+# --------------------------------------------------------------------------- estimate-noise
+
+app.command("estimate-noise", no_args_is_help=True)(_estimate_noise_command)
 
 
 # --------------------------------------------------------------------------- explain

@@ -208,6 +208,41 @@ def test_denoise_options(images, tmp_path):
     assert (tmp_path / "new" / "dir" / "gray_denoised.png").is_file()
 
 
+def test_denoise_color_space(images, tmp_path):
+    src = images["rgb"]
+    pixels = read_image(src).pixels
+    out = tmp_path / "opp.png"
+    result = invoke("denoise", src, "-o", out, *FAST, "--sigma", "0.06", "--h", "0.05", "--h-chroma", "0.1")
+    assert result.exit_code == 0, result.output
+    assert "opponent colour (h_chroma 0.10000)" in result.stderr
+    expected = nlmeans.denoise(pixels, channel_axis=-1, patch_size=3, patch_distance=2, sigma=0.06,
+                               h=0.05, h_chroma=0.1)
+    np.testing.assert_array_equal(read_image(out).pixels, expected)
+    out = tmp_path / "rgb.png"
+    result = invoke("denoise", src, "-o", out, *FAST, "--sigma", "0.06", "--color-space", "rgb")
+    assert result.exit_code == 0, result.output
+    assert "joint RGB" in result.stderr
+    expected = nlmeans.denoise(pixels, channel_axis=-1, patch_size=3, patch_distance=2, sigma=0.06,
+                               color_space="rgb")
+    np.testing.assert_array_equal(read_image(out).pixels, expected)
+    # Automatic: the opponent path with the fitted chrominance h.
+    result = invoke("denoise", src, "-o", tmp_path / "auto.png")
+    assert result.exit_code == 0, result.output
+    assert "opponent colour" in result.stderr
+
+
+def test_denoise_color_space_errors(images):
+    result = invoke("denoise", images["gray"], "--color-space", "opponent")
+    _assert_one_line_error(result, "3 colour channels")
+    result = invoke("denoise", images["rgb"], "--color-space", "rgb", "--h-chroma", "0.1")
+    _assert_one_line_error(result, "h_chroma")
+    result = invoke("denoise", images["rgb"], "--color-space", "lab")
+    assert result.exit_code == 2
+    result = invoke("denoise", images["rgb"], "--h-chroma", "30")
+    assert result.exit_code == 2 and "divide gray levels by 255" in _flat(result.stderr)
+    assert not images["rgb"].with_name("rgb_denoised.png").exists()
+
+
 def test_values_above_one_are_refused(images):
     for option in ("--sigma", "--h"):
         result = invoke("denoise", images["gray"], option, "25")

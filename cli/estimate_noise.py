@@ -1,0 +1,82 @@
+"""``nlmeans estimate-noise``: the noise model of images, optionally plotted."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import expand_inputs, for_each_file, handle_errors
+
+
+class NoiseKind(str, Enum):
+    auto = "auto"
+    gaussian = "gaussian"
+    poisson_gaussian = "poisson-gaussian"
+
+
+def _describe(model, top: float) -> str:
+    """One line: the model in gray levels of the file's scale."""
+    unit = f"/{top:g}" if top != 1 else ""
+    if model.kind == "gaussian":
+        sigmas = ", ".join(f"{b ** 0.5 * top:.2f}{unit}" for b in model.b)
+        return f"gaussian, sigma = {sigmas}"
+    # var = a y + b on [0, 1] is (a top) Y + (b top^2) for Y in gray levels.
+    parts = ", ".join(f"{a * top:.4g} Y + {b * top * top:.4g}" for a, b in zip(model.a, model.b))
+    low = ", ".join(f"{(b ** 0.5) * top:.2f}" for b in model.b)
+    high = ", ".join(f"{((a + b) ** 0.5) * top:.2f}" for a, b in zip(model.a, model.b))
+    return (
+        f"poisson-gaussian, variance = {parts} (Y in gray levels{unit}); "
+        f"sigma from {low} (black) to {high} (white)"
+    )
+
+
+@handle_errors
+def estimate_noise(
+    images: Annotated[
+        list[str],
+        typer.Argument(metavar="IMAGE", help="Image files, folders or glob patterns.", show_default=False),
+    ],
+    model: Annotated[
+        NoiseKind,
+        typer.Option("--model", case_sensitive=False, help="Noise model to fit; 'auto' picks Poisson-Gaussian only when the signal dependence is clear."),
+    ] = NoiseKind.auto,
+    plot: Annotated[
+        Optional[Path],
+        typer.Option("--plot", help="PNG of measured variance against intensity with the fitted line (one input only; needs matplotlib).", show_default=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line instead of text.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing --plot file.")] = False,
+) -> None:
+    """Estimate the noise model of images: white Gaussian or Poisson-Gaussian (variance a*y + b).
+
+    Per channel, from smooth places of one image (Foi et al. 2008). Values are printed in gray levels of the file (x255 for 8-bit, x65535 for 16-bit); [bold]--json[/bold] gives a and b on the [0, 1] scale, as [bold]nlmeans denoise --noise-params[/bold] takes them.
+    """
+    files, problems = expand_inputs(images)
+    if plot is not None and len(files) + len(problems) != 1:
+        raise typer.BadParameter("--plot takes exactly one input image", param_hint="--plot")
+    if plot is not None and plot.exists() and not force:
+        raise typer.BadParameter(f"{plot} already exists (use --force to overwrite)", param_hint="--plot")
+    from nlmeans.io import read_image
+    from nlmeans.noise import noise_level_sets, plot_noise
+
+    def work(path: Path) -> None:
+        image = read_image(path)
+        color, _alpha = image.split_alpha()
+        fitted, level_sets = noise_level_sets(
+            color, channel_axis=-1 if color.ndim == 3 else None, model=model.value
+        )
+        if plot is not None:
+            plot_noise(fitted, level_sets, plot, max_value=image.max_value,
+                       title=f"{Path(path).name}: {fitted.kind}", force=force)
+        if as_json:
+            typer.echo(json.dumps({"file": str(path), **fitted.as_dict()}))
+        else:
+            typer.echo(f"{path}: {_describe(fitted, image.max_value)}")
+            if plot is not None:
+                typer.echo(f"plot: {plot}")
+
+    for_each_file(files, problems, work)

@@ -1,0 +1,128 @@
+"""The command line's noise options: ``estimate-noise`` and ``denoise --noise / --noise-params``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from skimage import data, transform
+from typer.testing import CliRunner
+
+import nlmeans
+from nlmeans.io import read_image, write_image
+from nlmeans.noise import NoiseModel
+from nlmeans_cli.main import app
+
+runner = CliRunner()
+A, B = 0.01, 1e-4  # std from 2.6 (black) to 25.7 (white) gray levels
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _flat(text: str) -> str:
+    """A Rich-boxed, wrapped message on one line."""
+    return " ".join(text.replace("│", " ").split())
+
+
+@pytest.fixture(scope="module")
+def clean_rgb():
+    return transform.downscale_local_mean(data.astronaut() / 255.0, (2, 2, 1))  # 256x256
+
+
+@pytest.fixture()
+def files(tmp_path, clean_rgb):
+    rng = np.random.default_rng(0)
+    pg = clean_rgb + np.sqrt(A * clean_rgb + B) * rng.standard_normal(clean_rgb.shape)
+    white = clean_rgb + rng.normal(0, 15 / 255, clean_rgb.shape)
+    to_u8 = lambda x: np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)  # noqa: E731
+    return {
+        "pg": write_image(tmp_path / "pg.png", to_u8(pg)),
+        "white": write_image(tmp_path / "white.png", to_u8(white)),
+        "gray": write_image(tmp_path / "gray.png", to_u8(pg[..., 1])),
+    }
+
+
+def test_estimate_noise_text_and_json(files):
+    result = invoke("estimate-noise", files["pg"], files["white"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{files['pg']}: poisson-gaussian, variance = ")
+    assert "(Y in gray levels/255)" in lines[0]
+    assert lines[1].startswith(f"{files['white']}: gaussian, sigma = ")
+    result = invoke("estimate-noise", files["pg"], "--json")
+    record = json.loads(result.stdout)
+    assert record["kind"] == "poisson-gaussian" and len(record["a"]) == 3
+    assert np.mean(record["a"]) == pytest.approx(A, rel=0.2)
+    # The JSON is what --noise-params takes.
+    expected = nlmeans.estimate_noise(read_image(files["pg"]).pixels, channel_axis=-1)
+    assert record["a"] == pytest.approx(list(expected.a)) and record["b"] == pytest.approx(list(expected.b))
+    result = invoke("estimate-noise", files["pg"], "--model", "gaussian")
+    assert ": gaussian, sigma = " in result.stdout
+
+
+def test_estimate_noise_plot(files, tmp_path):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "fit.png"
+    result = invoke("estimate-noise", files["gray"], "--plot", plot)
+    assert result.exit_code == 0, result.output
+    assert f"plot: {plot}" in result.stdout
+    picture = read_image(plot).pixels
+    assert picture.ndim == 3 and picture.shape[0] > 200 and picture.std() > 10
+    result = invoke("estimate-noise", files["gray"], "--plot", plot)
+    assert result.exit_code == 2 and "already exists" in _flat(result.stderr)
+    assert invoke("estimate-noise", files["gray"], "--plot", plot, "--force").exit_code == 0
+    result = invoke("estimate-noise", files["gray"], files["pg"], "--plot", tmp_path / "two.png")
+    assert result.exit_code == 2 and not (tmp_path / "two.png").exists()
+
+
+def test_estimate_noise_bad_file(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a png")
+    result = invoke("estimate-noise", bad)
+    assert result.exit_code == 1 and result.stderr.startswith("Error: ") and "Traceback" not in result.output
+
+
+def test_denoise_noise_auto_and_params(files, tmp_path, clean_rgb):
+    noisy = read_image(files["pg"]).pixels
+    out = tmp_path / "auto.png"
+    result = invoke("denoise", files["pg"], "--noise", "auto", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "noise poisson-gaussian" in result.stderr and "(estimated)" in result.stderr
+    expected = nlmeans.denoise(noisy, channel_axis=-1, noise="auto")
+    np.testing.assert_array_equal(read_image(out).pixels, expected)
+    out = tmp_path / "given.png"
+    result = invoke("denoise", files["pg"], "--noise-params", f"{A},{B}", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "(given)" in result.stderr
+    expected = nlmeans.denoise(noisy, channel_axis=-1, noise=NoiseModel("poisson-gaussian", A, B))
+    np.testing.assert_array_equal(read_image(out).pixels, expected)
+    # White noise under --noise auto: the Gaussian path.
+    out = tmp_path / "white_out.png"
+    result = invoke("denoise", files["white"], "--noise", "auto", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "noise poisson" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, code, fragment",
+    [
+        (["--noise-params", "0.01"], 2, "has 1 number"),
+        (["--noise-params", "0.01,x"], 2, "not a list of numbers"),
+        (["--noise-params", "-0.01,0.001"], 2, "a must be non-negative"),
+        (["--noise-params", "0.01,-0.001"], 2, "b must be non-negative"),
+        (["--noise-params", "0.01,0.001", "--sigma", "0.1"], 2, "--sigma or --noise-params"),
+        (["--noise-params", "0.01,0.001", "--noise", "auto"], 2, "--noise or --noise-params"),
+        (["--noise", "auto", "--sigma", "0.1"], 2, "cannot be combined"),
+        (["--noise", "poisson"], 2, "poisson"),
+        (["--noise-params", "0.01,0.001,0.01,0.001"], 1, "2 channel(s) but"),
+    ],
+)
+def test_denoise_noise_errors(files, args, code, fragment):
+    result = invoke("denoise", files["pg"], *args)
+    assert result.exit_code == code, result.output
+    assert fragment in _flat(result.stderr)
+    assert "Traceback" not in result.output
+    assert not files["pg"].with_name("pg_denoised.png").exists()
