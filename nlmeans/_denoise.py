@@ -422,10 +422,12 @@ def denoise(
 
     Notes
     -----
-    Weights and sums are computed in float32 (float64 input is converted and
-    the result converted back). Every method's result is clipped to the
-    input's [min, max], which a weighted mean can only leave by rounding (the
-    network, by overshoot).
+    Weights and sums are computed in float32 on the image rescaled to [0, 1];
+    the kernels return each pixel's correction (weighted mean minus the
+    pixel), which is added to the input in float64, so that a pixel that is
+    not averaged (``h`` tending to 0) comes back at its own precision. Every
+    method's result is clipped to the input's [min, max], which a weighted
+    mean can only leave by rounding (the network, by overshoot).
 
     An orthonormal colour transform alone would change nothing: joint
     distances and weighted means are invariant under it. What the opponent
@@ -537,9 +539,12 @@ def _from_kernel_layout(result: np.ndarray, shape, axis: int | None) -> np.ndarr
 
 
 def _denoise_classical(image, axis, params: NLMeansParameters, n_threads: int):
-    floats = to_unit_float(image)
-    # Work on (u - lo) / scale: float32 squares of large intensities would
-    # overflow, and h and sigma scale with the data, so weights are unchanged.
+    floats = to_unit_float(image)  # float64
+    # The kernels work in float32 on (u - lo) / scale: float32 squares of
+    # large intensities would overflow, and h and sigma scale with the data,
+    # so weights are unchanged. They give each pixel's correction (weighted
+    # mean minus the pixel), added to the float64 input: a pixel that is not
+    # averaged comes back at its own precision.
     lo, hi = float(floats.min()), float(floats.max())
     scale = hi - lo if hi > lo else 1.0
     data = _to_kernel_layout((floats - lo) / scale, axis)
@@ -564,21 +569,20 @@ def _denoise_classical(image, axis, params: NLMeansParameters, n_threads: int):
                 )
                 luma = np.ascontiguousarray(opponent[:1])
                 chroma = np.ascontiguousarray(opponent[1:])
-                out_luma = _nlm_pass(luma, luma, params, volume, sigma, h)
-                out_chroma = _nlm_pass(
+                fix_luma = _nlm_pass(luma, luma, params, volume, sigma, h)
+                fix_chroma = _nlm_pass(
                     chroma, opponent, params, volume, sigma, params.h_chroma / scale
                 )
-                result = np.tensordot(
-                    OPPONENT.T.astype(np.float32),
-                    np.concatenate([out_luma, out_chroma]), axes=1,
+                correction = np.tensordot(
+                    OPPONENT.T, np.concatenate([fix_luma, fix_chroma]).astype(np.float64), axes=1
                 )
             else:
-                result = _nlm_pass(data, data, params, volume, sigma, h)
+                correction = _nlm_pass(data, data, params, volume, sigma, h)
         finally:
             numba.set_num_threads(previous)
 
-    result = _from_kernel_layout(result.astype(np.float64) * scale + lo, floats.shape, axis)
-    return from_unit_float(result, image.dtype)
+    correction = _from_kernel_layout(correction.astype(np.float64), floats.shape, axis)
+    return from_unit_float(floats + correction * scale, image.dtype)
 
 
 def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h):
@@ -586,7 +590,8 @@ def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h):
 
     Patch distances are measured on ``guide`` (averaged over its channels)
     and the weights average ``values``; the two are the same array except on
-    the opponent colour path.
+    the opponent colour path. Returns the correction (float32): the weighted
+    mean minus ``values``.
     """
     from . import kernels
 
@@ -620,7 +625,7 @@ def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h):
         two_sigma2, inv_h2, numerator, denominator, max_weight, track_max,
     )
     if params.method != "patchwise":
-        return (numerator + values) / (denominator + np.float32(1.0))
+        return numerator / (denominator + np.float32(1.0))
     centre = np.where(max_weight > 0, max_weight, np.float32(1.0))
     normaliser = denominator + centre
     out_numerator = np.zeros_like(values)

@@ -248,14 +248,17 @@ def pixelwise_accumulate(
     image, padded, shifts, dz, d, weights_z, weights_y, weights_x, uniform,
     norm, two_sigma2, inv_h2, numerator, denominator, max_weight, track_max,
 ):
-    """Sum ``w(i, j) u(j)`` and ``w(i, j)`` over all ``j != i`` in the window.
+    """Sum ``w(i, j) (u(j) - u(i))`` and ``w(i, j)`` over all ``j != i`` in the window.
 
     Each pair is visited once (``shifts`` from :func:`half_window_shifts`) and
     its weight serves both pixels. On return ``numerator`` (``(C, Z, Y, X)``),
     ``denominator`` and, when ``track_max``, ``max_weight`` (``(Z, Y, X)``)
     hold the sums and the largest weight over ``j != i``; they must be zeroed
-    by the caller. The caller adds the centre weight (1 for Buades' pixelwise
-    rule, ``max_weight`` for the IPOL rule) and divides.
+    by the caller. The weighted mean with centre weight ``c`` (1 for Buades'
+    pixelwise rule) is ``u(i) + numerator / (denominator + c)``. The sums hold
+    differences from the centre so that a pixel with no similar neighbour (or
+    only identical ones) comes back exactly, and the caller can add the
+    correction to the input at the input's own precision.
     """
     n_channels, n_z, n_y, n_x = image.shape
     size_z = weights_z.shape[0]
@@ -317,9 +320,9 @@ def pixelwise_accumulate(
                         u_a = image[c, z, y, xlo:xhi]
                         u_b = image[c, z + sz, y + sy, xlo + sx:xhi + sx]
                         for k in range(n):
-                            num_a[k] += wrow[k] * u_b[k]
+                            num_a[k] += wrow[k] * (u_b[k] - u_a[k])
                         for k in range(n):
-                            num_b[k] += wrow[k] * u_a[k]
+                            num_b[k] += wrow[k] * (u_a[k] - u_b[k])
                     if track_max:
                         mx_a = mx[z, r, xlo:xhi]
                         mx_b = mx[z + sz, r + sy, xlo + sx:xhi + sx]
@@ -357,15 +360,17 @@ def patchwise_aggregate(
     With ``W_t(i) = w(i, i + t) / normaliser(i)`` (``centre_weight(i) /
     normaliser(i)`` for ``t = 0``), every pixel ``p`` receives::
 
-        out_numerator(p) = sum_t P(p + t) * sum_{k in patch} W_t(p - k)
+        out_numerator(p) = sum_t (P(p + t) - u(p)) * sum_{k in patch} W_t(p - k)
 
-    The weights come from the patches of ``padded`` (the guide, as in
-    :func:`pixelwise_accumulate`) and ``P`` is ``padded_values``, the values
+    where ``i = p - k`` runs over patch centres inside the image. The weights
+    come from the patches of ``padded`` (the guide, as in
+    :func:`pixelwise_accumulate`); ``P`` is ``padded_values``, the values
     ``image`` padded the same way (pass ``padded`` again when the guide is the
-    image itself).
-
-    where ``i = p - k`` runs over patch centres inside the image. The caller
-    divides by the number of such centres. ``shifts`` must come from
+    image itself), and ``u`` is ``image``. As ``sum_t W_t(i) = 1`` for every
+    centre, the patch-wise estimate is ``u(p) + out_numerator(p) / n(p)``,
+    ``n(p)`` the number of centres covering ``p``: the caller divides. Sums
+    of differences from ``u(p)`` make a pixel whose patches found no similar
+    patch come back exactly. ``shifts`` must come from
     :func:`full_window_shifts`; ``normaliser`` is ``sum_j w(i, j)`` including
     the centre weight (first pass, :func:`pixelwise_accumulate`).
     """
@@ -464,6 +469,7 @@ def patchwise_aggregate(
                     r = y - y0
                     for c in range(n_channels):
                         out_row = out_numerator[c, z, y, px_lo:px_hi]
+                        centre = image[c, z, y, px_lo:px_hi]
                         # P(p + t) in padded coordinates.
                         src = padded_values[
                             c, z + fz + sz, y + f + sy, px_lo + f + sx:px_hi + f + sx
@@ -471,4 +477,4 @@ def patchwise_aggregate(
                         for kz in range(size_z):
                             brow = box_xy[z + kz, r, px_lo:px_hi]
                             for k in range(m):
-                                out_row[k] += brow[k] * src[k]
+                                out_row[k] += brow[k] * (src[k] - centre[k])

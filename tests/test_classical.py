@@ -141,6 +141,25 @@ def test_tiny_h_returns_the_input(method, rng):
 
 
 @pytest.mark.parametrize("method", CLASSICAL)
+@pytest.mark.parametrize("channel_axis", [None, -1])
+def test_tiny_h_keeps_each_pixel_at_its_own_precision(method, channel_axis, rng):
+    """h -> 0 averages nothing: every pixel comes back to its dtype's precision,
+    pixels near zero included (relative error), float32 and float64 alike."""
+    shape = (15, 16, 3) if channel_axis is not None else (15, 16)
+    # Pixels near zero among ordinary ones, and one large pixel: the float32
+    # round trip through (u - min) / (max - min) would change the small ones
+    # by about 1e-7 of the range, i.e. entirely.
+    image = rng.random(shape)
+    image[::3, ::2] *= 1e-9
+    image[0, 0] = 50.0
+    for dtype, rtol in ((np.float64, 1e-12), (np.float32, 4 * np.finfo(np.float32).eps)):
+        data = image.astype(dtype)
+        out = nlmeans.denoise(data, method=method, h=1e-12, sigma=0.0, patch_size=3,
+                              patch_distance=3, channel_axis=channel_axis)
+        np.testing.assert_allclose(out, data, rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("method", CLASSICAL)
 @pytest.mark.parametrize("transform", ["flipud", "fliplr", "transpose"])
 def test_flips_and_transposes_commute(method, transform, rng):
     image = rng.random((14, 19))
