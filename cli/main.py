@@ -443,7 +443,7 @@ def _check_threads(threads: Optional[int]) -> None:
     """Refuse a --threads value above what Numba offers, once for the whole run."""
     if threads is None:
         return
-    from nlmeans._denoise import check_threads
+    from nlmeans import check_threads
 
     try:
         check_threads(threads)
