@@ -16,16 +16,19 @@ import typer
 
 from .estimate_noise import estimate_noise as _estimate_noise_command
 from ._common import (
+    describe_noise,
     error,
     expand_inputs,
     for_each_file,
     handle_errors,
     note,
     parse_pair,
+    same_file,
     stderr_console,
     stdout_console,
     warn,
 )
+from ._options import ForceOption, ThreadsOption, check_threads_option, unit_scale
 
 app = typer.Typer(
     name="nlmeans",
@@ -103,30 +106,6 @@ def _parse_noise_params(text: Optional[str]) -> Optional[tuple[list[float], list
     return values[0::2], values[1::2]
 
 
-def _unit_scale(name: str):
-    """Callback refusing values above 1 on the [0, 1] intensity scale."""
-
-    def check(value: Optional[float]) -> Optional[float]:
-        if value is not None and value > 1:
-            raise typer.BadParameter(
-                f"{value:g} is above 1, but {name} is on the [0, 1] intensity scale. "
-                f"For 8-bit images divide gray levels by 255 ({value:g}/255 = {value / 255:.4f}); "
-                f"for 16-bit images by 65535 ({value:g}/65535 = {value / 65535:.6f})."
-            )
-        return value
-
-    return check
-
-
-ThreadsOption = Annotated[
-    Optional[int],
-    typer.Option("--threads", "-j", min=1, help="Number of threads (default: all cores)."),
-]
-ForceOption = Annotated[
-    bool, typer.Option("--force", "-f", help="Overwrite existing output files (never the input).")
-]
-
-
 # --------------------------------------------------------------------------- denoise
 
 
@@ -145,14 +124,12 @@ def _output_path(src: Path, image_format: str, output: Optional[Path], out_dir: 
 def _describe_params(params, image) -> str:
     top = image.max_value
     if params.noise_model is not None:
-        from .estimate_noise import _describe
-
         how = "estimated" if params.sigma_estimated else "given"
         colour_text = ""
         if params.color_space == "opponent":
             colour_text = f", opponent colour (h_chroma {params.h_chroma:.5f})"
         return (
-            f"method {params.method}, noise {_describe(params.noise_model, top)} ({how}); "
+            f"method {params.method}, noise {describe_noise(params.noise_model, top)} ({how}); "
             + (
                 "stabilised by the generalized Anscombe transform"
                 if params.method == "neural"
@@ -205,7 +182,7 @@ def denoise(
         Optional[float],
         typer.Option(
             "--h",
-            callback=_unit_scale("--h"),
+            callback=unit_scale("--h"),
             help="Filtering strength on the [0, 1] scale (default: from sigma). Values above 1 are refused: divide gray levels by 255 (16-bit: 65535).",
             show_default=False,
         ),
@@ -214,7 +191,7 @@ def denoise(
         Optional[float],
         typer.Option(
             "--sigma",
-            callback=_unit_scale("--sigma"),
+            callback=unit_scale("--sigma"),
             help="Noise standard deviation on the [0, 1] scale (default: estimated). Values above 1 are refused: 25 gray levels of an 8-bit image is 25/255 = 0.098.",
             show_default=False,
         ),
@@ -237,7 +214,7 @@ def denoise(
         Optional[float],
         typer.Option(
             "--h-chroma",
-            callback=_unit_scale("--h-chroma"),
+            callback=unit_scale("--h-chroma"),
             help="Chrominance filtering strength of the opponent path, on the [0, 1] scale (default: a fitted multiple of h).",
             show_default=False,
         ),
@@ -281,7 +258,7 @@ def denoise(
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise typer.BadParameter(f"{out_dir} exists and is not a folder", param_hint="--out-dir")
     # What would fail for every file is checked once, before any file is read.
-    _check_threads(threads)
+    check_threads_option(threads)
     pairs = _parse_noise_params(noise_params)
     if pairs is not None and noise is not Noise.gaussian:
         raise typer.BadParameter("give either --noise or --noise-params, not both", param_hint="--noise-params")
@@ -329,7 +306,7 @@ def denoise(
         if key in claimed:
             raise ValueError(f"{src}: its output {dst} would also be written for {claimed[key]}")
         claimed[key] = src
-        if dst.exists() and _same_file(dst, src):  # hard and symbolic links included
+        if dst.exists() and same_file(dst, src):  # hard and symbolic links included
             raise ValueError(f"{src}: refusing to write onto the input file")
         if dst.exists() and not force:
             raise FileExistsError(f"{dst} already exists (use --force to overwrite)")
@@ -422,33 +399,11 @@ def denoise(
         raise typer.Exit(1)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """True when ``a`` and ``b`` are the same file: same path, symbolic or hard link."""
-    import os
-
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return a.resolve() == b.resolve()
-
-
 def _nearest_existing(path: Path) -> Path:
     path = path.absolute()
     while not path.exists() and path.parent != path:
         path = path.parent
     return path
-
-
-def _check_threads(threads: Optional[int]) -> None:
-    """Refuse a --threads value above what Numba offers, once for the whole run."""
-    if threads is None:
-        return
-    from nlmeans import check_threads
-
-    try:
-        check_threads(threads)
-    except ValueError as exc:  # name the option as the user typed it
-        raise ValueError(f"--{exc}") from None
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -877,8 +832,8 @@ def explain(
         Optional[Path],
         typer.Option("--out", "-o", help="Picture to write. (default: <stem>_explain_x<X>_y<Y>.png next to IMAGE)", show_default=False),
     ] = None,
-    h: Annotated[Optional[float], typer.Option("--h", callback=_unit_scale("--h"), help="Filtering strength on the [0, 1] scale (default: automatic).", show_default=False)] = None,
-    sigma: Annotated[Optional[float], typer.Option("--sigma", callback=_unit_scale("--sigma"), help="Noise level on the [0, 1] scale (default: estimated).", show_default=False)] = None,
+    h: Annotated[Optional[float], typer.Option("--h", callback=unit_scale("--h"), help="Filtering strength on the [0, 1] scale (default: automatic).", show_default=False)] = None,
+    sigma: Annotated[Optional[float], typer.Option("--sigma", callback=unit_scale("--sigma"), help="Noise level on the [0, 1] scale (default: estimated).", show_default=False)] = None,
     patch_size: Annotated[Optional[int], typer.Option("--patch-size", "-p", help="Odd patch width (default: automatic).", show_default=False)] = None,
     patch_distance: Annotated[Optional[int], typer.Option("--patch-distance", "-r", help="Search radius (default: automatic).", show_default=False)] = None,
     neural: Annotated[bool, typer.Option("--neural/--no-neural", help="Add the neural block's attention panel when the model is available.")] = True,
@@ -915,7 +870,7 @@ def explain(
         channel_axis=axis, neural=neural, neural_weights=weights,
     )
     dst = out if out is not None else image.with_name(f"{image.stem}_explain_x{x}_y{y}.png")
-    if dst.exists() and _same_file(dst, image):
+    if dst.exists() and same_file(dst, image):
         raise ValueError(f"{dst}: refusing to write onto the input file")
     write_image(dst, result.picture, force=force)
     for text in result.notes:
