@@ -10,6 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
+ImagesArgument = Annotated[
+    list[str],
+    typer.Argument(metavar="IMAGE", help="Image files, folders or glob patterns.", show_default=False),
+]
 ThreadsOption = Annotated[
     Optional[int],
     typer.Option("--threads", "-j", min=1, help="Number of threads (default: all cores)."),

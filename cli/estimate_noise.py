@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import describe_noise, expand_inputs, for_each_file, handle_errors
+from ._options import ImagesArgument
 
 
 class NoiseKind(str, Enum):
@@ -20,10 +21,7 @@ class NoiseKind(str, Enum):
 
 @handle_errors
 def estimate_noise(
-    images: Annotated[
-        list[str],
-        typer.Argument(metavar="IMAGE", help="Image files, folders or glob patterns.", show_default=False),
-    ],
+    images: ImagesArgument,
     model: Annotated[
         NoiseKind,
         typer.Option("--model", case_sensitive=False, help="Noise model to fit; 'auto' picks Poisson-Gaussian only when the signal dependence is clear."),
