@@ -14,6 +14,10 @@ ImagesArgument = Annotated[
     list[str],
     typer.Argument(metavar="IMAGE", help="Image files, folders or glob patterns.", show_default=False),
 ]
+PatchSizeOption = Annotated[
+    Optional[int],
+    typer.Option("--patch-size", "-p", help="Odd patch width (default: automatic).", show_default=False),
+]
 ThreadsOption = Annotated[
     Optional[int],
     typer.Option("--threads", "-j", min=1, help="Number of threads (default: all cores)."),

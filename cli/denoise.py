@@ -17,7 +17,7 @@ from ._common import (
     stderr_console,
     stdout_console,
 )
-from ._options import ForceOption, ThreadsOption, check_threads_option, unit_scale
+from ._options import ForceOption, PatchSizeOption, ThreadsOption, check_threads_option, unit_scale
 
 
 class Method(str, Enum):
@@ -150,10 +150,7 @@ def denoise(
             show_default=False,
         ),
     ] = None,
-    patch_size: Annotated[
-        Optional[int],
-        typer.Option("--patch-size", "-p", help="Odd patch width (default: automatic).", show_default=False),
-    ] = None,
+    patch_size: PatchSizeOption = None,
     patch_distance: Annotated[
         Optional[int],
         typer.Option(

@@ -24,13 +24,23 @@ def estimate_noise(
     images: ImagesArgument,
     model: Annotated[
         NoiseKind,
-        typer.Option("--model", case_sensitive=False, help="Noise model to fit; 'auto' picks Poisson-Gaussian only when the signal dependence is clear."),
+        typer.Option(
+            "--model", case_sensitive=False,
+            help="Noise model to fit; 'auto' picks Poisson-Gaussian only when the signal dependence is clear.",
+        ),
     ] = NoiseKind.auto,
     plot: Annotated[
         Optional[Path],
-        typer.Option("--plot", help="PNG of measured variance against intensity with the fitted line (one input only; needs matplotlib).", show_default=False),
+        typer.Option(
+            "--plot",
+            help="PNG of measured variance against intensity with the fitted line "
+            "(one input only; needs matplotlib).",
+            show_default=False,
+        ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line instead of text.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per line instead of text.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing --plot file.")] = False,
 ) -> None:
     """Estimate the noise model of images: white Gaussian or Poisson-Gaussian (variance a*y + b).
