@@ -1,4 +1,4 @@
-"""Helpers shared by the commands: error handling, consoles, input lists.
+"""Helpers shared by the commands: error handling, consoles, input lists, files.
 
 Nothing here imports NumPy, Numba or torch.
 """
@@ -178,6 +178,30 @@ def parse_pair(text: str, name: str, kind=float) -> tuple:
         return tuple(kind(p) for p in parts)
     except ValueError:
         raise typer.BadParameter(f"expected two comma-separated numbers, got {text!r}", param_hint=name) from None
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` are the same file: same path, symbolic or hard link."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def describe_noise(model, top: float) -> str:
+    """One line: a fitted noise model (nlmeans.NoiseModel) in gray levels of the file's scale."""
+    unit = f"/{top:g}" if top != 1 else ""
+    if model.kind == "gaussian":
+        sigmas = ", ".join(f"{b ** 0.5 * top:.2f}{unit}" for b in model.b)
+        return f"gaussian, sigma = {sigmas}"
+    # var = a y + b on [0, 1] is (a top) Y + (b top^2) for Y in gray levels.
+    parts = ", ".join(f"{a * top:.4g} Y + {b * top * top:.4g}" for a, b in zip(model.a, model.b))
+    low = ", ".join(f"{(b ** 0.5) * top:.2f}" for b in model.b)
+    high = ", ".join(f"{((a + b) ** 0.5) * top:.2f}" for a, b in zip(model.a, model.b))
+    return (
+        f"poisson-gaussian, variance = {parts} (Y in gray levels{unit}); "
+        f"sigma from {low} (black) to {high} (white)"
+    )
 
 
 def flush_streams() -> None:

@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import expand_inputs, for_each_file, handle_errors
+from ._common import describe_noise, expand_inputs, for_each_file, handle_errors
+from ._options import ImagesArgument
 
 
 class NoiseKind(str, Enum):
@@ -18,37 +19,28 @@ class NoiseKind(str, Enum):
     poisson_gaussian = "poisson-gaussian"
 
 
-def _describe(model, top: float) -> str:
-    """One line: the model in gray levels of the file's scale."""
-    unit = f"/{top:g}" if top != 1 else ""
-    if model.kind == "gaussian":
-        sigmas = ", ".join(f"{b ** 0.5 * top:.2f}{unit}" for b in model.b)
-        return f"gaussian, sigma = {sigmas}"
-    # var = a y + b on [0, 1] is (a top) Y + (b top^2) for Y in gray levels.
-    parts = ", ".join(f"{a * top:.4g} Y + {b * top * top:.4g}" for a, b in zip(model.a, model.b))
-    low = ", ".join(f"{(b ** 0.5) * top:.2f}" for b in model.b)
-    high = ", ".join(f"{((a + b) ** 0.5) * top:.2f}" for a, b in zip(model.a, model.b))
-    return (
-        f"poisson-gaussian, variance = {parts} (Y in gray levels{unit}); "
-        f"sigma from {low} (black) to {high} (white)"
-    )
-
-
 @handle_errors
 def estimate_noise(
-    images: Annotated[
-        list[str],
-        typer.Argument(metavar="IMAGE", help="Image files, folders or glob patterns.", show_default=False),
-    ],
+    images: ImagesArgument,
     model: Annotated[
         NoiseKind,
-        typer.Option("--model", case_sensitive=False, help="Noise model to fit; 'auto' picks Poisson-Gaussian only when the signal dependence is clear."),
+        typer.Option(
+            "--model", case_sensitive=False,
+            help="Noise model to fit; 'auto' picks Poisson-Gaussian only when the signal dependence is clear.",
+        ),
     ] = NoiseKind.auto,
     plot: Annotated[
         Optional[Path],
-        typer.Option("--plot", help="PNG of measured variance against intensity with the fitted line (one input only; needs matplotlib).", show_default=False),
+        typer.Option(
+            "--plot",
+            help="PNG of measured variance against intensity with the fitted line "
+            "(one input only; needs matplotlib).",
+            show_default=False,
+        ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line instead of text.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per line instead of text.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing --plot file.")] = False,
 ) -> None:
     """Estimate the noise model of images: white Gaussian or Poisson-Gaussian (variance a*y + b).
@@ -75,7 +67,7 @@ def estimate_noise(
         if as_json:
             typer.echo(json.dumps({"file": str(path), **fitted.as_dict()}))
         else:
-            typer.echo(f"{path}: {_describe(fitted, image.max_value)}")
+            typer.echo(f"{path}: {describe_noise(fitted, image.max_value)}")
             if plot is not None:
                 typer.echo(f"plot: {plot}")
 

@@ -5,6 +5,7 @@ The classical algorithms (``nlmeans.denoise``) run on parallel Numba kernels
 which is the only part that imports torch, so ``import nlmeans`` stays light.
 """
 
+from ._checks import check_threads
 from ._denoise import NLMeansParameters, denoise, estimate_sigma, resolve_parameters
 from .noise import NoiseModel, estimate_noise
 
@@ -13,6 +14,7 @@ __version__ = "0.1.0"
 __all__ = [
     "NLMeansParameters",
     "NoiseModel",
+    "check_threads",
     "denoise",
     "estimate_noise",
     "estimate_sigma",

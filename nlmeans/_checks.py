@@ -100,6 +100,11 @@ def _check_fits_patch(image: np.ndarray, axis: int | None, patch_size: int) -> N
 
 
 def check_threads(threads) -> int:
+    """The number of threads to use: ``threads``, or all that Numba offers for None.
+
+    Raises ``TypeError`` for a non-integer and ``ValueError`` for a number
+    outside 1..``numba.config.NUMBA_NUM_THREADS``.
+    """
     import numba
 
     available = numba.config.NUMBA_NUM_THREADS

@@ -1,0 +1,426 @@
+"""``nlmeans denoise``: denoise image files, keeping their sample type, channels and format."""
+
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import (
+    describe_exception,
+    describe_noise,
+    error,
+    expand_inputs,
+    handle_errors,
+    same_file,
+    stderr_console,
+    stdout_console,
+)
+from ._options import ForceOption, PatchSizeOption, ThreadsOption, check_threads_option, unit_scale
+
+
+class Method(str, Enum):
+    fast = "fast"
+    exact = "exact"
+    patchwise = "patchwise"
+    neural = "neural"
+
+
+class ColorSpace(str, Enum):
+    auto = "auto"
+    rgb = "rgb"
+    opponent = "opponent"
+
+
+class Noise(str, Enum):
+    gaussian = "gaussian"
+    poisson_gaussian = "poisson-gaussian"
+    auto = "auto"
+
+
+def _parse_noise_params(text: Optional[str]) -> Optional[tuple[list[float], list[float]]]:
+    """``A,B`` (every channel) or ``A1,B1,A2,B2,...`` (one pair per channel)."""
+    if text is None:
+        return None
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a list of numbers: give A,B or one A,B pair per channel",
+            param_hint="--noise-params",
+        ) from None
+    if len(values) < 2 or len(values) % 2:
+        raise typer.BadParameter(
+            f"{text!r} has {len(values)} number(s): give A,B or one A,B pair per channel",
+            param_hint="--noise-params",
+        )
+    return values[0::2], values[1::2]
+
+
+
+def _output_path(
+    src: Path, image_format: str, output: Optional[Path], out_dir: Optional[Path]
+) -> Path:
+    from nlmeans.io import IMAGE_EXTENSIONS
+
+    if output is not None:
+        return output
+    suffix = src.suffix if src.suffix.lower() in IMAGE_EXTENSIONS else {
+        "PNG": ".png", "TIFF": ".tif", "JPEG": ".jpg"
+    }[image_format]
+    name = f"{src.stem}_denoised{suffix}"
+    return (out_dir / name) if out_dir is not None else src.with_name(name)
+
+
+def _describe_params(params, image) -> str:
+    top = image.max_value
+    if params.noise_model is not None:
+        how = "estimated" if params.sigma_estimated else "given"
+        colour_text = ""
+        if params.color_space == "opponent":
+            colour_text = f", opponent colour (h_chroma {params.h_chroma:.5f})"
+        return (
+            f"method {params.method}, noise {describe_noise(params.noise_model, top)} ({how}); "
+            + (
+                "stabilised by the generalized Anscombe transform"
+                if params.method == "neural"
+                else f"on the stabilised image: sigma {params.sigma:.5f}, h {params.h:.5f}, "
+                f"patch {params.patch_size}x{params.patch_size}, "
+                f"search {2 * params.patch_distance + 1}x{2 * params.patch_distance + 1}{colour_text}"
+            )
+        )
+    if params.method == "neural":
+        scale = f" ({params.sigma * top:.2f}/{top:g})" if top != 1 else ""
+        how = "estimated" if params.sigma_estimated else "given"
+        return f"method neural, sigma {params.sigma:.5f}{scale} ({how}; the blind model does not use it)"
+    scale = f" = {params.sigma * top:.2f}/{top:g}" if top != 1 else ""
+    how = "estimated" if params.sigma_estimated else "given"
+    colour = ""
+    if params.color_space == "opponent":
+        colour = f", opponent colour (h_chroma {params.h_chroma:.5f})"
+    elif params.color_space == "rgb":
+        colour = ", joint RGB"
+    return (
+        f"method {params.method}, sigma {params.sigma:.5f}{scale} ({how}), h {params.h:.5f}, "
+        f"patch {params.patch_size}x{params.patch_size}, "
+        f"search {2 * params.patch_distance + 1}x{2 * params.patch_distance + 1}{colour}"
+    )
+
+
+@handle_errors
+def denoise(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Image files (PNG, TIFF, JPEG), folders (their image files, leaving out *_denoised.*) "
+            "or glob patterns.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Output file (one input only); its extension picks the format."),
+    ] = None,
+    out_dir: Annotated[
+        Optional[Path],
+        typer.Option("--out-dir", "-d", help="Folder for the outputs (created if needed)."),
+    ] = None,
+    method: Annotated[
+        Method, typer.Option("--method", "-m", case_sensitive=False, help="Algorithm.")
+    ] = Method.fast,
+    h: Annotated[
+        Optional[float],
+        typer.Option(
+            "--h",
+            callback=unit_scale("--h"),
+            help="Filtering strength on the [0, 1] scale (default: from sigma). "
+            "Values above 1 are refused: divide gray levels by 255 (16-bit: 65535).",
+            show_default=False,
+        ),
+    ] = None,
+    sigma: Annotated[
+        Optional[float],
+        typer.Option(
+            "--sigma",
+            callback=unit_scale("--sigma"),
+            help="Noise standard deviation on the [0, 1] scale (default: estimated). "
+            "Values above 1 are refused: 25 gray levels of an 8-bit image is 25/255 = 0.098.",
+            show_default=False,
+        ),
+    ] = None,
+    patch_size: PatchSizeOption = None,
+    patch_distance: Annotated[
+        Optional[int],
+        typer.Option(
+            "--patch-distance", "-r",
+            help="Search radius: window of 2r+1 pixels per axis (default: automatic).",
+            show_default=False,
+        ),
+    ] = None,
+    color_space: Annotated[
+        ColorSpace,
+        typer.Option(
+            "--color-space", case_sensitive=False,
+            help="Colour images: 'opponent' weighs luminance and chrominance separately "
+            "(chrominance smoothed harder), 'rgb' compares the channels jointly; "
+            "'auto' is opponent for RGB images.",
+        ),
+    ] = ColorSpace.auto,
+    h_chroma: Annotated[
+        Optional[float],
+        typer.Option(
+            "--h-chroma",
+            callback=unit_scale("--h-chroma"),
+            help="Chrominance filtering strength of the opponent path, on the [0, 1] scale "
+            "(default: a fitted multiple of h).",
+            show_default=False,
+        ),
+    ] = None,
+    noise: Annotated[
+        Noise,
+        typer.Option(
+            "--noise", case_sensitive=False,
+            help="Noise model: 'gaussian' (white, sigma), 'poisson-gaussian' (variance a*y + b, "
+            "estimated per channel and stabilised by the generalized Anscombe transform), "
+            "or 'auto' (Poisson-Gaussian only when the estimate finds a clear signal dependence).",
+        ),
+    ] = Noise.gaussian,
+    noise_params: Annotated[
+        Optional[str],
+        typer.Option(
+            "--noise-params", metavar="A,B",
+            help="Give the Poisson-Gaussian model instead of estimating it: variance a*y + b "
+            "on the [0, 1] scale, as A,B for every channel or A1,B1,A2,B2,... per channel "
+            "(see nlmeans estimate-noise --json).",
+            show_default=False,
+        ),
+    ] = None,
+    threads: ThreadsOption = None,
+    force: ForceOption = False,
+) -> None:
+    """Denoise images; outputs keep the sample type, channels and format.
+
+    The output of [bold]photo.png[/bold] is [bold]photo_denoised.png[/bold] next to it (or in [bold]--out-dir[/bold]). An alpha channel is passed through untouched. Existing files are not overwritten without [bold]--force[/bold], and the input never is. With several inputs a failing file is reported and the others are still processed (exit status 1 if any failed).
+
+    A file is read as what its content is (a JPEG named .png is read as JPEG); the output is written in the format its name says.
+    """
+    if output is not None and out_dir is not None:
+        raise typer.BadParameter("give either --output or --out-dir, not both", param_hint="--output")
+    files, problems = expand_inputs(inputs, skip_suffix="_denoised")
+    if output is not None and len(files) + len(problems) != 1:
+        raise typer.BadParameter(
+            f"--output takes exactly one input, got {len(files) + len(problems)}; use --out-dir for several",
+            param_hint="--output",
+        )
+    if output is not None and output.is_dir():
+        raise typer.BadParameter(f"{output} is a folder; use --out-dir", param_hint="--output")
+    if output is not None and not output.absolute().parent.is_dir():
+        raise typer.BadParameter(f"the folder of {output} does not exist", param_hint="--output")
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise typer.BadParameter(f"{out_dir} exists and is not a folder", param_hint="--out-dir")
+    # What would fail for every file is checked once, before any file is read.
+    check_threads_option(threads)
+    pairs = _parse_noise_params(noise_params)
+    if pairs is not None and noise is not Noise.gaussian:
+        raise typer.BadParameter(
+            "give either --noise or --noise-params, not both", param_hint="--noise-params"
+        )
+    if pairs is not None and sigma is not None:
+        raise typer.BadParameter(
+            "give either --sigma or --noise-params, not both", param_hint="--noise-params"
+        )
+    if noise is not Noise.gaussian and sigma is not None:
+        raise typer.BadParameter(
+            f"--sigma describes white Gaussian noise; it cannot be combined with --noise {noise.value}",
+            param_hint="--sigma",
+        )
+    noise_model = None
+    if pairs is not None:
+        from nlmeans.noise import NoiseModel
+
+        a, b = pairs
+        try:
+            noise_model = NoiseModel("poisson-gaussian" if any(a) else "gaussian", a, b)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--noise-params") from None
+    if out_dir is not None:
+        _check_out_dir(out_dir)  # created just before the first write: a failed run leaves none
+    for item, why in problems:
+        error(f"{item}: {why}")
+    if not files:
+        raise typer.Exit(1)
+
+    import nlmeans
+    from nlmeans.io import merge_alpha, read_image, write_image
+
+    console = stderr_console()
+    many = len(files) + len(problems) > 1
+    rows: list[tuple[str, str, str, str, str]] = [(item, "", "", "", "failed") for item, _ in problems]
+    failures = len(problems)
+    claimed: dict[str, Path] = {}
+
+    def log(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def process(src: Path) -> tuple[Path, str, float]:
+        image = read_image(src)
+        if image.extension_mismatch:
+            log(f"{src}: the file is a {image.format} image despite its name; reading it as {image.format}")
+        dst = _output_path(src, image.format, output, out_dir)
+        key = str(dst.resolve())
+        if key in claimed:
+            raise ValueError(f"{src}: its output {dst} would also be written for {claimed[key]}")
+        claimed[key] = src
+        if dst.exists() and same_file(dst, src):  # hard and symbolic links included
+            raise ValueError(f"{src}: refusing to write onto the input file")
+        if dst.exists() and not force:
+            raise FileExistsError(f"{dst} already exists (use --force to overwrite)")
+        _check_writable_folder(dst)
+        color, alpha = image.split_alpha()
+        axis = -1 if color.ndim == 3 else None
+        kwargs = dict(
+            h=h, sigma=sigma, patch_size=patch_size, patch_distance=patch_distance, h_chroma=h_chroma
+        )
+        if color_space is not ColorSpace.auto:
+            kwargs["color_space"] = color_space.value
+        if noise_model is not None:
+            channels = color.shape[-1] if axis is not None else 1
+            if noise_model.channels not in (1, channels):
+                raise ValueError(
+                    f"--noise-params gives {noise_model.channels} channel(s) but {src} has {channels}"
+                )
+            kwargs["noise"] = noise_model
+        elif noise is not Noise.gaussian:
+            kwargs["noise"] = noise.value
+        # Refuses what the denoiser would refuse (e.g. an image smaller than the patch).
+        params = nlmeans.resolve_parameters(color, method=method.value, channel_axis=axis, **kwargs)
+        if method is Method.neural:
+            _load_neural_model()  # a missing model: refused here (it is cached for the next files)
+        # Every check that can fail fast is done: only now the file's line.
+        log(f"{src} ({image.describe()}): {_describe_params(params, image)}")
+        start = time.perf_counter()
+        # The resolved parameters (estimates included) are handed on, so that
+        # nothing is estimated twice.
+        resolved = {"noise": params.noise_model} if params.noise_model is not None else {}
+        if method is Method.neural:
+            if not resolved:
+                resolved["sigma"] = sigma
+            result = nlmeans.denoise(
+                color, method="neural", channel_axis=axis, threads=threads, **resolved
+            )
+        else:
+            if not resolved:
+                resolved["sigma"] = params.sigma
+            if params.color_space != "gray":
+                resolved["color_space"] = params.color_space
+            if params.color_space == "opponent":
+                resolved["h_chroma"] = params.h_chroma
+            result = nlmeans.denoise(
+                color, method=method.value, h=params.h,
+                patch_size=params.patch_size, patch_distance=params.patch_distance,
+                channel_axis=axis, threads=threads, **resolved,
+            )
+        seconds = time.perf_counter() - start
+        if out_dir is not None and not out_dir.is_dir():
+            out_dir.mkdir(parents=True, exist_ok=True)
+        write_image(dst, merge_alpha(result, alpha), like=image, force=force)
+        top = image.max_value
+        sigma_text = f"{params.sigma * top:.2f}" if top != 1 else f"{params.sigma:.4f}"
+        return dst, sigma_text, seconds
+
+    def run_one(src: Path) -> None:
+        nonlocal failures
+        try:
+            dst, sigma_text, seconds = process(src)
+        except (ValueError, TypeError, OSError) as exc:
+            failures += 1
+            message = describe_exception(exc)
+            if str(src) not in message and str(src.name) not in message:
+                message = f"{src}: {message}"
+            error(message)
+            rows.append((str(src), "", "", "", "failed"))
+            return
+        log(f"  -> {dst} ({seconds:.2f} s)")
+        rows.append((str(src), str(dst), sigma_text, f"{seconds:.2f}", "ok"))
+        if not many:
+            typer.echo(str(dst))
+
+    if many:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            TextColumn("[bold]denoise"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}"), TimeElapsedColumn(),
+            console=console, transient=True,
+        ) as bar:
+            task = bar.add_task("", total=len(files))
+            for src in files:
+                bar.update(task, description=src.name)
+                run_one(src)
+                bar.advance(task)
+        _print_denoise_summary(rows, failures)
+    else:
+        run_one(files[0])
+    if failures:
+        raise typer.Exit(1)
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """--out-dir: an existing writable folder, or one that can be created."""
+    import os
+
+    base = _nearest_existing(out_dir)
+    if not base.is_dir():
+        raise NotADirectoryError(f"{out_dir}: cannot create this folder, {base} is not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        where = "cannot write in it" if base == out_dir.absolute() else f"cannot create it in {base}"
+        raise PermissionError(f"{out_dir}: permission denied ({where})")
+
+
+def _check_writable_folder(dst: Path) -> None:
+    """The folder of an output file (or, not created yet, its nearest existing parent) must take files."""
+    import os
+
+    base = _nearest_existing(dst.parent)
+    if not base.is_dir():
+        raise NotADirectoryError(f"{dst}: cannot write it, {base} is not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise PermissionError(f"{dst}: permission denied (cannot write in {base})")
+
+
+def _load_neural_model() -> None:
+    """Load (and cache) the neural model before the file's line is printed.
+
+    A missing model is then one error line.
+    """
+    try:
+        from nlmeans.neural.inference import get_model
+    except ImportError as exc:
+        raise ValueError(f"method neural needs torch: {exc}") from None
+    get_model()
+
+
+def _print_denoise_summary(rows, failures) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows) - failures} of {len(rows)} image(s) denoised", title_justify="left")
+    table.add_column("input", overflow="fold")
+    table.add_column("output", overflow="fold")
+    table.add_column("sigma\n(levels)", justify="right")
+    table.add_column("time (s)", justify="right")
+    table.add_column("status")
+    from rich.markup import escape
+
+    for src, dst, sig, secs, status in rows:
+        style = "green" if status == "ok" else "bold red"
+        table.add_row(escape(src), escape(dst), sig, secs, f"[{style}]{status}[/{style}]")
+    stdout_console().print(table)
