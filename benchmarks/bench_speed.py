@@ -29,8 +29,9 @@ a. 512 x 512 gray (``camera``), sigma = 25/255, patch 7, search 21 x 21:
 b. nlmeans ``"exact"`` vs scikit-image ``fast_mode=False`` on a 128 x 128 crop
    (scikit-image's slow mode takes minutes at 512 x 512), plus nlmeans
    ``"exact"`` and ``"patchwise"`` at 512 x 512.
-c. 512 x 512 RGB (``astronaut``): nlmeans ``"fast"`` vs scikit-image fast mode
-   (both joint distances over channels) vs OpenCV
+c. 512 x 512 RGB (``astronaut``): nlmeans ``"fast"`` with
+   ``color_space="rgb"`` vs scikit-image fast mode (both joint distances over
+   channels), nlmeans' default opponent path, and OpenCV
    ``fastNlMeansDenoisingColored`` (a different algorithm: it converts to
    CIELAB and denoises luminance and colour separately with ``h`` and
    ``hColor``).
@@ -157,7 +158,7 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     y0 = (image.shape[0] - size) // 2
     x0 = (image.shape[1] - size) // 2
-    return image[y0:y0 + size, x0:x0 + size]
+    return image[y0 : y0 + size, x0 : x0 + size]
 
 
 def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
@@ -256,31 +257,67 @@ def case_gray(report: Report, cfg: dict) -> None:
 
     t_ours, n, out = best_of(
         lambda: nlmeans.denoise(noisy, h=h, sigma=SIGMA, method="fast", threads=threads, **kw),
-        reps, budget,
+        reps,
+        budget,
     )
-    report.add(Row("a", "nlmeans fast", str(threads), label, t_ours, n, "1.00 (ref)",
-                   _psnr(clean, out)))
+    report.add(
+        Row("a", "nlmeans fast", str(threads), label, t_ours, n, "1.00 (ref)", _psnr(clean, out))
+    )
     if threads != 1:
         t1, n, out = best_of(
             lambda: nlmeans.denoise(noisy, h=h, sigma=SIGMA, method="fast", threads=1, **kw),
-            reps, budget,
+            reps,
+            budget,
         )
-        report.add(Row("a", "nlmeans fast", "1", label, t1, n, _ratio(t1, t_ours),
-                       _psnr(clean, out), "single thread, for skimage"))
+        report.add(
+            Row(
+                "a",
+                "nlmeans fast",
+                "1",
+                label,
+                t1,
+                n,
+                _ratio(t1, t_ours),
+                _psnr(clean, out),
+                "single thread, for skimage",
+            )
+        )
     t_sk, n, out = best_of(
         lambda: denoise_nl_means(noisy, h=h, sigma=SIGMA, fast_mode=True, **kw), reps, budget
     )
-    report.add(Row("a", "skimage denoise_nl_means fast_mode=True", "1 (single-threaded)", label,
-                   t_sk, n, _ratio(t_sk, t_ours), _psnr(clean, out)))
+    report.add(
+        Row(
+            "a",
+            "skimage denoise_nl_means fast_mode=True",
+            "1 (single-threaded)",
+            label,
+            t_sk,
+            n,
+            _ratio(t_sk, t_ours),
+            _psnr(clean, out),
+        )
+    )
     cv2.setNumThreads(threads)
     t_cv, n, out = best_of(
         lambda: cv2.fastNlMeansDenoising(
             noisy8, None, h=H_FACTOR * 25.0, templateWindowSize=7, searchWindowSize=21
         ),
-        reps, budget,
+        reps,
+        budget,
     )
-    report.add(Row("a", "OpenCV fastNlMeansDenoising (uint8)", str(threads), label, t_cv, n,
-                   _ratio(t_cv, t_ours), _psnr(clean, out), "h = 0.8*25 gray levels"))
+    report.add(
+        Row(
+            "a",
+            "OpenCV fastNlMeansDenoising (uint8)",
+            str(threads),
+            label,
+            t_cv,
+            n,
+            _ratio(t_cv, t_ours),
+            _psnr(clean, out),
+            "h = 0.8*25 gray levels",
+        )
+    )
 
 
 def case_exact(report: Report, cfg: dict) -> None:
@@ -301,35 +338,72 @@ def case_exact(report: Report, cfg: dict) -> None:
 
     t_ours, n, out = best_of(
         lambda: nlmeans.denoise(noisy, h=h, sigma=SIGMA, method="exact", threads=threads, **kw),
-        reps, budget,
+        reps,
+        budget,
     )
-    report.add(Row("b", "nlmeans exact", str(threads), label, t_ours, n, "1.00 (ref)",
-                   _psnr(clean, out)))
+    report.add(
+        Row("b", "nlmeans exact", str(threads), label, t_ours, n, "1.00 (ref)", _psnr(clean, out))
+    )
     if threads != 1:
         t1, n, out = best_of(
             lambda: nlmeans.denoise(noisy, h=h, sigma=SIGMA, method="exact", threads=1, **kw),
-            reps, budget,
+            reps,
+            budget,
         )
-        report.add(Row("b", "nlmeans exact", "1", label, t1, n, _ratio(t1, t_ours),
-                       _psnr(clean, out), "single thread, for skimage"))
+        report.add(
+            Row(
+                "b",
+                "nlmeans exact",
+                "1",
+                label,
+                t1,
+                n,
+                _ratio(t1, t_ours),
+                _psnr(clean, out),
+                "single thread, for skimage",
+            )
+        )
     t_sk, n, out = best_of(
         lambda: denoise_nl_means(noisy, h=h, sigma=SIGMA, fast_mode=False, **kw),
-        min(reps, 3), budget,
+        min(reps, 3),
+        budget,
     )
-    report.add(Row("b", "skimage denoise_nl_means fast_mode=False", "1 (single-threaded)", label,
-                   t_sk, n, _ratio(t_sk, t_ours), _psnr(clean, out),
-                   f"{crop}x{crop} centre crop of the {size}x{size} image: skimage slow mode "
-                   "takes minutes on 512x512"))
+    report.add(
+        Row(
+            "b",
+            "skimage denoise_nl_means fast_mode=False",
+            "1 (single-threaded)",
+            label,
+            t_sk,
+            n,
+            _ratio(t_sk, t_ours),
+            _psnr(clean, out),
+            f"{crop}x{crop} centre crop of the {size}x{size} image: skimage slow mode "
+            "takes minutes on 512x512",
+        )
+    )
     label = f"{size}x{size}"
     for method in ("exact", "patchwise"):
         t, n, out = best_of(
             lambda: nlmeans.denoise(
                 noisy_full, h=h, sigma=SIGMA, method=method, threads=threads, **kw
             ),
-            reps, budget,
+            reps,
+            budget,
         )
-        report.add(Row("b", f"nlmeans {method}", str(threads), label, t, n, "",
-                       _psnr(clean_full, out), "full image, time only"))
+        report.add(
+            Row(
+                "b",
+                f"nlmeans {method}",
+                str(threads),
+                label,
+                t,
+                n,
+                "",
+                _psnr(clean_full, out),
+                "full image, time only",
+            )
+        )
 
 
 def case_colour(report: Report, cfg: dict) -> None:
@@ -348,40 +422,113 @@ def case_colour(report: Report, cfg: dict) -> None:
     label = f"{size}x{size}x3"
     reps, budget, threads = cfg["repeats"], cfg["budget"], cfg["threads"]
 
+    # The joint-RGB path is the same algorithm as scikit-image's: the reference.
+    rgb = dict(kw, color_space="rgb")
     t_ours, n, out = best_of(
         lambda: nlmeans.denoise(
-            noisy, h=h, sigma=SIGMA, method="fast", channel_axis=-1, threads=threads, **kw
+            noisy, h=h, sigma=SIGMA, method="fast", channel_axis=-1, threads=threads, **rgb
         ),
-        reps, budget,
+        reps,
+        budget,
     )
-    report.add(Row("c", "nlmeans fast, channel_axis=-1", str(threads), label, t_ours, n,
-                   "1.00 (ref)", _psnr(clean, out)))
+    report.add(
+        Row(
+            "c",
+            "nlmeans fast, color_space=rgb",
+            str(threads),
+            label,
+            t_ours,
+            n,
+            "1.00 (ref)",
+            _psnr(clean, out),
+        )
+    )
     if threads != 1:
         t1, n, out = best_of(
             lambda: nlmeans.denoise(
-                noisy, h=h, sigma=SIGMA, method="fast", channel_axis=-1, threads=1, **kw
+                noisy, h=h, sigma=SIGMA, method="fast", channel_axis=-1, threads=1, **rgb
             ),
-            reps, budget,
+            reps,
+            budget,
         )
-        report.add(Row("c", "nlmeans fast, channel_axis=-1", "1", label, t1, n,
-                       _ratio(t1, t_ours), _psnr(clean, out), "single thread, for skimage"))
+        report.add(
+            Row(
+                "c",
+                "nlmeans fast, color_space=rgb",
+                "1",
+                label,
+                t1,
+                n,
+                _ratio(t1, t_ours),
+                _psnr(clean, out),
+                "single thread, for skimage",
+            )
+        )
+    # The default opponent path: two kernel passes (luminance, chrominance),
+    # h_chroma from the colour table.
+    t_opp, n, out = best_of(
+        lambda: nlmeans.denoise(
+            noisy, h=h, sigma=SIGMA, method="fast", channel_axis=-1, threads=threads, **kw
+        ),
+        reps,
+        budget,
+    )
+    report.add(
+        Row(
+            "c",
+            "nlmeans fast, color_space=opponent (default)",
+            str(threads),
+            label,
+            t_opp,
+            n,
+            _ratio(t_opp, t_ours),
+            _psnr(clean, out),
+            "luminance and chrominance passes; same h, automatic h_chroma",
+        )
+    )
     t_sk, n, out = best_of(
         lambda: denoise_nl_means(noisy, h=h, sigma=SIGMA, fast_mode=True, channel_axis=-1, **kw),
-        reps, budget,
+        reps,
+        budget,
     )
-    report.add(Row("c", "skimage fast_mode=True, channel_axis=-1", "1 (single-threaded)", label,
-                   t_sk, n, _ratio(t_sk, t_ours), _psnr(clean, out)))
+    report.add(
+        Row(
+            "c",
+            "skimage fast_mode=True, channel_axis=-1",
+            "1 (single-threaded)",
+            label,
+            t_sk,
+            n,
+            _ratio(t_sk, t_ours),
+            _psnr(clean, out),
+        )
+    )
     cv2.setNumThreads(threads)
     t_cv, n, out = best_of(
         lambda: cv2.fastNlMeansDenoisingColored(
-            noisy8_bgr, None, h=H_FACTOR * 25.0, hColor=H_FACTOR * 25.0,
-            templateWindowSize=7, searchWindowSize=21,
+            noisy8_bgr,
+            None,
+            h=H_FACTOR * 25.0,
+            hColor=H_FACTOR * 25.0,
+            templateWindowSize=7,
+            searchWindowSize=21,
         ),
-        reps, budget,
+        reps,
+        budget,
     )
-    report.add(Row("c", "OpenCV fastNlMeansDenoisingColored (uint8)", str(threads), label, t_cv,
-                   n, _ratio(t_cv, t_ours), _psnr(clean, out[..., ::-1]),
-                   "different algorithm: CIELAB, L and ab denoised separately (h, hColor = 20)"))
+    report.add(
+        Row(
+            "c",
+            "OpenCV fastNlMeansDenoisingColored (uint8)",
+            str(threads),
+            label,
+            t_cv,
+            n,
+            _ratio(t_cv, t_ours),
+            _psnr(clean, out[..., ::-1]),
+            "different algorithm: CIELAB, L and ab denoised separately (h, hColor = 20)",
+        )
+    )
 
 
 def case_volume(report: Report, cfg: dict) -> None:
@@ -399,22 +546,56 @@ def case_volume(report: Report, cfg: dict) -> None:
 
     t_ours, n, out = best_of(
         lambda: nlmeans.denoise(noisy, h=h, sigma=SIGMA, method="fast", threads=threads, **kw),
-        reps, budget,
+        reps,
+        budget,
     )
-    report.add(Row("d", "nlmeans fast (3-D)", str(threads), label, t_ours, n, "1.00 (ref)",
-                   _psnr(clean, out)))
+    report.add(
+        Row(
+            "d",
+            "nlmeans fast (3-D)",
+            str(threads),
+            label,
+            t_ours,
+            n,
+            "1.00 (ref)",
+            _psnr(clean, out),
+        )
+    )
     if threads != 1:
         t1, n, out = best_of(
             lambda: nlmeans.denoise(noisy, h=h, sigma=SIGMA, method="fast", threads=1, **kw),
-            reps, budget,
+            reps,
+            budget,
         )
-        report.add(Row("d", "nlmeans fast (3-D)", "1", label, t1, n, _ratio(t1, t_ours),
-                       _psnr(clean, out), "single thread, for skimage"))
+        report.add(
+            Row(
+                "d",
+                "nlmeans fast (3-D)",
+                "1",
+                label,
+                t1,
+                n,
+                _ratio(t1, t_ours),
+                _psnr(clean, out),
+                "single thread, for skimage",
+            )
+        )
     t_sk, n, out = best_of(
         lambda: denoise_nl_means(noisy, h=h, sigma=SIGMA, fast_mode=True, **kw), reps, budget
     )
-    report.add(Row("d", "skimage fast_mode=True (3-D)", "1 (single-threaded)", label, t_sk, n,
-                   _ratio(t_sk, t_ours), _psnr(clean, out), "OpenCV has no 3-D NLM"))
+    report.add(
+        Row(
+            "d",
+            "skimage fast_mode=True (3-D)",
+            "1 (single-threaded)",
+            label,
+            t_sk,
+            n,
+            _ratio(t_sk, t_ours),
+            _psnr(clean, out),
+            "OpenCV has no 3-D NLM",
+        )
+    )
 
 
 # Runs in a fresh interpreter: import, first call, steady state, cache stats.
@@ -454,20 +635,29 @@ def _run_startup_child(image_path: str, cache_dir: str, cfg: dict, methods) -> d
     env["NUMBA_CACHE_DIR"] = cache_dir
     # Measure this checkout even when it is not installed.
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    args = json.dumps({
-        "image": image_path, "h": H_FACTOR * SIGMA, "sigma": SIGMA,
-        "threads": cfg["threads"], "repeats": cfg["repeats"], "methods": list(methods),
-    })
+    args = json.dumps(
+        {
+            "image": image_path,
+            "h": H_FACTOR * SIGMA,
+            "sigma": SIGMA,
+            "threads": cfg["threads"],
+            "repeats": cfg["repeats"],
+            "methods": list(methods),
+        }
+    )
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", _STARTUP_CHILD, args],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"start-up subprocess failed:\n{proc.stderr}")
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    result = json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT ") :])
     result["wall"] = wall
     return result
 
@@ -491,30 +681,63 @@ def case_startup(report: Report, cfg: dict) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    kernel_of = {"fast": ["pixelwise_accumulate"],
-                 "patchwise": ["pixelwise_accumulate", "patchwise_aggregate"]}
+    kernel_of = {
+        "fast": ["pixelwise_accumulate"],
+        "patchwise": ["pixelwise_accumulate", "patchwise_aggregate"],
+    }
     threads = str(cfg["threads"])
-    report.add(Row("e", "import nlmeans (cold / warm process)", "-", "-", cold["import"], 1,
-                   notes=f"warm process: {warm['import']:.3f} s"))
+    report.add(
+        Row(
+            "e",
+            "import nlmeans (cold / warm process)",
+            "-",
+            "-",
+            cold["import"],
+            1,
+            notes=f"warm process: {warm['import']:.3f} s",
+        )
+    )
     for method in methods:
         cold_ok = all(cold[k]["misses"] > 0 and cold[k]["hits"] == 0 for k in kernel_of[method])
         warm_ok = all(warm[k]["hits"] > 0 and warm[k]["misses"] == 0 for k in kernel_of[method])
         steady = warm[method + "_steady"]
-        report.add(Row(
-            "e", f"nlmeans {method}: first call, cold cache", threads, label,
-            cold[method + "_first"], 1, _ratio(cold[method + "_first"], steady),
-            notes="compiles (cache misses: " + ("yes" if cold_ok else "UNEXPECTED: no") + ")",
-        ))
-        report.add(Row(
-            "e", f"nlmeans {method}: first call, warm cache", threads, label,
-            warm[method + "_first"], 1, _ratio(warm[method + "_first"], steady),
-            notes="loaded from cache (hits, no misses): "
-            + ("yes" if warm_ok else "NO - CACHE NOT USED"),
-        ))
-        report.add(Row(
-            "e", f"nlmeans {method}: steady state", threads, label, steady, cfg["repeats"],
-            "1.00 (ref)", notes="best of the repeats in the warm process",
-        ))
+        report.add(
+            Row(
+                "e",
+                f"nlmeans {method}: first call, cold cache",
+                threads,
+                label,
+                cold[method + "_first"],
+                1,
+                _ratio(cold[method + "_first"], steady),
+                notes="compiles (cache misses: " + ("yes" if cold_ok else "UNEXPECTED: no") + ")",
+            )
+        )
+        report.add(
+            Row(
+                "e",
+                f"nlmeans {method}: first call, warm cache",
+                threads,
+                label,
+                warm[method + "_first"],
+                1,
+                _ratio(warm[method + "_first"], steady),
+                notes="loaded from cache (hits, no misses): "
+                + ("yes" if warm_ok else "NO - CACHE NOT USED"),
+            )
+        )
+        report.add(
+            Row(
+                "e",
+                f"nlmeans {method}: steady state",
+                threads,
+                label,
+                steady,
+                cfg["repeats"],
+                "1.00 (ref)",
+                notes="best of the repeats in the warm process",
+            )
+        )
     report.notes.append(
         "e: the patchwise first call compiles only patchwise_aggregate (pixelwise_accumulate "
         "was compiled by the fast call before it); ratios in case e are first call / "
@@ -538,8 +761,8 @@ CASES = {
 
 def to_markdown(report: Report, info: str, cfg: dict) -> str:
     lines = [
-        "# nlmeans speed" + (" (--quick smoke test: small sizes, not for quoting)"
-                              if cfg["quick"] else ""),
+        "# nlmeans speed"
+        + (" (--quick smoke test: small sizes, not for quoting)" if cfg["quick"] else ""),
         "",
         info,
         "",
@@ -566,28 +789,46 @@ def to_markdown(report: Report, info: str, cfg: dict) -> str:
             f"{r.ratio} | {psnr} | {r.notes} |"
         )
     lines.append("")
-    lines.append("Cases: a = 2-D gray fast; b = exact (crop, vs skimage slow mode) and patchwise; "
-                 "c = RGB; d = 3-D volume; e = start-up (fresh subprocesses, empty then reused "
-                 "NUMBA_CACHE_DIR).")
+    lines.append(
+        "Cases: a = 2-D gray fast; b = exact (crop, vs skimage slow mode) and patchwise; "
+        "c = RGB; d = 3-D volume; e = start-up (fresh subprocesses, empty then reused "
+        "NUMBA_CACHE_DIR)."
+    )
     lines.extend(f"- {note}" for note in report.notes)
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke test: small sizes, 1 repeat (numbers not meaningful)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="Markdown output (default benchmarks/results/speed.md, "
-                        "speed_quick.md with --quick)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed repeats per measurement (default 5, 1 with --quick)")
-    parser.add_argument("--budget", type=float, default=60.0,
-                        help="stop repeating a measurement once its timed runs took this long (s)")
-    parser.add_argument("--threads", type=int, default=2,
-                        help="threads for nlmeans and OpenCV (default 2)")
-    parser.add_argument("--cases", default="abcde",
-                        help="which cases to run, e.g. 'ace' (default all: abcde)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: small sizes, 1 repeat (numbers not meaningful)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="Markdown output (default benchmarks/results/speed.md, speed_quick.md with --quick)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed repeats per measurement (default 5, 1 with --quick)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=60.0,
+        help="stop repeating a measurement once its timed runs took this long (s)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads for nlmeans and OpenCV (default 2)"
+    )
+    parser.add_argument(
+        "--cases", default="abcde", help="which cases to run, e.g. 'ace' (default all: abcde)"
+    )
     args = parser.parse_args(argv)
 
     import numba

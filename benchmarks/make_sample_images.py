@@ -40,10 +40,20 @@ def build() -> dict[str, np.ndarray]:
     # A noisy file as a user would have it: AWGN of 25 gray levels (seed 0),
     # then clipped and quantised to 8 bits by saving.
     noise = np.random.default_rng(0).normal(0.0, 25 / 255, small_camera.shape)
+    # Signal-dependent noise as a sensor makes it: a * Poisson(y / a) + N(0, b)
+    # with a = 0.01, b = 1e-4 (std 2.6 gray levels at black, 25.7 at white).
+    small_astronaut = _to(np.uint8, _resize(astronaut, 256, 256)) / 255.0
+    rng = np.random.default_rng(0)
+    photon = 0.01 * rng.poisson(small_astronaut / 0.01) + rng.normal(
+        0.0, 0.01, small_astronaut.shape
+    )
     return {
         "camera.png": _to(np.uint8, small_camera),
-        "camera_noisy25.png": _to(np.uint8, np.clip(_to(np.uint8, small_camera) / 255.0 + noise, 0, 1)),
+        "camera_noisy25.png": _to(
+            np.uint8, np.clip(_to(np.uint8, small_camera) / 255.0 + noise, 0, 1)
+        ),
         "astronaut.png": _to(np.uint8, _resize(astronaut, 256, 256)),
+        "astronaut_poisson.png": _to(np.uint8, np.clip(photon, 0, 1)),
         "coffee16.png": _to(np.uint16, _resize(coffee, 192, 128)),
         "brick16.png": _to(np.uint16, _resize(brick, 128, 128)),
     }
