@@ -67,28 +67,36 @@ def _load(files, color: bool, crop: int | None) -> list[np.ndarray]:
         if crop:
             y0 = max(0, (image.shape[0] - crop) // 2)
             x0 = max(0, (image.shape[1] - crop) // 2)
-            image = image[y0:y0 + crop, x0:x0 + crop]
+            image = image[y0 : y0 + crop, x0 : x0 + crop]
         images.append(np.ascontiguousarray(image[..., :3] if color else image))
     return images
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--color", action="store_true",
-                        help="fit the opponent colour rows on CBSD432")
-    parser.add_argument("--data", default=None,
-                        help="training images (default ../shared/data/train400, "
-                             "with --color ../shared/data/cbsd432)")
-    parser.add_argument("--images", type=int, default=16,
-                        help="images used (evenly spaced in the sorted list)")
-    parser.add_argument("--crop", type=int, default=None,
-                        help="use the central CROP x CROP part of each image")
+    parser.add_argument(
+        "--color", action="store_true", help="fit the opponent colour rows on CBSD432"
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="training images (default ../shared/data/train400, "
+        "with --color ../shared/data/cbsd432)",
+    )
+    parser.add_argument(
+        "--images", type=int, default=16, help="images used (evenly spaced in the sorted list)"
+    )
+    parser.add_argument(
+        "--crop", type=int, default=None, help="use the central CROP x CROP part of each image"
+    )
     parser.add_argument("--methods", default="fast,exact,patchwise")
     parser.add_argument("--sigmas", default=",".join(str(s) for s in SIGMAS))
     parser.add_argument("--out", default=str(ROOT / "nlmeans/data/parameters.json"))
     args = parser.parse_args()
 
-    data = Path(args.data or ROOT.parent / "shared/data" / ("cbsd432" if args.color else "train400"))
+    data = Path(
+        args.data or ROOT.parent / "shared/data" / ("cbsd432" if args.color else "train400")
+    )
     files = sorted(f for f in data.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if not files:
         raise SystemExit(f"no PNG or JPEG images in {data}")
@@ -126,17 +134,31 @@ def main() -> None:
                     options = dict(patch_size=patch, patch_distance=distance, method=method)
                     if kc is not None:
                         options.update(channel_axis=-1, color_space="opponent")
-                    cache[key] = float(np.mean([
-                        peak_signal_noise_ratio(
-                            c,
-                            np.clip(nlmeans.denoise(
-                                n, sigma=s, h=k * s,
-                                **(dict(options, h_chroma=kc * k * s) if kc else options),
-                            ), 0, 1),
-                            data_range=1.0,
+                    cache[key] = float(
+                        np.mean(
+                            [
+                                peak_signal_noise_ratio(
+                                    c,
+                                    np.clip(
+                                        nlmeans.denoise(
+                                            n,
+                                            sigma=s,
+                                            h=k * s,
+                                            **(
+                                                dict(options, h_chroma=kc * k * s)
+                                                if kc
+                                                else options
+                                            ),
+                                        ),
+                                        0,
+                                        1,
+                                    ),
+                                    data_range=1.0,
+                                )
+                                for c, n, s in zip(clean, noisy, sigma_hat)
+                            ]
                         )
-                        for c, n, s in zip(clean, noisy, sigma_hat)
-                    ]))
+                    )
                 return cache[key]
 
             if args.color:
@@ -166,11 +188,13 @@ def main() -> None:
                 row["h_chroma_over_h"] = best[4]
             row["train_psnr"] = round(best[0], 3)
             rows.append(row)
-            print(f"{method} sigma={level}: {row} "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+            print(
+                f"{method} sigma={level}: {row} ({time.perf_counter() - started:.0f} s)", flush=True
+            )
         for row, following in zip(rows, rows[1:] + [None]):
             row["sigma_max"] = (
-                1e9 if following is None
+                1e9
+                if following is None
                 else round((row["sigma_hat_mean"] + following["sigma_hat_mean"]) / 2, 3)
             )
         section["methods"][method] = rows

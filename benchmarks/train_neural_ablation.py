@@ -44,21 +44,46 @@ MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="training images (default ../shared/data/train400)")
-    p.add_argument("--test", type=Path, default=DEFAULT_TEST, help="test images (default ../shared/data/set12)")
-    p.add_argument("--sigma", type=float, default=25.0, help="test noise sigma on the /255 scale (default 25)")
-    p.add_argument("--train-sigma", default="0,55", help="training sigma range low,high (default 0,55: blind)")
-    p.add_argument("--steps", type=int, default=3000, help="optimizer steps per variant (default 3000)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="training images (default ../shared/data/train400)",
+    )
+    p.add_argument(
+        "--test", type=Path, default=DEFAULT_TEST, help="test images (default ../shared/data/set12)"
+    )
+    p.add_argument(
+        "--sigma", type=float, default=25.0, help="test noise sigma on the /255 scale (default 25)"
+    )
+    p.add_argument(
+        "--train-sigma", default="0,55", help="training sigma range low,high (default 0,55: blind)"
+    )
+    p.add_argument(
+        "--steps", type=int, default=3000, help="optimizer steps per variant (default 3000)"
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--patch-size", type=int, default=40)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--channels", type=int, default=48)
     p.add_argument("--depth", type=int, default=12)
-    p.add_argument("--window", type=int, default=3, help="block window radius at the reduced resolution; -1 = global")
-    p.add_argument("--multi-blocks", default="2,3", help="block counts for the 'several blocks' rows (default 2,3)")
-    p.add_argument("--variants", default=None,
-                   help="comma list of variant names to run (default: all), e.g. none,embedded_gaussian")
+    p.add_argument(
+        "--window",
+        type=int,
+        default=3,
+        help="block window radius at the reduced resolution; -1 = global",
+    )
+    p.add_argument(
+        "--multi-blocks",
+        default="2,3",
+        help="block counts for the 'several blocks' rows (default 2,3)",
+    )
+    p.add_argument(
+        "--variants",
+        default=None,
+        help="comma list of variant names to run (default: all), e.g. none,embedded_gaussian",
+    )
     p.add_argument("--workdir", type=Path, default=REPO / "results" / "neural_ablation")
     p.add_argument("--out", type=Path, default=REPO / "results" / "neural_ablation.md")
     p.add_argument("--device", default="cpu")
@@ -119,13 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for name, mode, blocks in variants(args):
-        cfg = DenoiserConfig(channels=args.channels, depth=args.depth, mode=mode, blocks=blocks,
-                             window=window)
+        cfg = DenoiserConfig(
+            channels=args.channels, depth=args.depth, mode=mode, blocks=blocks, window=window
+        )
         ckpt = args.workdir / f"{name.replace(' ', '')}.pt"
         resume = None
         if ckpt.exists():
             state = nn_.load_checkpoint(ckpt)
-            same = state.get("config") == cfg.to_dict() and state.get("train_settings", {}).get("steps") == args.steps
+            same = (
+                state.get("config") == cfg.to_dict()
+                and state.get("train_settings", {}).get("steps") == args.steps
+            )
             if same and state.get("complete"):
                 print(f"[{name}] reusing finished {ckpt}", file=sys.stderr)
             elif same:
@@ -135,10 +164,21 @@ def main(argv: list[str] | None = None) -> int:
         if not ckpt.exists() or resume is not None:
             print(f"[{name}] training {args.steps} steps -> {ckpt}", file=sys.stderr)
             nn_.train(
-                args.data, out=ckpt, resume=resume, config=cfg, sigma=(lo, hi), steps=args.steps,
-                steps_per_epoch=max(1, args.steps // 10), batch_size=args.batch_size,
-                patch_size=args.patch_size, lr=args.lr, seed=args.seed, val_fraction=0.0,
-                device=args.device, threads=args.threads, progress=not args.no_progress,
+                args.data,
+                out=ckpt,
+                resume=resume,
+                config=cfg,
+                sigma=(lo, hi),
+                steps=args.steps,
+                steps_per_epoch=max(1, args.steps // 10),
+                batch_size=args.batch_size,
+                patch_size=args.patch_size,
+                lr=args.lr,
+                seed=args.seed,
+                val_fraction=0.0,
+                device=args.device,
+                threads=args.threads,
+                progress=not args.no_progress,
             )
         state = nn_.load_checkpoint(ckpt)
         history = state.get("history") or [{}]
@@ -146,7 +186,19 @@ def main(argv: list[str] | None = None) -> int:
         params = nn_.load_model(ckpt).num_parameters()
         psnr, ssim, infer_s = evaluate(ckpt, images, args.sigma, args.device)
         print(f"[{name}] {psnr:.2f} dB  SSIM {ssim:.4f}", file=sys.stderr)
-        rows.append((name, mode, cfg.num_blocks, params, train_s, train_s / max(1, int(state["step"])), psnr, ssim, infer_s))
+        rows.append(
+            (
+                name,
+                mode,
+                cfg.num_blocks,
+                params,
+                train_s,
+                train_s / max(1, int(state["step"])),
+                psnr,
+                ssim,
+                infer_s,
+            )
+        )
 
     lines = [
         f"# Non-local block ablation (sigma = {args.sigma:g}, {args.test.name}, {len(images)} images)",
@@ -160,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, mode, nb, params, train_s, sps, psnr, ssim, infer_s in rows:
-        lines.append(f"| {name} | {mode} | {nb} | {params} | {train_s:.1f} | {sps:.2f} | {psnr:.2f} | {ssim:.4f} | {infer_s:.2f} |")
+        lines.append(
+            f"| {name} | {mode} | {nb} | {params} | {train_s:.1f} | {sps:.2f} "
+            f"| {psnr:.2f} | {ssim:.4f} | {infer_s:.2f} |"
+        )
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -79,7 +79,9 @@ def describe_exception(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def for_each_file(files: Iterable[Path], problems: Iterable[tuple[str, str]], work: Callable[[Path], None]) -> None:
+def for_each_file(
+    files: Iterable[Path], problems: Iterable[tuple[str, str]], work: Callable[[Path], None]
+) -> None:
     """Run ``work(path)`` for every file; a failing file costs one ``Error:`` line, not the rest.
 
     ``problems`` (inputs that named no readable file) are reported first.
@@ -173,11 +175,15 @@ def expand_inputs(
 def parse_pair(text: str, name: str, kind=float) -> tuple:
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 2 or not all(parts):
-        raise typer.BadParameter(f"expected two comma-separated numbers, got {text!r}", param_hint=name)
+        raise typer.BadParameter(
+            f"expected two comma-separated numbers, got {text!r}", param_hint=name
+        )
     try:
         return tuple(kind(p) for p in parts)
     except ValueError:
-        raise typer.BadParameter(f"expected two comma-separated numbers, got {text!r}", param_hint=name) from None
+        raise typer.BadParameter(
+            f"expected two comma-separated numbers, got {text!r}", param_hint=name
+        ) from None
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -192,11 +198,11 @@ def describe_noise(model, top: float) -> str:
     """One line: a fitted noise model (nlmeans.NoiseModel) in gray levels of the file's scale."""
     unit = f"/{top:g}" if top != 1 else ""
     if model.kind == "gaussian":
-        sigmas = ", ".join(f"{b ** 0.5 * top:.2f}{unit}" for b in model.b)
+        sigmas = ", ".join(f"{b**0.5 * top:.2f}{unit}" for b in model.b)
         return f"gaussian, sigma = {sigmas}"
     # var = a y + b on [0, 1] is (a top) Y + (b top^2) for Y in gray levels.
     parts = ", ".join(f"{a * top:.4g} Y + {b * top * top:.4g}" for a, b in zip(model.a, model.b))
-    low = ", ".join(f"{(b ** 0.5) * top:.2f}" for b in model.b)
+    low = ", ".join(f"{(b**0.5) * top:.2f}" for b in model.b)
     high = ", ".join(f"{((a + b) ** 0.5) * top:.2f}" for a, b in zip(model.a, model.b))
     return (
         f"poisson-gaussian, variance = {parts} (Y in gray levels{unit}); "

@@ -12,11 +12,15 @@ import typer
 
 ImagesArgument = Annotated[
     list[str],
-    typer.Argument(metavar="IMAGE", help="Image files, folders or glob patterns.", show_default=False),
+    typer.Argument(
+        metavar="IMAGE", help="Image files, folders or glob patterns.", show_default=False
+    ),
 ]
 PatchSizeOption = Annotated[
     Optional[int],
-    typer.Option("--patch-size", "-p", help="Odd patch width (default: automatic).", show_default=False),
+    typer.Option(
+        "--patch-size", "-p", help="Odd patch width (default: automatic).", show_default=False
+    ),
 ]
 ThreadsOption = Annotated[
     Optional[int],

@@ -23,7 +23,8 @@ def compare(
     sigma: Annotated[
         Optional[str],
         typer.Option(
-            "--sigma", "-s",
+            "--sigma",
+            "-s",
             help="Noise levels in 8-bit gray levels, comma-separated "
             "(noise is N(0, (sigma/255)^2) on [0, 1]). (default: 15,25,50)",
             show_default=False,
@@ -32,22 +33,29 @@ def compare(
     methods: Annotated[
         str,
         typer.Option(
-            "--methods", "-m",
+            "--methods",
+            "-m",
             help="Comma-separated: fast, exact, patchwise, neural, skimage (= skimage-same + skimage-best), "
             "opencv, bm3d; or ours / all.",
         ),
     ] = "fast,exact,patchwise,neural,skimage,opencv,bm3d",
     report: Annotated[
         Optional[Path],
-        typer.Option("--report", help="Folder for results.json, results.csv, report.md and montages/*.png."),
+        typer.Option(
+            "--report", help="Folder for results.json, results.csv, report.md and montages/*.png."
+        ),
     ] = None,
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print the results as JSON on stdout (and nothing else there).")
+        bool,
+        typer.Option(
+            "--json", help="Print the results as JSON on stdout (and nothing else there)."
+        ),
     ] = False,
     seed: Annotated[
         Optional[int],
         typer.Option(
-            "--seed", min=0,
+            "--seed",
+            min=0,
             help="Noise of the i-th image (sorted) from numpy default_rng(SEED + i). (default: 0)",
             show_default=False,
         ),
@@ -62,7 +70,9 @@ def compare(
     ] = None,
     clean: Annotated[
         Optional[list[str]],
-        typer.Option("--clean", help="The clean versions of the --noisy images, same count and order."),
+        typer.Option(
+            "--clean", help="The clean versions of the --noisy images, same count and order."
+        ),
     ] = None,
     threads: ThreadsOption = None,
     force: Annotated[
@@ -78,9 +88,13 @@ def compare(
     paired = bool(noisy or clean)
     if paired:
         if images:
-            raise typer.BadParameter("give clean IMAGEs (noise is added) or --noisy/--clean pairs, not both")
+            raise typer.BadParameter(
+                "give clean IMAGEs (noise is added) or --noisy/--clean pairs, not both"
+            )
         if not noisy or not clean:
-            raise typer.BadParameter("--noisy and --clean go together", param_hint="--noisy/--clean")
+            raise typer.BadParameter(
+                "--noisy and --clean go together", param_hint="--noisy/--clean"
+            )
         if sigma is not None or seed is not None:
             raise typer.BadParameter(
                 "--sigma and --seed apply to synthetic noise, not to --noisy/--clean pairs"
@@ -99,9 +113,15 @@ def compare(
         raise typer.BadParameter(f"{report} exists and is not a folder", param_hint="--report")
     if report is not None and not force:
         # fail before the (long) comparison, not after it
-        existing = [name for name in ("results.json", "results.csv", "report.md") if (report / name).exists()]
+        existing = [
+            name
+            for name in ("results.json", "results.csv", "report.md")
+            if (report / name).exists()
+        ]
         if existing:
-            raise FileExistsError(f"{report / existing[0]} already exists; use --force to overwrite")
+            raise FileExistsError(
+                f"{report / existing[0]} already exists; use --force to overwrite"
+            )
 
     if paired:
         noisy_files, p1 = expand_inputs(noisy)
@@ -120,9 +140,13 @@ def compare(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
-        TextColumn("[bold]compare"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.description}"), TimeElapsedColumn(),
-        console=console, transient=True,
+        TextColumn("[bold]compare"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     ) as bar:
         task = bar.add_task("", total=None)
 
@@ -134,13 +158,22 @@ def compare(
         with redirect_stdout(sys.stderr):
             if paired:
                 result = ev.compare_paired(
-                    noisy_files, clean_files, method_list, threads=threads,
-                    keep_images=report is not None, progress=progress,
+                    noisy_files,
+                    clean_files,
+                    method_list,
+                    threads=threads,
+                    keep_images=report is not None,
+                    progress=progress,
                 )
             else:
                 result = ev.compare_synthetic(
-                    files, sigma_list, method_list, seed=seed or 0, threads=threads,
-                    keep_images=report is not None, progress=progress,
+                    files,
+                    sigma_list,
+                    method_list,
+                    seed=seed or 0,
+                    threads=threads,
+                    keep_images=report is not None,
+                    progress=progress,
                 )
 
     reported = set()
@@ -156,7 +189,9 @@ def compare(
     if report is not None:
         written = ev.write_report(result, report, force=force)
         montages = sum(1 for p in written if p.parent.name == "montages")
-        note(f"Report written to {report} (results.json, results.csv, report.md, {montages} montage(s))")
+        note(
+            f"Report written to {report} (results.json, results.csv, report.md, {montages} montage(s))"
+        )
 
 
 def _print_comparison(result) -> None:
@@ -186,7 +221,8 @@ def _print_comparison(result) -> None:
         if per_image:
             for name in result.images:
                 values = [
-                    r.psnr for r in result.records
+                    r.psnr
+                    for r in result.records
                     if r.image == name and r.sigma == sig and r.psnr is not None
                 ]
                 image_best[name] = max(values) if values else None
@@ -203,7 +239,8 @@ def _print_comparison(result) -> None:
                 for name in result.images:
                     rec = next(
                         (
-                            r for r in result.records
+                            r
+                            for r in result.records
                             if r.image == name and r.sigma == sig and r.method == row["method"]
                         ),
                         None,

@@ -58,7 +58,6 @@ def _parse_noise_params(text: Optional[str]) -> Optional[tuple[list[float], list
     return values[0::2], values[1::2]
 
 
-
 def _output_path(
     src: Path, image_format: str, output: Optional[Path], out_dir: Optional[Path]
 ) -> Path:
@@ -66,9 +65,11 @@ def _output_path(
 
     if output is not None:
         return output
-    suffix = src.suffix if src.suffix.lower() in IMAGE_EXTENSIONS else {
-        "PNG": ".png", "TIFF": ".tif", "JPEG": ".jpg"
-    }[image_format]
+    suffix = (
+        src.suffix
+        if src.suffix.lower() in IMAGE_EXTENSIONS
+        else {"PNG": ".png", "TIFF": ".tif", "JPEG": ".jpg"}[image_format]
+    )
     name = f"{src.stem}_denoised{suffix}"
     return (out_dir / name) if out_dir is not None else src.with_name(name)
 
@@ -121,7 +122,9 @@ def denoise(
     ],
     output: Annotated[
         Optional[Path],
-        typer.Option("--output", "-o", help="Output file (one input only); its extension picks the format."),
+        typer.Option(
+            "--output", "-o", help="Output file (one input only); its extension picks the format."
+        ),
     ] = None,
     out_dir: Annotated[
         Optional[Path],
@@ -154,7 +157,8 @@ def denoise(
     patch_distance: Annotated[
         Optional[int],
         typer.Option(
-            "--patch-distance", "-r",
+            "--patch-distance",
+            "-r",
             help="Search radius: window of 2r+1 pixels per axis (default: automatic).",
             show_default=False,
         ),
@@ -162,7 +166,8 @@ def denoise(
     color_space: Annotated[
         ColorSpace,
         typer.Option(
-            "--color-space", case_sensitive=False,
+            "--color-space",
+            case_sensitive=False,
             help="Colour images: 'opponent' weighs luminance and chrominance separately "
             "(chrominance smoothed harder), 'rgb' compares the channels jointly; "
             "'auto' is opponent for RGB images.",
@@ -181,7 +186,8 @@ def denoise(
     noise: Annotated[
         Noise,
         typer.Option(
-            "--noise", case_sensitive=False,
+            "--noise",
+            case_sensitive=False,
             help="Noise model: 'gaussian' (white, sigma), 'poisson-gaussian' (variance a*y + b, "
             "estimated per channel and stabilised by the generalized Anscombe transform), "
             "or 'auto' (Poisson-Gaussian only when the estimate finds a clear signal dependence).",
@@ -190,7 +196,8 @@ def denoise(
     noise_params: Annotated[
         Optional[str],
         typer.Option(
-            "--noise-params", metavar="A,B",
+            "--noise-params",
+            metavar="A,B",
             help="Give the Poisson-Gaussian model instead of estimating it: variance a*y + b "
             "on the [0, 1] scale, as A,B for every channel or A1,B1,A2,B2,... per channel "
             "(see nlmeans estimate-noise --json).",
@@ -207,7 +214,9 @@ def denoise(
     A file is read as what its content is (a JPEG named .png is read as JPEG); the output is written in the format its name says.
     """
     if output is not None and out_dir is not None:
-        raise typer.BadParameter("give either --output or --out-dir, not both", param_hint="--output")
+        raise typer.BadParameter(
+            "give either --output or --out-dir, not both", param_hint="--output"
+        )
     files, problems = expand_inputs(inputs, skip_suffix="_denoised")
     if output is not None and len(files) + len(problems) != 1:
         raise typer.BadParameter(
@@ -257,7 +266,9 @@ def denoise(
 
     console = stderr_console()
     many = len(files) + len(problems) > 1
-    rows: list[tuple[str, str, str, str, str]] = [(item, "", "", "", "failed") for item, _ in problems]
+    rows: list[tuple[str, str, str, str, str]] = [
+        (item, "", "", "", "failed") for item, _ in problems
+    ]
     failures = len(problems)
     claimed: dict[str, Path] = {}
 
@@ -267,7 +278,9 @@ def denoise(
     def process(src: Path) -> tuple[Path, str, float]:
         image = read_image(src)
         if image.extension_mismatch:
-            log(f"{src}: the file is a {image.format} image despite its name; reading it as {image.format}")
+            log(
+                f"{src}: the file is a {image.format} image despite its name; reading it as {image.format}"
+            )
         dst = _output_path(src, image.format, output, out_dir)
         key = str(dst.resolve())
         if key in claimed:
@@ -281,7 +294,11 @@ def denoise(
         color, alpha = image.split_alpha()
         axis = -1 if color.ndim == 3 else None
         kwargs = dict(
-            h=h, sigma=sigma, patch_size=patch_size, patch_distance=patch_distance, h_chroma=h_chroma
+            h=h,
+            sigma=sigma,
+            patch_size=patch_size,
+            patch_distance=patch_distance,
+            h_chroma=h_chroma,
         )
         if color_space is not ColorSpace.auto:
             kwargs["color_space"] = color_space.value
@@ -318,9 +335,14 @@ def denoise(
             if params.color_space == "opponent":
                 resolved["h_chroma"] = params.h_chroma
             result = nlmeans.denoise(
-                color, method=method.value, h=params.h,
-                patch_size=params.patch_size, patch_distance=params.patch_distance,
-                channel_axis=axis, threads=threads, **resolved,
+                color,
+                method=method.value,
+                h=params.h,
+                patch_size=params.patch_size,
+                patch_distance=params.patch_distance,
+                channel_axis=axis,
+                threads=threads,
+                **resolved,
             )
         seconds = time.perf_counter() - start
         if out_dir is not None and not out_dir.is_dir():
@@ -348,12 +370,22 @@ def denoise(
             typer.echo(str(dst))
 
     if many:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         with Progress(
-            TextColumn("[bold]denoise"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.description}"), TimeElapsedColumn(),
-            console=console, transient=True,
+            TextColumn("[bold]denoise"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
         ) as bar:
             task = bar.add_task("", total=len(files))
             for src in files:
@@ -382,7 +414,9 @@ def _check_out_dir(out_dir: Path) -> None:
     if not base.is_dir():
         raise NotADirectoryError(f"{out_dir}: cannot create this folder, {base} is not a folder")
     if not os.access(base, os.W_OK | os.X_OK):
-        where = "cannot write in it" if base == out_dir.absolute() else f"cannot create it in {base}"
+        where = (
+            "cannot write in it" if base == out_dir.absolute() else f"cannot create it in {base}"
+        )
         raise PermissionError(f"{out_dir}: permission denied ({where})")
 
 
@@ -412,7 +446,9 @@ def _load_neural_model() -> None:
 def _print_denoise_summary(rows, failures) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{len(rows) - failures} of {len(rows)} image(s) denoised", title_justify="left")
+    table = Table(
+        title=f"{len(rows) - failures} of {len(rows)} image(s) denoised", title_justify="left"
+    )
     table.add_column("input", overflow="fold")
     table.add_column("output", overflow="fold")
     table.add_column("sigma\n(levels)", justify="right")

@@ -25,7 +25,8 @@ def estimate_noise(
     model: Annotated[
         NoiseKind,
         typer.Option(
-            "--model", case_sensitive=False,
+            "--model",
+            case_sensitive=False,
             help="Noise model to fit; 'auto' picks Poisson-Gaussian only when the signal dependence is clear.",
         ),
     ] = NoiseKind.auto,
@@ -41,7 +42,9 @@ def estimate_noise(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per line instead of text.")
     ] = False,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing --plot file.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Overwrite an existing --plot file.")
+    ] = False,
 ) -> None:
     """Estimate the noise model of images: white Gaussian or Poisson-Gaussian (variance a*y + b).
 
@@ -51,7 +54,9 @@ def estimate_noise(
     if plot is not None and len(files) + len(problems) != 1:
         raise typer.BadParameter("--plot takes exactly one input image", param_hint="--plot")
     if plot is not None and plot.exists() and not force:
-        raise typer.BadParameter(f"{plot} already exists (use --force to overwrite)", param_hint="--plot")
+        raise typer.BadParameter(
+            f"{plot} already exists (use --force to overwrite)", param_hint="--plot"
+        )
     from nlmeans.io import read_image
     from nlmeans.noise import noise_level_sets, plot_noise
 
@@ -62,8 +67,14 @@ def estimate_noise(
             color, channel_axis=-1 if color.ndim == 3 else None, model=model.value
         )
         if plot is not None:
-            plot_noise(fitted, level_sets, plot, max_value=image.max_value,
-                       title=f"{Path(path).name}: {fitted.kind}", force=force)
+            plot_noise(
+                fitted,
+                level_sets,
+                plot,
+                max_value=image.max_value,
+                title=f"{Path(path).name}: {fitted.kind}",
+                force=force,
+            )
         if as_json:
             typer.echo(json.dumps({"file": str(path), **fitted.as_dict()}))
         else:

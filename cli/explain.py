@@ -17,11 +17,14 @@ def _parse_at(text: str) -> tuple[int, int]:
 @handle_errors
 def explain(
     image: Annotated[Path, typer.Argument(metavar="IMAGE", help="Image file.", show_default=False)],
-    at: Annotated[str, typer.Option("--at", help="Pixel X,Y (column, row; 0-based).", show_default=False)],
+    at: Annotated[
+        str, typer.Option("--at", help="Pixel X,Y (column, row; 0-based).", show_default=False)
+    ],
     out: Annotated[
         Optional[Path],
         typer.Option(
-            "--out", "-o",
+            "--out",
+            "-o",
             help="Picture to write. (default: <stem>_explain_x<X>_y<Y>.png next to IMAGE)",
             show_default=False,
         ),
@@ -29,26 +32,33 @@ def explain(
     h: Annotated[
         Optional[float],
         typer.Option(
-            "--h", callback=unit_scale("--h"),
-            help="Filtering strength on the [0, 1] scale (default: automatic).", show_default=False,
+            "--h",
+            callback=unit_scale("--h"),
+            help="Filtering strength on the [0, 1] scale (default: automatic).",
+            show_default=False,
         ),
     ] = None,
     sigma: Annotated[
         Optional[float],
         typer.Option(
-            "--sigma", callback=unit_scale("--sigma"),
-            help="Noise level on the [0, 1] scale (default: estimated).", show_default=False,
+            "--sigma",
+            callback=unit_scale("--sigma"),
+            help="Noise level on the [0, 1] scale (default: estimated).",
+            show_default=False,
         ),
     ] = None,
     patch_size: PatchSizeOption = None,
     patch_distance: Annotated[
         Optional[int],
-        typer.Option("--patch-distance", "-r", help="Search radius (default: automatic).", show_default=False),
+        typer.Option(
+            "--patch-distance", "-r", help="Search radius (default: automatic).", show_default=False
+        ),
     ] = None,
     neural: Annotated[
         bool,
         typer.Option(
-            "--neural/--no-neural", help="Add the neural block's attention panel when the model is available."
+            "--neural/--no-neural",
+            help="Add the neural block's attention panel when the model is available.",
         ),
     ] = True,
     weights: Annotated[
@@ -67,7 +77,9 @@ def explain(
     """
     x, y = _parse_at(at)
     if weights is not None and weights.is_dir():
-        raise typer.BadParameter(f"{weights}: is a folder, not a weights file", param_hint="--weights")
+        raise typer.BadParameter(
+            f"{weights}: is a folder, not a weights file", param_hint="--weights"
+        )
     if weights is not None and not weights.is_file():
         raise typer.BadParameter(f"{weights}: no such file", param_hint="--weights")
     from nlmeans.explain import explain_pixel
@@ -84,8 +96,15 @@ def explain(
     axis = -1 if color.ndim == 3 else None
     # A refused --weights file raises ValueError naming it: one error line, no picture.
     result = explain_pixel(
-        color, (y, x), h=h, sigma=sigma, patch_size=patch_size, patch_distance=patch_distance,
-        channel_axis=axis, neural=neural, neural_weights=weights,
+        color,
+        (y, x),
+        h=h,
+        sigma=sigma,
+        patch_size=patch_size,
+        patch_distance=patch_distance,
+        channel_axis=axis,
+        neural=neural,
+        neural_weights=weights,
     )
     dst = out if out is not None else image.with_name(f"{image.stem}_explain_x{x}_y{y}.png")
     if dst.exists() and same_file(dst, image):
@@ -110,8 +129,11 @@ def explain(
         f"pixel x={x} y={y}: value {fmt(u[y, x])} -> NLM estimate {fmt(estimate)} "
         f"(h {p['h']:.5f}, sigma {p['sigma']:.5f}, patch {p['patch_size']}, search {2 * d + 1}x{2 * d + 1})"
     )
-    typer.echo(f"effective neighbours: {result.effective_neighbours:.1f} of {int(((r1 - r0) * (c1 - c0)))}")
-    typer.echo("largest weights (x, y, weight): " + ", ".join(
-        f"({c}, {r}, {w:.4f})" for r, c, w in result.top_neighbours(5)
-    ))
+    typer.echo(
+        f"effective neighbours: {result.effective_neighbours:.1f} of {int(((r1 - r0) * (c1 - c0)))}"
+    )
+    typer.echo(
+        "largest weights (x, y, weight): "
+        + ", ".join(f"({c}, {r}, {w:.4f})" for r, c, w in result.top_neighbours(5))
+    )
     typer.echo(f"picture: {dst}")

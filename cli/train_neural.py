@@ -11,7 +11,10 @@ from ._options import ThreadsOption
 
 def _default_train_data() -> Optional[Path]:
     here = Path(__file__).resolve().parent.parent  # the project root for a source checkout
-    for candidate in (Path("../shared/data/train400"), here.parent / "shared" / "data" / "train400"):
+    for candidate in (
+        Path("../shared/data/train400"),
+        here.parent / "shared" / "data" / "train400",
+    ):
         if candidate.is_dir():
             return candidate
     return None
@@ -29,7 +32,8 @@ def train_neural(
     sigma: Annotated[
         str,
         typer.Option(
-            "--sigma", help="Noise range MIN,MAX in 8-bit gray levels, drawn per patch (one number: fixed)."
+            "--sigma",
+            help="Noise range MIN,MAX in 8-bit gray levels, drawn per patch (one number: fixed).",
         ),
     ] = "0,55",
     noise: Annotated[
@@ -41,9 +45,13 @@ def train_neural(
     ] = "gaussian",
     steps: Annotated[
         Optional[int],
-        typer.Option("--steps", min=1, help="Total optimizer steps (overrides --epochs).", show_default=False),
+        typer.Option(
+            "--steps", min=1, help="Total optimizer steps (overrides --epochs).", show_default=False
+        ),
     ] = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs (when --steps is not given).")] = 20,
+    epochs: Annotated[
+        int, typer.Option("--epochs", min=1, help="Epochs (when --steps is not given).")
+    ] = 20,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Patches per step.")] = 64,
     patch_size: Annotated[
         int, typer.Option("--patch-size", min=2, help="Training patch side in pixels.")
@@ -52,7 +60,8 @@ def train_neural(
     max_steps: Annotated[
         Optional[int],
         typer.Option(
-            "--max-steps", min=1,
+            "--max-steps",
+            min=1,
             help="Stop this run at this global step (resume later); the schedule is unchanged.",
             show_default=False,
         ),
@@ -60,7 +69,8 @@ def train_neural(
     out: Annotated[
         Optional[Path],
         typer.Option(
-            "--out", "-o",
+            "--out",
+            "-o",
             help="Checkpoint file, rewritten after every epoch. "
             "(default: neural_denoiser.pt, or the --resume file)",
             show_default=False,
@@ -73,7 +83,9 @@ def train_neural(
     export: Annotated[
         Optional[Path],
         typer.Option(
-            "--export", help="Also write inference weights (.safetensors) here when done.", show_default=False
+            "--export",
+            help="Also write inference weights (.safetensors) here when done.",
+            show_default=False,
         ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
@@ -83,14 +95,18 @@ def train_neural(
     threads: ThreadsOption = None,
     force: Annotated[
         bool,
-        typer.Option("--force", "-f", help="Overwrite an existing --out checkpoint (other than --resume)."),
+        typer.Option(
+            "--force", "-f", help="Overwrite an existing --out checkpoint (other than --resume)."
+        ),
     ] = False,
 ) -> None:
     """Train the blind non-local neural denoiser (nlmeans.neural.train) on clean images."""
     if data is None:
         data = _default_train_data()
         if data is None:
-            raise typer.BadParameter("no default training folder found; give --data DIR", param_hint="--data")
+            raise typer.BadParameter(
+                "no default training folder found; give --data DIR", param_hint="--data"
+            )
     if not data.is_dir():
         raise typer.BadParameter(f"{data} is not a folder", param_hint="--data")
     parts = [p for p in sigma.split(",") if p.strip()]
@@ -109,15 +125,23 @@ def train_neural(
             f"expected 0 <= MIN <= MAX <= 255 gray levels, got {sigma!r}", param_hint="--sigma"
         )
     if resume is not None and resume.is_dir():
-        raise typer.BadParameter(f"{resume}: is a folder, not a checkpoint file", param_hint="--resume")
+        raise typer.BadParameter(
+            f"{resume}: is a folder, not a checkpoint file", param_hint="--resume"
+        )
     if resume is not None and not resume.is_file():
         raise typer.BadParameter(f"{resume}: no such file", param_hint="--resume")
-    target = out if out is not None else (resume if resume is not None else Path("neural_denoiser.pt"))
+    target = (
+        out if out is not None else (resume if resume is not None else Path("neural_denoiser.pt"))
+    )
     same_as_resume = resume is not None and target.resolve() == resume.resolve()
     if target.exists() and not same_as_resume and not force:
-        raise typer.BadParameter(f"{target} already exists (use --force to overwrite)", param_hint="--out")
+        raise typer.BadParameter(
+            f"{target} already exists (use --force to overwrite)", param_hint="--out"
+        )
     if export is not None and export.exists() and not force:
-        raise typer.BadParameter(f"{export} already exists (use --force to overwrite)", param_hint="--export")
+        raise typer.BadParameter(
+            f"{export} already exists (use --force to overwrite)", param_hint="--export"
+        )
 
     import warnings
 
@@ -133,9 +157,21 @@ def train_neural(
     warnings.showwarning = show_warning
     try:
         result = train(
-            data, out=out, sigma=sigma_range, noise=noise, epochs=epochs, steps=steps, max_steps=max_steps,
-            batch_size=batch_size, patch_size=patch_size, lr=lr, seed=seed, resume=resume,
-            device=device, threads=threads, progress=True,
+            data,
+            out=out,
+            sigma=sigma_range,
+            noise=noise,
+            epochs=epochs,
+            steps=steps,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            patch_size=patch_size,
+            lr=lr,
+            seed=seed,
+            resume=resume,
+            device=device,
+            threads=threads,
+            progress=True,
         )
     except TrainingInterrupted as exc:
         note(str(exc))

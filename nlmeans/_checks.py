@@ -18,13 +18,10 @@ def _check_image(image) -> np.ndarray:
         if isinstance(image, (list, tuple)):
             image = np.asarray(image)
         else:
-            raise TypeError(
-                f"image must be a NumPy array, got {type(image).__name__}"
-            )
+            raise TypeError(f"image must be a NumPy array, got {type(image).__name__}")
     if image.dtype.type not in SUPPORTED_DTYPES:
         raise TypeError(
-            f"image has unsupported dtype {image.dtype}; "
-            "use uint8, uint16, float32 or float64"
+            f"image has unsupported dtype {image.dtype}; use uint8, uint16, float32 or float64"
         )
     if image.size == 0:
         raise ValueError(f"image is empty (shape {image.shape})")
@@ -44,13 +41,9 @@ def _check_channel_axis(image: np.ndarray, channel_axis) -> int | None:
     if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
         raise TypeError(f"channel_axis must be an int or None, got {channel_axis!r}")
     if not -image.ndim <= channel_axis < image.ndim:
-        raise ValueError(
-            f"channel_axis={channel_axis} is out of range for a {image.ndim}-D image"
-        )
+        raise ValueError(f"channel_axis={channel_axis} is out of range for a {image.ndim}-D image")
     if image.ndim not in (3, 4):
-        raise ValueError(
-            f"with channel_axis the image must be 3-D or 4-D, got {image.ndim}-D"
-        )
+        raise ValueError(f"with channel_axis the image must be 3-D or 4-D, got {image.ndim}-D")
     return int(channel_axis) % image.ndim
 
 

@@ -171,8 +171,7 @@ def _check_color_space(image: np.ndarray, axis: int | None, color_space) -> str:
     if axis is None:
         if color_space == "opponent":
             raise ValueError(
-                "color_space='opponent' needs an image with 3 colour channels "
-                "(pass channel_axis)"
+                "color_space='opponent' needs an image with 3 colour channels (pass channel_axis)"
             )
         return "gray"
     n_channels = image.shape[axis]
@@ -232,7 +231,9 @@ def resolve_parameters(
     estimated = sigma is None and not isinstance(noise, NoiseModel)
     if method == "neural":
         for name, value in (
-            ("h", h), ("patch_size", patch_size), ("patch_distance", patch_distance),
+            ("h", h),
+            ("patch_size", patch_size),
+            ("patch_distance", patch_distance),
             ("h_chroma", h_chroma),
         ):
             if value is not None:
@@ -240,14 +241,24 @@ def resolve_parameters(
         if color_space not in ("auto", "rgb"):
             raise ValueError("color_space does not apply to method='neural'")
         return NLMeansParameters(
-            method, sigma_value, None, None, None, estimated, tuple(automatic),
-            "gray" if axis is None else "rgb", None, model,
+            method,
+            sigma_value,
+            None,
+            None,
+            None,
+            estimated,
+            tuple(automatic),
+            "gray" if axis is None else "rgb",
+            None,
+            model,
         )
     opponent = space == "opponent"
     if h_chroma is not None and not opponent:
         raise ValueError("h_chroma applies only to color_space='opponent' (3 colour channels)")
     needs_table = None in (patch_size, patch_distance, h) or (opponent and h_chroma is None)
-    row = _table_row(method, max(sigma_value, _MIN_AUTO_SIGMA), color=opponent) if needs_table else {}
+    row = (
+        _table_row(method, max(sigma_value, _MIN_AUTO_SIGMA), color=opponent) if needs_table else {}
+    )
     spatial_ndim = image.ndim - (axis is not None)
     if patch_size is None:
         patch_size = row["patch_size"]
@@ -278,8 +289,16 @@ def resolve_parameters(
             h_chroma = _check_real("h_chroma", h_chroma, positive=True)
         h_chroma = float(h_chroma)
     return NLMeansParameters(
-        method, sigma_value, float(h), int(patch_size), int(patch_distance),
-        estimated, tuple(automatic), space, h_chroma, model,
+        method,
+        sigma_value,
+        float(h),
+        int(patch_size),
+        int(patch_distance),
+        estimated,
+        tuple(automatic),
+        space,
+        h_chroma,
+        model,
     )
 
 
@@ -319,7 +338,6 @@ def _stabilise(image, axis, model):
     stabilised = generalized_anscombe(to_unit_float(image), model, channel_axis=axis)
     lo, hi = float(stabilised.min()), float(stabilised.max())
     return lo, (hi - lo if hi > lo else 1.0)
-
 
 
 # --------------------------------------------------------------------------
@@ -478,9 +496,16 @@ def denoise(
     """
     image = _check_image(image)
     params = resolve_parameters(
-        image, h=h, sigma=sigma, patch_size=patch_size,
-        patch_distance=patch_distance, method=method, channel_axis=channel_axis,
-        color_space=color_space, h_chroma=h_chroma, noise=noise,
+        image,
+        h=h,
+        sigma=sigma,
+        patch_size=patch_size,
+        patch_distance=patch_distance,
+        method=method,
+        channel_axis=channel_axis,
+        color_space=color_space,
+        h_chroma=h_chroma,
+        noise=noise,
     )
     n_threads = check_threads(threads)
     axis = _check_channel_axis(image, channel_axis)
@@ -620,9 +645,22 @@ def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h):
     track_max = params.method == "patchwise"
     max_weight = np.zeros(values.shape[1:] if track_max else (1, 1, 1), np.float32)
     kernels.pixelwise_accumulate(
-        values, padded, kernels.half_window_shifts(dz, d), dz, d,
-        weights_z, weights_y, weights_y, kind == "uniform", norm,
-        two_sigma2, inv_h2, numerator, denominator, max_weight, track_max,
+        values,
+        padded,
+        kernels.half_window_shifts(dz, d),
+        dz,
+        d,
+        weights_z,
+        weights_y,
+        weights_y,
+        kind == "uniform",
+        norm,
+        two_sigma2,
+        inv_h2,
+        numerator,
+        denominator,
+        max_weight,
+        track_max,
     )
     if params.method != "patchwise":
         return numerator / (denominator + np.float32(1.0))
@@ -631,8 +669,20 @@ def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h):
     out_numerator = np.zeros_like(values)
     padded_values = padded if values is guide else np.pad(values, pad, mode="reflect")
     kernels.patchwise_aggregate(
-        values, padded, padded_values, kernels.full_window_shifts(dz, d), dz, d, f, fz,
-        two_sigma2, inv_h2, norm, centre, normaliser, out_numerator,
+        values,
+        padded,
+        padded_values,
+        kernels.full_window_shifts(dz, d),
+        dz,
+        d,
+        f,
+        fz,
+        two_sigma2,
+        inv_h2,
+        norm,
+        centre,
+        normaliser,
+        out_numerator,
     )
     return out_numerator / _patch_coverage(values.shape[1:], f, fz)
 
@@ -656,8 +706,7 @@ def _patch_coverage(shape, f: int, fz: int) -> np.ndarray:
     for n, radius in zip(shape, (fz, f, f)):
         idx = np.arange(n)
         counts.append(
-            (np.minimum(idx + radius, n - 1) - np.maximum(idx - radius, 0) + 1)
-            .astype(np.float32)
+            (np.minimum(idx + radius, n - 1) - np.maximum(idx - radius, 0) + 1).astype(np.float32)
         )
     return counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]
 
@@ -666,9 +715,7 @@ def _denoise_neural(image, axis, sigma, n_threads):
     try:
         from . import neural
     except ImportError as exc:  # pragma: no cover - torch is a dependency
-        raise ImportError(
-            "method='neural' needs torch: pip install torch==2.13.0"
-        ) from exc
+        raise ImportError("method='neural' needs torch: pip install torch==2.13.0") from exc
     floats = to_unit_float(image).astype(np.float32)
     if axis is not None:
         floats = np.moveaxis(floats, axis, -1)

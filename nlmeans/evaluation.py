@@ -203,7 +203,7 @@ class Comparison:
 
 
 def parse_sigmas(text: str | Iterable[float]) -> list[float]:
-    """"15,25,50" -> [15.0, 25.0, 50.0] (8-bit gray levels, 0 < sigma <= 255)."""
+    """ "15,25,50" -> [15.0, 25.0, 50.0] (8-bit gray levels, 0 < sigma <= 255)."""
     items = text.split(",") if isinstance(text, str) else list(text)
     out = []
     for item in items:
@@ -225,7 +225,7 @@ def parse_sigmas(text: str | Iterable[float]) -> list[float]:
 
 
 def parse_methods(text: str | Iterable[str]) -> list[str]:
-    """"fast,skimage,bm3d" -> ["fast", "skimage-same", "skimage-best", "bm3d"]."""
+    """ "fast,skimage,bm3d" -> ["fast", "skimage-same", "skimage-best", "bm3d"]."""
     items = text.split(",") if isinstance(text, str) else list(text)
     out: list[str] = []
     for item in items:
@@ -334,8 +334,16 @@ def _run_ours(method, noisy, channel_axis, threads):
 
 def _params_dict(params) -> dict:
     out = {}
-    for key in ("method", "sigma", "h", "patch_size", "patch_distance", "sigma_estimated",
-                "color_space", "h_chroma"):
+    for key in (
+        "method",
+        "sigma",
+        "h",
+        "patch_size",
+        "patch_distance",
+        "sigma_estimated",
+        "color_space",
+        "h_chroma",
+    ):
         value = getattr(params, key, None)
         out[key] = float(value) if isinstance(value, (np.floating,)) else value
     return out
@@ -418,7 +426,11 @@ def _run_opencv(noisy, sigma, threads):
     finally:
         if threads is not None:
             cv2.setNumThreads(old_threads)
-    settings = {"h_gray_levels": float(h), "templateWindowSize": template, "searchWindowSize": search}
+    settings = {
+        "h_gray_levels": float(h),
+        "templateWindowSize": template,
+        "searchWindowSize": search,
+    }
     return out.astype(np.float64) / 255.0, settings
 
 
@@ -685,7 +697,10 @@ def results_csv(result: Comparison) -> str:
 
 def results_json(result: Comparison) -> str:
     """The comparison as strict JSON (an infinite PSNR, from a perfect output, becomes null)."""
-    return json.dumps(_finite(result.to_dict()), indent=2, default=_json_default, allow_nan=False) + "\n"
+    return (
+        json.dumps(_finite(result.to_dict()), indent=2, default=_json_default, allow_nan=False)
+        + "\n"
+    )
 
 
 def _finite(value):
@@ -748,7 +763,9 @@ def report_markdown(result: Comparison, montages: Sequence[str] = ()) -> str:
     for image in result.images:
         for sigma in result.sigmas:
             recs = {r.method: r for r in result.records if r.image == image and r.sigma == sigma}
-            scores = [recs[m].psnr for m in result.methods if m in recs and recs[m].psnr is not None]
+            scores = [
+                recs[m].psnr for m in result.methods if m in recs and recs[m].psnr is not None
+            ]
             top = max(scores) if scores else None
             cells = []
             for method in result.methods:
@@ -902,11 +919,15 @@ def montage_for(result: Comparison, image: str, sigma) -> np.ndarray:
     for method in result.methods:
         if method in store:
             r = recs[method]
-            panels.append((method, [f"PSNR {r.psnr:.2f} dB", f"SSIM {_ssim_text(r.ssim)}"], store[method]))
+            panels.append(
+                (method, [f"PSNR {r.psnr:.2f} dB", f"SSIM {_ssim_text(r.ssim)}"], store[method])
+            )
     return make_montage(panels, crop_from=clean)
 
 
-def write_report(result: Comparison, folder: str | os.PathLike, *, force: bool = False) -> list[Path]:
+def write_report(
+    result: Comparison, folder: str | os.PathLike, *, force: bool = False
+) -> list[Path]:
     """Write results.json, results.csv, report.md and (if images were kept) montages/*.png.
 
     The folder is created if needed. Existing files are replaced only with

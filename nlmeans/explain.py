@@ -45,7 +45,9 @@ def _channels_last(image, channel_axis) -> np.ndarray:
     try:
         return np.moveaxis(image, channel_axis, -1)
     except np.exceptions.AxisError:
-        raise ValueError(f"channel_axis={channel_axis} is out of range for shape {image.shape}") from None
+        raise ValueError(
+            f"channel_axis={channel_axis} is out of range for shape {image.shape}"
+        ) from None
 
 
 def _check_position(position, shape) -> tuple[int, int]:
@@ -87,9 +89,18 @@ def nlm_weight_map(
     u = _as_unit_float(_channels_last(image, channel_axis))
     height, width, _ = u.shape
     row, col = _check_position(position, (height, width))
-    if isinstance(patch_size, bool) or int(patch_size) != patch_size or patch_size < 1 or patch_size % 2 == 0:
+    if (
+        isinstance(patch_size, bool)
+        or int(patch_size) != patch_size
+        or patch_size < 1
+        or patch_size % 2 == 0
+    ):
         raise ValueError(f"patch_size must be a positive odd integer, got {patch_size!r}")
-    if isinstance(patch_distance, bool) or int(patch_distance) != patch_distance or patch_distance < 0:
+    if (
+        isinstance(patch_distance, bool)
+        or int(patch_distance) != patch_distance
+        or patch_distance < 0
+    ):
         raise ValueError(f"patch_distance must be a non-negative integer, got {patch_distance!r}")
     if not (math.isfinite(h) and h > 0):
         raise ValueError(f"h must be positive, got {h!r}")
@@ -163,7 +174,10 @@ def neural_attention(
     # Key cells may be coarser than query cells (max-pooled keys with sub_sample).
     key_scale = scale * feat.shape[2] / attention.shape[0]
     if attention.shape != tuple(feat.shape[2:]):
-        query = (query[0] * attention.shape[0] // feat.shape[2], query[1] * attention.shape[1] // feat.shape[3])
+        query = (
+            query[0] * attention.shape[0] // feat.shape[2],
+            query[1] * attention.shape[1] // feat.shape[3],
+        )
     info = {
         "scale": float(scale),
         "key_scale": float(key_scale),
@@ -233,7 +247,9 @@ def _caption(width: int, lines: Sequence[str]) -> np.ndarray:
 
     pic = np.full((6 + 15 * len(lines), width, 3), 255, np.uint8)
     for k, text in enumerate(lines):
-        cv2.putText(pic, text, (4, 14 + 15 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            pic, text, (4, 14 + 15 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA
+        )
     return pic
 
 
@@ -243,7 +259,9 @@ def _fit(picture: np.ndarray, size: int, nearest: bool) -> tuple[np.ndarray, flo
     h, w = picture.shape[:2]
     scale = size / max(h, w)
     interp = cv2.INTER_NEAREST if nearest or scale > 1 else cv2.INTER_AREA
-    out = cv2.resize(picture, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)
+    out = cv2.resize(
+        picture, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp
+    )
     return out, scale
 
 
@@ -283,15 +301,25 @@ def explain_pixel(
 
     image = np.asarray(image)
     params = nlmeans.resolve_parameters(
-        image, h=h, sigma=sigma, patch_size=patch_size, patch_distance=patch_distance,
-        method="fast", channel_axis=channel_axis,
+        image,
+        h=h,
+        sigma=sigma,
+        patch_size=patch_size,
+        patch_distance=patch_distance,
+        method="fast",
+        channel_axis=channel_axis,
     )
     u = _as_unit_float(_channels_last(image, channel_axis))
     height, width = u.shape[:2]
     row, col = _check_position(position, (height, width))
     weights = nlm_weight_map(
-        image, (row, col), h=params.h, sigma=params.sigma, patch_size=params.patch_size,
-        patch_distance=params.patch_distance, channel_axis=channel_axis,
+        image,
+        (row, col),
+        h=params.h,
+        sigma=params.sigma,
+        patch_size=params.patch_size,
+        patch_distance=params.patch_distance,
+        channel_axis=channel_axis,
     )
     d, f = params.patch_distance, params.patch_size // 2
     notes: list[str] = []
@@ -318,10 +346,15 @@ def explain_pixel(
     crop[r0 - row + d : r1 - row + d, c0 - col + d : c1 - col + d] = rgb_full[r0:r1, c0:c1]
     crop_pic, cscale = _fit(crop, panel_size, nearest=True)
     cv2.rectangle(
-        crop_pic, (int((d - f) * cscale), int((d - f) * cscale)),
-        (int((d + f + 1) * cscale) - 1, int((d + f + 1) * cscale) - 1), (255, 0, 0), 1,
+        crop_pic,
+        (int((d - f) * cscale), int((d - f) * cscale)),
+        (int((d + f + 1) * cscale) - 1, int((d + f + 1) * cscale) - 1),
+        (255, 0, 0),
+        1,
     )
-    panels.append((crop_pic, ["search window, enlarged", "red: the pixel's patch", "gray: outside the image"]))
+    panels.append(
+        (crop_pic, ["search window, enlarged", "red: the pixel's patch", "gray: outside the image"])
+    )
 
     # Panel 3: the NLM weights over the window; the colour scale leaves the
     # centre out (it weighs 1 before normalisation and would flatten the rest).
@@ -334,8 +367,11 @@ def explain_pixel(
     top = others.max() if others.max() > 0 else weights.max()
     nlm_pic, wscale = _fit(_colour_map(weights / top, valid), panel_size, nearest=True)
     cv2.rectangle(
-        nlm_pic, (int(d * wscale), int(d * wscale)),
-        (int((d + 1) * wscale) - 1, int((d + 1) * wscale) - 1), (255, 0, 0), 1,
+        nlm_pic,
+        (int(d * wscale), int(d * wscale)),
+        (int((d + 1) * wscale) - 1, int((d + 1) * wscale) - 1),
+        (255, 0, 0),
+        1,
     )
     eff = 1.0 / float(np.sum(weights**2))
     panels.append(
@@ -370,8 +406,12 @@ def explain_pixel(
                 a0c, a1c = max(0, qc - window), min(attention.shape[1], qc + window + 1)
                 shown = np.zeros((2 * window + 1, 2 * window + 1))
                 shown_valid = np.zeros_like(shown, dtype=bool)
-                shown[a0r - qr + window : a1r - qr + window, a0c - qc + window : a1c - qc + window] = attention[a0r:a1r, a0c:a1c]
-                shown_valid[a0r - qr + window : a1r - qr + window, a0c - qc + window : a1c - qc + window] = True
+                shown[
+                    a0r - qr + window : a1r - qr + window, a0c - qc + window : a1c - qc + window
+                ] = attention[a0r:a1r, a0c:a1c]
+                shown_valid[
+                    a0r - qr + window : a1r - qr + window, a0c - qc + window : a1c - qc + window
+                ] = True
                 centre = (window, window)
             else:
                 shown, shown_valid, centre = attention, np.ones(attention.shape, bool), (qr, qc)
@@ -379,8 +419,11 @@ def explain_pixel(
             att_pic, ascale = _fit(_colour_map(shown / peak, shown_valid), panel_size, nearest=True)
             cy, cx = centre
             cv2.rectangle(
-                att_pic, (int(cx * ascale), int(cy * ascale)),
-                (int((cx + 1) * ascale) - 1, int((cy + 1) * ascale) - 1), (255, 0, 0), 1,
+                att_pic,
+                (int(cx * ascale), int(cy * ascale)),
+                (int((cx + 1) * ascale) - 1, int((cy + 1) * ascale) - 1),
+                (255, 0, 0),
+                1,
             )
             cell = info["key_scale"]
             panels.append(
@@ -415,8 +458,11 @@ def explain_pixel(
         weights=weights,
         position=(row, col),
         parameters={
-            "h": float(params.h), "sigma": float(params.sigma), "patch_size": int(params.patch_size),
-            "patch_distance": int(params.patch_distance), "sigma_estimated": bool(params.sigma_estimated),
+            "h": float(params.h),
+            "sigma": float(params.sigma),
+            "patch_size": int(params.patch_size),
+            "patch_distance": int(params.patch_distance),
+            "sigma_estimated": bool(params.sigma_estimated),
         },
         attention=attention,
         attention_info=info,

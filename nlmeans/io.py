@@ -167,7 +167,7 @@ class ImageFile:
 
     @property
     def mode(self) -> str:
-        """"gray", "gray+alpha", "rgb" or "rgba"."""
+        """ "gray", "gray+alpha", "rgb" or "rgba"."""
         base = "rgb" if self.is_color else "gray"
         if self.has_alpha:
             return "rgba" if self.is_color else "gray+alpha"
@@ -241,7 +241,7 @@ def from_unit_float(values: np.ndarray, dtype) -> np.ndarray:
 
 
 def format_from_extension(path: str | os.PathLike) -> str:
-    """"PNG", "TIFF" or "JPEG" from the file name, else :class:`ImageWriteError`."""
+    """ "PNG", "TIFF" or "JPEG" from the file name, else :class:`ImageWriteError`."""
     suffix = Path(path).suffix.lower()
     try:
         return IMAGE_EXTENSIONS[suffix]
@@ -254,7 +254,7 @@ def format_from_extension(path: str | os.PathLike) -> str:
 
 
 def detect_format(head: bytes) -> str | None:
-    """"PNG", "TIFF", "JPEG" from a file's first bytes, or None."""
+    """ "PNG", "TIFF", "JPEG" from a file's first bytes, or None."""
     if head.startswith(_PNG_MAGIC):
         return "PNG"
     if head[:3] == b"\xff\xd8\xff":
@@ -325,9 +325,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Ima
     fmt = detect_format(data[:16])
     if fmt is None:
         what = _guess_content(data[:64])
-        raise ImageReadError(
-            f"{path}: not a PNG, TIFF or JPEG image (the content is {what})"
-        )
+        raise ImageReadError(f"{path}: not a PNG, TIFF or JPEG image (the content is {what})")
     reader = {"PNG": _read_png, "JPEG": _read_jpeg, "TIFF": _read_tiff}[fmt]
     image = reader(path, data, max_pixels)
     if min(image.pixels.shape[:2]) < 1:
@@ -393,10 +391,20 @@ def _silent_cv2():
 _PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 _PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 #: Adam7 passes: (first column, first row, column step, row step).
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
 
 
-def _png_row_starts(width: int, height: int, bits_per_pixel: int, interlaced: bool) -> tuple[int, np.ndarray]:
+def _png_row_starts(
+    width: int, height: int, bits_per_pixel: int, interlaced: bool
+) -> tuple[int, np.ndarray]:
     """(size of the decompressed image data, offset of every row's filter byte in it)."""
     passes = (
         [((width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy) for x0, y0, dx, dy in _ADAM7]
@@ -468,12 +476,16 @@ def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
         raise ImageReadError(f"{path}: corrupt PNG file (no chunks)") from None
     if first_type != b"IHDR" or len(ihdr) != 13:
         raise ImageReadError(f"{path}: corrupt PNG file (no IHDR header)")
-    width, height, depth, color_type, compression, filtering, interlace = struct.unpack(">IIBBBBB", ihdr)
+    width, height, depth, color_type, compression, filtering, interlace = struct.unpack(
+        ">IIBBBBB", ihdr
+    )
     _check_size(path, width, height, max_pixels)
     if color_type not in _PNG_DEPTHS:
         raise ImageReadError(f"{path}: corrupt PNG file (colour type {color_type})")
     if depth not in _PNG_DEPTHS[color_type]:
-        raise ImageReadError(f"{path}: corrupt PNG file (bit depth {depth} with colour type {color_type})")
+        raise ImageReadError(
+            f"{path}: corrupt PNG file (bit depth {depth} with colour type {color_type})"
+        )
     if compression != 0 or filtering != 0 or interlace not in (0, 1):
         raise ImageReadError(
             f"{path}: corrupt PNG file (unknown compression {compression}, filter {filtering} "
@@ -528,15 +540,22 @@ def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
             raise ImageReadError(f"{path}: corrupt PNG file (palette image without a PLTE chunk)")
         entries, rest = divmod(len(palette), 3)
         if rest or not 1 <= entries <= min(256, 1 << depth):
-            raise ImageReadError(f"{path}: corrupt PNG file (invalid palette of {len(palette)} bytes)")
+            raise ImageReadError(
+                f"{path}: corrupt PNG file (invalid palette of {len(palette)} bytes)"
+            )
         keep.append(_png_chunk(b"PLTE", bytes(palette)))
     if transparency is not None:
-        allowed = {0: len(transparency) == 2, 2: len(transparency) == 6,
-                   3: palette is not None and 1 <= len(transparency) <= len(palette) // 3}
+        allowed = {
+            0: len(transparency) == 2,
+            2: len(transparency) == 6,
+            3: palette is not None and 1 <= len(transparency) <= len(palette) // 3,
+        }
         if allowed.get(color_type, False):  # otherwise libpng ignores it, with a warning
             keep.append(_png_chunk(b"tRNS", bytes(transparency)))
 
-    expected, row_starts = _png_row_starts(width, height, depth * _PNG_SAMPLES[color_type], interlace == 1)
+    expected, row_starts = _png_row_starts(
+        width, height, depth * _PNG_SAMPLES[color_type], interlace == 1
+    )
     if _check_png_data(path, idat, expected, row_starts):
         # More data than the image holds: pass on exactly the image's bytes.
         raw = zlib.decompressobj().decompress(b"".join(idat), expected)
@@ -580,7 +599,9 @@ def _png_icc_profile(payload: bytes | None) -> bytes | None:
     if payload is None:
         return None
     name_end = payload.find(b"\x00", 0, 80)
-    if name_end < 1 or payload[name_end + 1 : name_end + 2] != b"\x00":  # name, then method 0 (zlib)
+    if (
+        name_end < 1 or payload[name_end + 1 : name_end + 2] != b"\x00"
+    ):  # name, then method 0 (zlib)
         return None
     inflater = zlib.decompressobj()
     try:
@@ -739,7 +760,9 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> ImageFile:
             series = tif.series[0]
             axes, shape = series.axes, series.shape
             if axes not in ("YX", "YXS", "SYX"):
-                raise ImageReadError(f"{path}: unsupported TIFF layout (axes {axes}, shape {shape})")
+                raise ImageReadError(
+                    f"{path}: unsupported TIFF layout (axes {axes}, shape {shape})"
+                )
             height, width = (shape[1], shape[2]) if axes == "SYX" else (shape[0], shape[1])
             _check_size(path, width, height, max_pixels)
             extrasamples = tuple(int(x) for x in (page.extrasamples or ()))
@@ -793,13 +816,17 @@ def _tiff_exif(data: bytes) -> bytes | None:
     keep = (*_TIFF_EXIF_TAGS, *_EXIF_SUB_IFDS)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow warns about odd tags; they are not the user's problem
+            warnings.simplefilter(
+                "ignore"
+            )  # Pillow warns about odd tags; they are not the user's problem
             exif = Image.Exif()
             exif.load(data)
             for tag in list(exif):
                 if tag not in keep:
                     del exif[tag]
-                elif isinstance(exif[tag], str):  # Pillow decodes ASCII as Latin-1: back to the bytes as stored
+                elif isinstance(
+                    exif[tag], str
+                ):  # Pillow decodes ASCII as Latin-1: back to the bytes as stored
                     exif[tag] = exif[tag].encode("latin-1", "replace")
             return exif.tobytes() if len(exif) else None
     except Exception:  # Pillow raises many kinds for broken tags; all mean "nothing to keep"
@@ -934,7 +961,9 @@ def write_image(
                 f"{like.pixels.dtype}; convert it first"
             )
     if array.dtype.type not in _SUPPORTED_DTYPES:
-        raise ValueError(f"cannot write samples of type {array.dtype} (use uint8, uint16, float32 or float64)")
+        raise ValueError(
+            f"cannot write samples of type {array.dtype} (use uint8, uint16, float32 or float64)"
+        )
     if array.dtype.kind == "f" and fmt != "TIFF":
         raise ValueError(
             f"{path}: {fmt} cannot store float samples; convert to uint8/uint16 "
@@ -942,7 +971,9 @@ def write_image(
         )
     if fmt == "JPEG":
         if array.dtype != np.uint8:
-            raise ValueError(f"{path}: JPEG holds 8-bit samples only, got {array.dtype}; use .png or .tif")
+            raise ValueError(
+                f"{path}: JPEG holds 8-bit samples only, got {array.dtype}; use .png or .tif"
+            )
         if array.ndim == 3 and array.shape[2] in (2, 4):
             raise ValueError(f"{path}: JPEG cannot store an alpha channel; use .png or .tif")
     if not array.flags.c_contiguous:
@@ -966,7 +997,9 @@ def write_image(
     return atomic_write_bytes(path, data, force=force, protect=protect)
 
 
-def _metadata_for(like: ImageFile | None, array: np.ndarray, fmt: str) -> tuple[bytes | None, bytes | None]:
+def _metadata_for(
+    like: ImageFile | None, array: np.ndarray, fmt: str
+) -> tuple[bytes | None, bytes | None]:
     """(ICC profile, EXIF data) of ``like`` to write with ``array`` as ``fmt``; None for what does not fit."""
     if like is None:
         return None, None

@@ -154,9 +154,25 @@ def exp_neg(x):
 
 @njit(**_JIT)
 def _shift_distances(
-    padded, sz, sy, sx, zlo, zhi, ylo, yhi, xlo, xhi,
-    weights_z, weights_y, weights_x, uniform, norm,
-    row_ring, column_sums, plane_ring, out,
+    padded,
+    sz,
+    sy,
+    sx,
+    zlo,
+    zhi,
+    ylo,
+    yhi,
+    xlo,
+    xhi,
+    weights_z,
+    weights_y,
+    weights_x,
+    uniform,
+    norm,
+    row_ring,
+    column_sums,
+    plane_ring,
+    out,
 ):
     """Patch distances of pixels ``(z, y, x)`` to ``(z+sz, y+sy, x+sx)``.
 
@@ -198,8 +214,8 @@ def _shift_distances(
             for k in range(width):
                 ring_row[k] = 0.0
             for c in range(n_channels):
-                src = padded[c, zp, yp, xlo:xlo + width]
-                dst = padded[c, zp + sz, yp + sy, xlo + sx:xlo + sx + width]
+                src = padded[c, zp, yp, xlo : xlo + width]
+                dst = padded[c, zp + sz, yp + sy, xlo + sx : xlo + sx + width]
                 for k in range(width):
                     diff = src[k] - dst[k]
                     ring_row[k] += diff * diff
@@ -226,7 +242,7 @@ def _shift_distances(
                 dst_row[k] = 0.0
             for kx in range(size):
                 wx = weights_x[kx] * scale
-                part = sums[kx:kx + n]
+                part = sums[kx : kx + n]
                 for k in range(n):
                     dst_row[k] += wx * part[k]
         if size_z == 1 or zp < zlo + size_z - 1:
@@ -245,8 +261,22 @@ def _shift_distances(
 
 @njit(parallel=True, **_JIT)
 def pixelwise_accumulate(
-    image, padded, shifts, dz, d, weights_z, weights_y, weights_x, uniform,
-    norm, two_sigma2, inv_h2, numerator, denominator, max_weight, track_max,
+    image,
+    padded,
+    shifts,
+    dz,
+    d,
+    weights_z,
+    weights_y,
+    weights_x,
+    uniform,
+    norm,
+    two_sigma2,
+    inv_h2,
+    numerator,
+    denominator,
+    max_weight,
+    track_max,
 ):
     """Sum ``w(i, j) (u(j) - u(i))`` and ``w(i, j)`` over all ``j != i`` in the window.
 
@@ -296,9 +326,25 @@ def pixelwise_accumulate(
             if ylo >= yhi or zlo >= zhi or xlo >= xhi:
                 continue
             _shift_distances(
-                padded, sz, sy, sx, zlo, zhi, ylo, yhi, xlo, xhi,
-                weights_z, weights_y, weights_x, uniform, norm,
-                row_ring, column_sums, plane_ring, dist,
+                padded,
+                sz,
+                sy,
+                sx,
+                zlo,
+                zhi,
+                ylo,
+                yhi,
+                xlo,
+                xhi,
+                weights_z,
+                weights_y,
+                weights_x,
+                uniform,
+                norm,
+                row_ring,
+                column_sums,
+                plane_ring,
+                dist,
             )
             n = xhi - xlo
             for z in range(zlo, zhi):
@@ -306,7 +352,7 @@ def pixelwise_accumulate(
                     r = y - y0
                     wrow = dist[z, y - ylo, :n]  # distances, then weights
                     den_a = den[z, r, xlo:xhi]
-                    den_b = den[z + sz, r + sy, xlo + sx:xhi + sx]
+                    den_b = den[z + sz, r + sy, xlo + sx : xhi + sx]
                     for k in range(n):
                         excess = max(wrow[k] - two_sigma2, np.float32(0.0))
                         w = exp_neg(excess * inv_h2)
@@ -316,16 +362,16 @@ def pixelwise_accumulate(
                         den_b[k] += wrow[k]
                     for c in range(n_channels):
                         num_a = num[c, z, r, xlo:xhi]
-                        num_b = num[c, z + sz, r + sy, xlo + sx:xhi + sx]
+                        num_b = num[c, z + sz, r + sy, xlo + sx : xhi + sx]
                         u_a = image[c, z, y, xlo:xhi]
-                        u_b = image[c, z + sz, y + sy, xlo + sx:xhi + sx]
+                        u_b = image[c, z + sz, y + sy, xlo + sx : xhi + sx]
                         for k in range(n):
                             num_a[k] += wrow[k] * (u_b[k] - u_a[k])
                         for k in range(n):
                             num_b[k] += wrow[k] * (u_a[k] - u_b[k])
                     if track_max:
                         mx_a = mx[z, r, xlo:xhi]
-                        mx_b = mx[z + sz, r + sy, xlo + sx:xhi + sx]
+                        mx_b = mx[z + sz, r + sy, xlo + sx : xhi + sx]
                         for k in range(n):
                             mx_a[k] = max(mx_a[k], wrow[k])
                             mx_b[k] = max(mx_b[k], wrow[k])
@@ -352,8 +398,20 @@ def pixelwise_accumulate(
 
 @njit(parallel=True, **_JIT)
 def patchwise_aggregate(
-    image, padded, padded_values, shifts, dz, d, f, fz, two_sigma2, inv_h2, norm,
-    centre_weight, normaliser, out_numerator,
+    image,
+    padded,
+    padded_values,
+    shifts,
+    dz,
+    d,
+    f,
+    fz,
+    two_sigma2,
+    inv_h2,
+    norm,
+    centre_weight,
+    normaliser,
+    out_numerator,
 ):
     """Second pass of patch-wise non-local means (IPOL 2011).
 
@@ -414,15 +472,31 @@ def patchwise_aggregate(
             if ylo < yhi and zlo < zhi and xlo < xhi:
                 if s < shifts.shape[0]:
                     _shift_distances(
-                        padded, sz, sy, sx, zlo, zhi, ylo, yhi, xlo, xhi,
-                        ones_z, ones, ones, True, norm,
-                        row_ring, column_sums, plane_ring, dist,
+                        padded,
+                        sz,
+                        sy,
+                        sx,
+                        zlo,
+                        zhi,
+                        ylo,
+                        yhi,
+                        xlo,
+                        xhi,
+                        ones_z,
+                        ones,
+                        ones,
+                        True,
+                        norm,
+                        row_ring,
+                        column_sums,
+                        plane_ring,
+                        dist,
                     )
                 n = xhi - xlo
                 for z in range(zlo, zhi):
                     for y in range(ylo, yhi):
                         r = y - (y0 - f)
-                        wrow = wbuf[z + fz, r, xlo + f:xhi + f]
+                        wrow = wbuf[z + fz, r, xlo + f : xhi + f]
                         nrow = normaliser[z, y, xlo:xhi]
                         if s < shifts.shape[0]:
                             drow = dist[z, y - ylo, :n]
@@ -442,7 +516,7 @@ def patchwise_aggregate(
                     for x in range(n_x):
                         dst[x] = 0.0
                     for k in range(size):
-                        src = wbuf[zz, r, k:k + n_x]
+                        src = wbuf[zz, r, k : k + n_x]
                         for x in range(n_x):
                             dst[x] += src[x]
                 for r in range(y1 - y0):
@@ -472,7 +546,7 @@ def patchwise_aggregate(
                         centre = image[c, z, y, px_lo:px_hi]
                         # P(p + t) in padded coordinates.
                         src = padded_values[
-                            c, z + fz + sz, y + f + sy, px_lo + f + sx:px_hi + f + sx
+                            c, z + fz + sz, y + f + sy, px_lo + f + sx : px_hi + f + sx
                         ]
                         for kz in range(size_z):
                             brow = box_xy[z + kz, r, px_lo:px_hi]

@@ -91,11 +91,7 @@ def _as_parameter_tuple(name: str, value) -> tuple[float, ...]:
     out = []
     for i, item in enumerate(values):
         label = f"{name}[{i}]" if len(values) > 1 else name
-        if (
-            isinstance(item, numbers.Real)
-            and not isinstance(item, bool)
-            and float(item) < 0
-        ):
+        if isinstance(item, numbers.Real) and not isinstance(item, bool) and float(item) < 0:
             if name == "a":
                 raise ValueError(
                     f"{label} must be non-negative (variance cannot decrease with "
@@ -158,9 +154,7 @@ class NoiseModel:
 
     def __post_init__(self):
         if self.kind not in NOISE_KINDS:
-            raise ValueError(
-                f"kind must be one of {', '.join(NOISE_KINDS)}; got {self.kind!r}"
-            )
+            raise ValueError(f"kind must be one of {', '.join(NOISE_KINDS)}; got {self.kind!r}")
         a = _as_parameter_tuple("a", self.a)
         b = _as_parameter_tuple("b", self.b)
         if len(a) != len(b):
@@ -198,16 +192,13 @@ class NoiseModel:
     def _channel_index(self, channel) -> int:
         if channel is None:
             if self.channels != 1:
-                raise ValueError(
-                    f"channel must be given for a model with {self.channels} channels"
-                )
+                raise ValueError(f"channel must be given for a model with {self.channels} channels")
             return 0
         if isinstance(channel, bool) or not isinstance(channel, numbers.Integral):
             raise TypeError(f"channel must be an int or None, got {channel!r}")
         if not -self.channels <= channel < self.channels:
             raise ValueError(
-                f"channel={channel} is out of range for a model with {self.channels} "
-                "channel(s)"
+                f"channel={channel} is out of range for a model with {self.channels} channel(s)"
             )
         return int(channel) % self.channels
 
@@ -275,7 +266,8 @@ class NoiseModel:
         """``a`` and ``b`` shaped to broadcast over a channel-first array."""
         if self.channels not in (1, n_channels):
             where = (
-                f"along channel_axis={axis}" if axis is not None
+                f"along channel_axis={axis}"
+                if axis is not None
                 else "(no channel_axis: one channel)"
             )
             raise ValueError(
@@ -390,7 +382,7 @@ def _level_sets(y, absd, predicted, n_bins):
     truncated = 1.0 - 2.0 * c * np.exp(-0.5 * c * c) / _SQRT_2PI / (2.0 * ndtr(c) - 1.0)
     mad = np.empty(n_bins)
     for i in range(n_bins):  # a few dozen bins, each a vectorised selection
-        chunk = scaled[edges[i]:edges[i + 1]]
+        chunk = scaled[edges[i] : edges[i + 1]]
         kth = (chunk.size - 1) // 2
         mad[i] = np.partition(chunk, kth)[kth]
     robust = (mad / _MAD_SCALE) ** 2 / _mad_bias(counts)
@@ -659,9 +651,7 @@ def _estimate_channel(x: np.ndarray) -> _ChannelFit:
         ratio = float((a * y_hi + b) / max(a * y_lo + b, 1e-300))
         t_statistic = float(a / se_a)
     signal_dependent = (
-        y_bins.size >= _AUTO_MIN_BINS
-        and t_statistic >= _AUTO_MIN_T
-        and ratio >= _AUTO_MIN_RATIO
+        y_bins.size >= _AUTO_MIN_BINS and t_statistic >= _AUTO_MIN_T and ratio >= _AUTO_MIN_RATIO
     )
     return _ChannelFit(
         a, b, b_gauss, bool(signal_dependent), t_statistic, ratio, (y_bins, v_bins, counts)
@@ -797,9 +787,7 @@ def _estimate(image, channel_axis, model):
     image = _check_image(image)
     axis = _check_channel_axis(image, channel_axis)
     if model not in _ESTIMATE_MODELS:
-        raise ValueError(
-            f"model must be one of {', '.join(_ESTIMATE_MODELS)}; got {model!r}"
-        )
+        raise ValueError(f"model must be one of {', '.join(_ESTIMATE_MODELS)}; got {model!r}")
     planes = _channels_first(to_unit_float(image), axis)
     spatial = planes.shape[1:]
     if min(spatial) < 2:
@@ -918,9 +906,7 @@ def _closed_form_unbiased(d: np.ndarray) -> np.ndarray:
     floor = 2.0 * np.sqrt(0.375)
     safe = np.maximum(d, floor)
     r = np.sqrt(1.5)
-    value = (
-        0.25 * safe**2 + 0.25 * r / safe - 1.375 / safe**2 + 0.625 * r / safe**3 - 0.125
-    )
+    value = 0.25 * safe**2 + 0.25 * r / safe - 1.375 / safe**2 + 0.625 * r / safe**3 - 0.125
     return np.where(d > floor, value, 0.0)
 
 
@@ -967,9 +953,7 @@ def inverse_generalized_anscombe(d, model: NoiseModel, *, channel_axis=None, met
        transformation", IEEE Trans. Image Process. 20(9), 2697-2698, 2011.
     """
     if method not in _INVERSE_METHODS:
-        raise ValueError(
-            f"method must be one of {', '.join(_INVERSE_METHODS)}; got {method!r}"
-        )
+        raise ValueError(f"method must be one of {', '.join(_INVERSE_METHODS)}; got {method!r}")
     planes, a, b, axis = _transform_inputs("d", d, model, channel_axis, scale_integers=False)
     poisson = a > 0
     safe_a = np.where(poisson, a, 1.0)
@@ -1037,11 +1021,21 @@ def plot_noise(
         colour = colours[c] or f"C{c}"
         if np.size(y):
             sizes = 8 + 60 * np.asarray(count) / max(np.max(count), 1)
-            axes.scatter(np.asarray(y) * max_value, np.asarray(variance) * square, s=sizes,
-                         color=colour, alpha=0.6, label=f"{names[c]}: smooth level sets")
+            axes.scatter(
+                np.asarray(y) * max_value,
+                np.asarray(variance) * square,
+                s=sizes,
+                color=colour,
+                alpha=0.6,
+                label=f"{names[c]}: smooth level sets",
+            )
         m = c if model.channels > 1 else 0
-        axes.plot(y_line * max_value, (model.a[m] * y_line + model.b[m]) * square, color=colour,
-                  label=f"{names[c]}: fit {model.a[m] * max_value:.3g} y + {model.b[m] * square:.3g}")
+        axes.plot(
+            y_line * max_value,
+            (model.a[m] * y_line + model.b[m]) * square,
+            color=colour,
+            label=f"{names[c]}: fit {model.a[m] * max_value:.3g} y + {model.b[m] * square:.3g}",
+        )
     scale = f"{max_value:g}" if max_value != 1 else "1 (float scale)"
     axes.set_xlabel(f"intensity y (of {scale})")
     axes.set_ylabel("noise variance (gray levels²)" if max_value != 1 else "noise variance")

@@ -52,9 +52,7 @@ def _weights(image, i, patch_size, patch_distance, h, sigma, kernel):
     return out
 
 
-def nlm_pixelwise(
-    image, *, patch_size, patch_distance, h, sigma=0.0, gaussian=False, guide=None
-):
+def nlm_pixelwise(image, *, patch_size, patch_distance, h, sigma=0.0, gaussian=False, guide=None):
     """Pixel-wise NLM; image (C, *spatial) float64; centre weight 1.
 
     Distances are measured on ``guide`` (same spatial shape, any channel
@@ -70,7 +68,9 @@ def nlm_pixelwise(
     for i in np.ndindex(*image.shape[1:]):
         weights = _weights(guide, i, patch_size, patch_distance, h, sigma, kernel)
         total = sum(weights.values())
-        out[(slice(None),) + i] = sum(w * image[(slice(None),) + j] for j, w in weights.items()) / total
+        out[(slice(None),) + i] = (
+            sum(w * image[(slice(None),) + j] for j, w in weights.items()) / total
+        )
     return out
 
 
@@ -110,11 +110,13 @@ def nlm_patchwise(image, *, patch_size, patch_distance, h, sigma=0.0, guide=None
 
 
 # Orthonormal opponent transform: luminance, red-blue, green-magenta.
-OPPONENT = np.array([
-    [1 / np.sqrt(3), 1 / np.sqrt(3), 1 / np.sqrt(3)],
-    [1 / np.sqrt(2), 0.0, -1 / np.sqrt(2)],
-    [1 / np.sqrt(6), -2 / np.sqrt(6), 1 / np.sqrt(6)],
-])
+OPPONENT = np.array(
+    [
+        [1 / np.sqrt(3), 1 / np.sqrt(3), 1 / np.sqrt(3)],
+        [1 / np.sqrt(2), 0.0, -1 / np.sqrt(2)],
+        [1 / np.sqrt(6), -2 / np.sqrt(6), 1 / np.sqrt(6)],
+    ]
+)
 
 
 def nlm_opponent(image, *, h, h_chroma, patchwise=False, **options):
@@ -126,8 +128,10 @@ def nlm_opponent(image, *, h, h_chroma, patchwise=False, **options):
     nlm = nlm_patchwise if patchwise else nlm_pixelwise
     opponent = np.tensordot(OPPONENT, image, axes=1)
     luma = opponent[:1]
-    out = np.concatenate([
-        nlm(luma, h=h, **options),
-        nlm(opponent[1:], h=h_chroma, guide=opponent, **options),
-    ])
+    out = np.concatenate(
+        [
+            nlm(luma, h=h, **options),
+            nlm(opponent[1:], h=h_chroma, guide=opponent, **options),
+        ]
+    )
     return np.tensordot(OPPONENT.T, out, axes=1)

@@ -122,7 +122,9 @@ def bounds_checked_runs(tmp_path_factory):
     np.savez(tmp / "inputs.npz", **_inputs())
     spec = {
         "cases": {name: [axis, p, d] for name, (_, axis, p, d) in CASES.items()},
-        "methods": list(METHODS), "h": H, "sigma": SIGMA,
+        "methods": list(METHODS),
+        "h": H,
+        "sigma": SIGMA,
     }
     (tmp / "spec.json").write_text(json.dumps(spec))
     procs = {}
@@ -135,9 +137,19 @@ def bounds_checked_runs(tmp_path_factory):
         env["NUMBA_CACHE_DIR"] = str(cache_dir)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         procs[mode] = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, mode, str(tmp / "inputs.npz"),
-             str(tmp / "spec.json"), str(tmp / f"out_{mode}.npz")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-c",
+                _CHILD,
+                mode,
+                str(tmp / "inputs.npz"),
+                str(tmp / "spec.json"),
+                str(tmp / f"out_{mode}.npz"),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
     runs = {}
     try:
@@ -157,8 +169,13 @@ def normal_results():
     inputs = _inputs()
     return {
         f"{name}/{method}": nlmeans.denoise(
-            inputs[name], h=H, sigma=SIGMA, method=method, patch_size=p,
-            patch_distance=d, channel_axis=axis,
+            inputs[name],
+            h=H,
+            sigma=SIGMA,
+            method=method,
+            patch_size=p,
+            patch_distance=d,
+            channel_axis=axis,
         )
         for name, (_, axis, p, d) in CASES.items()
         for method in METHODS
@@ -171,7 +188,7 @@ def test_kernels_stay_in_bounds(mode, bounds_checked_runs, normal_results):
     assert returncode == 0, f"{mode} run failed (rc={returncode}):\n{stderr}"
     lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
     assert lines, f"{mode} run printed no result:\n{stdout}\n{stderr}"
-    report = json.loads(lines[-1][len("RESULT "):])
+    report = json.loads(lines[-1][len("RESULT ") :])
     # The checks were really on: an out-of-range read raises in that process.
     assert report["probe"] == "IndexError"
     assert report["errors"] == {}, "\n".join(f"{k}: {v}" for k, v in report["errors"].items())

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference import nlm_patchwise, nlm_pixelwise
 from skimage.restoration import denoise_nl_means
 
 import nlmeans
 from nlmeans import kernels
-
-from reference import nlm_patchwise, nlm_pixelwise
 
 CLASSICAL = ("fast", "exact", "patchwise")
 
@@ -93,10 +92,12 @@ def test_exact_agrees_with_skimage_slow_mode(rng):
     # weight) and its distance cut-offs, which do not trigger at this h.
     image = rng.random((24, 26))
     for sigma in (0.0, 0.1):
-        ours = nlmeans.denoise(image, h=1.0, sigma=sigma, patch_size=5,
-                               patch_distance=3, method="exact")
-        theirs = denoise_nl_means(image, h=1.0, sigma=sigma, patch_size=5,
-                                  patch_distance=3, fast_mode=False)
+        ours = nlmeans.denoise(
+            image, h=1.0, sigma=sigma, patch_size=5, patch_distance=3, method="exact"
+        )
+        theirs = denoise_nl_means(
+            image, h=1.0, sigma=sigma, patch_size=5, patch_distance=3, fast_mode=False
+        )
         assert np.abs(ours - theirs).max() < 0.01
 
 
@@ -109,10 +110,10 @@ def test_fast_agrees_with_skimage_fast_mode():
     clean = img_as_float(data.camera()[200:296, 200:296])
     noisy = clean + np.random.default_rng(0).normal(0, 0.08, clean.shape)
     s, h = 7, 0.07
-    ours = nlmeans.denoise(noisy, h=h * (s - 1) / s, sigma=0.08, patch_size=s,
-                           patch_distance=5)
-    theirs = denoise_nl_means(noisy, h=h, sigma=0.08, patch_size=s,
-                              patch_distance=5, fast_mode=True)
+    ours = nlmeans.denoise(noisy, h=h * (s - 1) / s, sigma=0.08, patch_size=s, patch_distance=5)
+    theirs = denoise_nl_means(
+        noisy, h=h, sigma=0.08, patch_size=s, patch_distance=5, fast_mode=True
+    )
     assert np.abs(ours - theirs).mean() < 0.01
     err_ours = np.sqrt(np.mean((ours - clean) ** 2))
     err_theirs = np.sqrt(np.mean((theirs - clean) ** 2))
@@ -127,16 +128,14 @@ def test_fast_agrees_with_skimage_fast_mode():
 @pytest.mark.parametrize("method", CLASSICAL)
 def test_constant_image_stays_constant(method):
     image = np.full((20, 21), 0.37, np.float32)
-    out = nlmeans.denoise(image, method=method, h=0.1, sigma=0.05,
-                          patch_size=5, patch_distance=4)
+    out = nlmeans.denoise(image, method=method, h=0.1, sigma=0.05, patch_size=5, patch_distance=4)
     np.testing.assert_array_equal(out, image)
 
 
 @pytest.mark.parametrize("method", CLASSICAL)
 def test_tiny_h_returns_the_input(method, rng):
     image = rng.random((15, 16))
-    out = nlmeans.denoise(image, method=method, h=1e-6, sigma=0.0,
-                          patch_size=3, patch_distance=3)
+    out = nlmeans.denoise(image, method=method, h=1e-6, sigma=0.0, patch_size=3, patch_distance=3)
     np.testing.assert_allclose(out, image, atol=1e-6)
 
 
@@ -154,8 +153,15 @@ def test_tiny_h_keeps_each_pixel_at_its_own_precision(method, channel_axis, rng)
     image[0, 0] = 50.0
     for dtype, rtol in ((np.float64, 1e-12), (np.float32, 4 * np.finfo(np.float32).eps)):
         data = image.astype(dtype)
-        out = nlmeans.denoise(data, method=method, h=1e-12, sigma=0.0, patch_size=3,
-                              patch_distance=3, channel_axis=channel_axis)
+        out = nlmeans.denoise(
+            data,
+            method=method,
+            h=1e-12,
+            sigma=0.0,
+            patch_size=3,
+            patch_distance=3,
+            channel_axis=channel_axis,
+        )
         np.testing.assert_allclose(out, data, rtol=rtol, atol=0)
 
 
@@ -184,8 +190,7 @@ def test_float32_and_float64_agree(method, rng):
 @pytest.mark.parametrize("method", CLASSICAL)
 def test_thread_count_does_not_change_a_bit(method, rng):
     image = rng.random((kernels.STRIP_ROWS * 3 + 7, 23, 3)).astype(np.float32)
-    kw = dict(method=method, h=0.3, sigma=0.05, patch_size=3, patch_distance=4,
-              channel_axis=-1)
+    kw = dict(method=method, h=0.3, sigma=0.05, patch_size=3, patch_distance=4, channel_axis=-1)
     one = nlmeans.denoise(image, threads=1, **kw)
     two = nlmeans.denoise(image, threads=2, **kw)
     np.testing.assert_array_equal(one, two)
@@ -195,8 +200,7 @@ def test_thread_count_does_not_change_a_bit(method, rng):
 def test_integer_images_are_read_on_unit_scale(rng):
     image8 = (rng.random((12, 13)) * 255).astype(np.uint8)
     out8 = nlmeans.denoise(image8, h=0.1, sigma=0.02, patch_size=3, patch_distance=2)
-    ref = nlmeans.denoise(image8 / 255.0, h=0.1, sigma=0.02, patch_size=3,
-                          patch_distance=2)
+    ref = nlmeans.denoise(image8 / 255.0, h=0.1, sigma=0.02, patch_size=3, patch_distance=2)
     assert out8.dtype == np.uint8
     np.testing.assert_array_equal(out8, np.clip(np.rint(ref * 255), 0, 255))
     image16 = (rng.random((12, 13)) * 65535).astype(np.uint16)
@@ -217,8 +221,7 @@ _shapes = st.one_of(
 )
 
 
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     shape=_shapes,
     dtype=st.sampled_from([np.uint8, np.uint16, np.float32, np.float64]),
@@ -229,8 +232,9 @@ _shapes = st.one_of(
     sigma=st.one_of(st.none(), st.floats(0, 0.3)),
     seed=st.integers(0, 2**16),
 )
-def test_property_shape_dtype_range(shape, dtype, method, patch_size,
-                                    patch_distance, h, sigma, seed):
+def test_property_shape_dtype_range(
+    shape, dtype, method, patch_size, patch_distance, h, sigma, seed
+):
     rng = np.random.default_rng(seed)
     if np.issubdtype(dtype, np.integer):
         image = rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
@@ -239,9 +243,15 @@ def test_property_shape_dtype_range(shape, dtype, method, patch_size,
     channel_axis = -1 if len(shape) == 3 and shape[-1] <= 4 else None
     if channel_axis is None and len(shape) == 3:
         channel_axis = None  # a small volume
-    out = nlmeans.denoise(image, method=method, patch_size=patch_size,
-                          patch_distance=patch_distance, h=h, sigma=sigma,
-                          channel_axis=channel_axis)
+    out = nlmeans.denoise(
+        image,
+        method=method,
+        patch_size=patch_size,
+        patch_distance=patch_distance,
+        h=h,
+        sigma=sigma,
+        channel_axis=channel_axis,
+    )
     assert out.shape == image.shape and out.dtype == image.dtype
     assert np.isfinite(out.astype(np.float64)).all()
     assert out.min() >= image.min() and out.max() <= image.max()
@@ -267,8 +277,9 @@ def test_automatic_parameters_are_reported(rng):
 
 def test_given_parameters_are_kept(rng):
     image = rng.random((20, 20))
-    params = nlmeans.resolve_parameters(image, h=0.2, sigma=0.1, patch_size=3,
-                                        patch_distance=4, method="exact")
+    params = nlmeans.resolve_parameters(
+        image, h=0.2, sigma=0.1, patch_size=3, patch_distance=4, method="exact"
+    )
     assert (params.h, params.sigma, params.patch_size, params.patch_distance) == (0.2, 0.1, 3, 4)
     assert params.automatic == () and not params.sigma_estimated
 
@@ -286,8 +297,9 @@ def test_estimate_sigma_wraps_skimage(rng):
     ours = nlmeans.estimate_sigma(image, channel_axis=-1)
     theirs = estimate_sigma(image, channel_axis=-1, average_sigmas=True)
     assert ours == pytest.approx(theirs)
-    assert nlmeans.estimate_sigma((image * 255).astype(np.uint8), channel_axis=-1) == \
-        pytest.approx(theirs, rel=0.05)
+    assert nlmeans.estimate_sigma((image * 255).astype(np.uint8), channel_axis=-1) == pytest.approx(
+        theirs, rel=0.05
+    )
 
 
 # --------------------------------------------------------------------------

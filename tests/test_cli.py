@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from nlmeans_cli.main import app
 from typer.testing import CliRunner
 
 import nlmeans
 from nlmeans.io import read_image, write_image
-from nlmeans_cli.main import app
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 FAST = ["--patch-size", "3", "--patch-distance", "2"]
@@ -63,8 +63,15 @@ def images(tmp_path, crops):
     folder = tmp_path / "in"
     folder.mkdir()
     paths = {}
-    for name, ext in [("gray", ".png"), ("rgb", ".png"), ("rgb16", ".png"), ("gray16", ".png"),
-                      ("rgba", ".png"), ("gray_alpha", ".png"), ("float", ".tif")]:
+    for name, ext in [
+        ("gray", ".png"),
+        ("rgb", ".png"),
+        ("rgb16", ".png"),
+        ("gray16", ".png"),
+        ("rgba", ".png"),
+        ("gray_alpha", ".png"),
+        ("float", ".tif"),
+    ]:
         paths[name] = write_image(folder / f"{name}{ext}", crops[name])
     paths["jpeg"] = write_image(folder / "photo.jpg", crops["rgb"])
     return paths
@@ -133,19 +140,30 @@ def test_denoise_gray_defaults(images):
     assert result.exit_code == 0, result.output
     dst = src.with_name("gray_denoised.png")
     assert result.stdout.strip() == str(dst)
-    assert "sigma" in result.stderr and "patch 3x3, search 5x5" in result.stderr and "estimated" in result.stderr
+    assert (
+        "sigma" in result.stderr
+        and "patch 3x3, search 5x5" in result.stderr
+        and "estimated" in result.stderr
+    )
     out = read_image(dst)
     original = read_image(src)
-    assert out.pixels.dtype == np.uint8 and out.pixels.shape == original.pixels.shape and out.format == "PNG"
+    assert (
+        out.pixels.dtype == np.uint8
+        and out.pixels.shape == original.pixels.shape
+        and out.format == "PNG"
+    )
     # exactly what the library gives with the parameters it reports
     params = nlmeans.resolve_parameters(original.pixels, patch_size=3, patch_distance=2)
-    expected = nlmeans.denoise(original.pixels, h=params.h, sigma=params.sigma, patch_size=3, patch_distance=2)
+    expected = nlmeans.denoise(
+        original.pixels, h=params.h, sigma=params.sigma, patch_size=3, patch_distance=2
+    )
     np.testing.assert_array_equal(out.pixels, expected)
     assert f"h {params.h:.5f}" in result.stderr
 
 
 @pytest.mark.parametrize(
-    "name, mode, dtype", [("rgb16", "rgb", np.uint16), ("gray16", "gray", np.uint16), ("rgb", "rgb", np.uint8)]
+    "name, mode, dtype",
+    [("rgb16", "rgb", np.uint16), ("gray16", "gray", np.uint16), ("rgb", "rgb", np.uint8)],
 )
 def test_denoise_keeps_depth_and_channels(images, name, mode, dtype):
     src = images[name]
@@ -194,16 +212,39 @@ def test_jpeg_named_png(images):
 def test_denoise_options(images, tmp_path):
     src = images["gray"]
     out = tmp_path / "custom.tif"
-    result = invoke("denoise", src, "-o", out, "--method", "exact", "--h", "0.05", "--sigma", "0.02",
-                    "--patch-size", "3", "--patch-distance", "1", "--threads", "1")
+    result = invoke(
+        "denoise",
+        src,
+        "-o",
+        out,
+        "--method",
+        "exact",
+        "--h",
+        "0.05",
+        "--sigma",
+        "0.02",
+        "--patch-size",
+        "3",
+        "--patch-distance",
+        "1",
+        "--threads",
+        "1",
+    )
     assert result.exit_code == 0, result.output
-    assert "method exact" in result.stderr and "h 0.05000" in result.stderr and "(given)" in result.stderr
+    assert (
+        "method exact" in result.stderr
+        and "h 0.05000" in result.stderr
+        and "(given)" in result.stderr
+    )
     written = read_image(out)
     assert written.format == "TIFF" and written.pixels.dtype == np.uint8
-    expected = nlmeans.denoise(read_image(src).pixels, method="exact", h=0.05, sigma=0.02, patch_size=3,
-                               patch_distance=1)
+    expected = nlmeans.denoise(
+        read_image(src).pixels, method="exact", h=0.05, sigma=0.02, patch_size=3, patch_distance=1
+    )
     np.testing.assert_array_equal(written.pixels, expected)
-    result = invoke("denoise", src, "-m", "patchwise", "-p", "3", "-r", "1", "-d", tmp_path / "new" / "dir")
+    result = invoke(
+        "denoise", src, "-m", "patchwise", "-p", "3", "-r", "1", "-d", tmp_path / "new" / "dir"
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "new" / "dir" / "gray_denoised.png").is_file()
 
@@ -212,18 +253,22 @@ def test_denoise_color_space(images, tmp_path):
     src = images["rgb"]
     pixels = read_image(src).pixels
     out = tmp_path / "opp.png"
-    result = invoke("denoise", src, "-o", out, *FAST, "--sigma", "0.06", "--h", "0.05", "--h-chroma", "0.1")
+    result = invoke(
+        "denoise", src, "-o", out, *FAST, "--sigma", "0.06", "--h", "0.05", "--h-chroma", "0.1"
+    )
     assert result.exit_code == 0, result.output
     assert "opponent colour (h_chroma 0.10000)" in result.stderr
-    expected = nlmeans.denoise(pixels, channel_axis=-1, patch_size=3, patch_distance=2, sigma=0.06,
-                               h=0.05, h_chroma=0.1)
+    expected = nlmeans.denoise(
+        pixels, channel_axis=-1, patch_size=3, patch_distance=2, sigma=0.06, h=0.05, h_chroma=0.1
+    )
     np.testing.assert_array_equal(read_image(out).pixels, expected)
     out = tmp_path / "rgb.png"
     result = invoke("denoise", src, "-o", out, *FAST, "--sigma", "0.06", "--color-space", "rgb")
     assert result.exit_code == 0, result.output
     assert "joint RGB" in result.stderr
-    expected = nlmeans.denoise(pixels, channel_axis=-1, patch_size=3, patch_distance=2, sigma=0.06,
-                               color_space="rgb")
+    expected = nlmeans.denoise(
+        pixels, channel_axis=-1, patch_size=3, patch_distance=2, sigma=0.06, color_space="rgb"
+    )
     np.testing.assert_array_equal(read_image(out).pixels, expected)
     # Automatic: the opponent path with the fitted chrominance h.
     result = invoke("denoise", src, "-o", tmp_path / "auto.png")
@@ -283,8 +328,16 @@ def test_folders_and_globs(images, tmp_path):
     produced = sorted(p.name for p in out.iterdir())
     # folder and glob overlap (each file once); *_denoised files of a folder are left out
     assert produced == sorted(
-        ["gray_denoised.png", "rgb_denoised.png", "rgb16_denoised.png", "gray16_denoised.png", "rgba_denoised.png",
-         "gray_alpha_denoised.png", "float_denoised.tif", "photo_denoised.jpg"]
+        [
+            "gray_denoised.png",
+            "rgb_denoised.png",
+            "rgb16_denoised.png",
+            "gray16_denoised.png",
+            "rgba_denoised.png",
+            "gray_alpha_denoised.png",
+            "float_denoised.tif",
+            "photo_denoised.jpg",
+        ]
     )
     assert "8 of 8 image(s) denoised" in result.stdout
     result = invoke("denoise", str(tmp_path / "nothing*.png"))
@@ -324,7 +377,11 @@ def test_never_overwrites_the_input(images):
 
 @pytest.mark.parametrize(
     "content, fragment",
-    [(b"", "empty"), (b"just some text\n", "not a PNG, TIFF or JPEG"), (b"\x89PNG\r\n\x1a\n\x00\x00", "truncated")],
+    [
+        (b"", "empty"),
+        (b"just some text\n", "not a PNG, TIFF or JPEG"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "truncated"),
+    ],
     ids=["zero-byte", "text", "truncated"],
 )
 def test_bad_input_file_is_one_line(tmp_path, content, fragment):
@@ -338,7 +395,14 @@ def test_bad_input_file_is_one_line(tmp_path, content, fragment):
 def test_batch_goes_on_after_a_bad_file(images):
     folder = images["gray"].parent
     (folder / "a_corrupt.png").write_bytes(images["gray"].read_bytes()[:100])
-    result = invoke("denoise", folder / "a_corrupt.png", images["gray"], folder / "missing.png", images["rgb"], *FAST)
+    result = invoke(
+        "denoise",
+        folder / "a_corrupt.png",
+        images["gray"],
+        folder / "missing.png",
+        images["rgb"],
+        *FAST,
+    )
     assert result.exit_code == 1
     errors = [line for line in _error_lines(result) if line.startswith("Error:")]
     assert len(errors) == 2
@@ -353,7 +417,9 @@ def test_output_name_clash(tmp_path, crops):
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
         write_image(tmp_path / sub / "x.png", crops["gray"])
-    result = invoke("denoise", tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", "-d", tmp_path / "out", *FAST)
+    result = invoke(
+        "denoise", tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", "-d", tmp_path / "out", *FAST
+    )
     assert result.exit_code == 1
     assert "would also be written" in result.stderr
 
@@ -375,20 +441,49 @@ def test_ctrl_c_exits_130(images, monkeypatch):
 
 def test_compare_table_and_report(images, tmp_path):
     report = tmp_path / "report"
-    result = invoke("compare", images["gray"], images["rgb"], "--sigma", "25", "--methods", "fast,opencv",
-                    "--report", report, "--threads", "1")
+    result = invoke(
+        "compare",
+        images["gray"],
+        images["rgb"],
+        "--sigma",
+        "25",
+        "--methods",
+        "fast,opencv",
+        "--report",
+        report,
+        "--threads",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     assert "sigma = 25/255" in result.stdout and "mean of 2 images" in result.stdout
     for name in ("fast", "opencv", "PSNR (dB)", "SSIM", "gray.png"):
         assert name in result.stdout
-    for name in ("results.json", "results.csv", "report.md", "montages/gray_sigma25.png", "montages/rgb_sigma25.png"):
+    for name in (
+        "results.json",
+        "results.csv",
+        "report.md",
+        "montages/gray_sigma25.png",
+        "montages/rgb_sigma25.png",
+    ):
         assert (report / name).is_file(), name
     data = json.loads((report / "results.json").read_text())
     assert {r["method"] for r in data["records"]} == {"fast", "opencv"}
     # the report folder is not overwritten without --force
-    again = invoke("compare", images["gray"], "--sigma", "25", "--methods", "opencv", "--report", report)
+    again = invoke(
+        "compare", images["gray"], "--sigma", "25", "--methods", "opencv", "--report", report
+    )
     assert again.exit_code == 1 and "already exists" in again.stderr
-    again = invoke("compare", images["gray"], "--sigma", "25", "--methods", "opencv", "--report", report, "--force")
+    again = invoke(
+        "compare",
+        images["gray"],
+        "--sigma",
+        "25",
+        "--methods",
+        "opencv",
+        "--report",
+        report,
+        "--force",
+    )
     assert again.exit_code == 0
 
 
@@ -425,7 +520,9 @@ def test_compare_paired(images, crops, tmp_path):
     write_image(clean, crops["gray"])
     noisy = tmp_path / "noisy.png"
     write_image(noisy, _noisy(crops["gray"], 0.08, 9))
-    result = invoke("compare", "--noisy", noisy, "--clean", clean, "--methods", "fast,skimage-best,opencv")
+    result = invoke(
+        "compare", "--noisy", noisy, "--clean", clean, "--methods", "fast,skimage-best,opencv"
+    )
     assert result.exit_code == 0, result.output
     assert "given noisy images" in result.stdout
     result = invoke("compare", "--noisy", noisy, "--clean", clean, "--methods", "fast", "--json")
@@ -496,7 +593,9 @@ def test_explain(images, tmp_path):
     assert "pixel x=10 y=5" in result.stdout and "effective neighbours" in result.stdout
     assert f"picture: {picture}" in result.stdout
     out = tmp_path / "e.png"
-    result = invoke("explain", images["rgb"], "--at", "0,47", "--out", out, "--no-neural", "--h", "0.05")
+    result = invoke(
+        "explain", images["rgb"], "--at", "0,47", "--out", out, "--no-neural", "--h", "0.05"
+    )
     assert result.exit_code == 0, result.output
     assert read_image(out).width == 3 * 256 + 2 * 6  # image | window | NLM weights
     assert "h 0.05000" in result.stdout
@@ -511,11 +610,15 @@ def test_explain_with_neural_weights(images, tmp_path):
     torch.manual_seed(0)
     weights = save_weights(tmp_path / "w.safetensors", NonLocalDenoiser())
     out = tmp_path / "n.png"
-    result = invoke("explain", images["gray"], "--at", "20,30", "--weights", weights, "-o", out, "-r", "3")
+    result = invoke(
+        "explain", images["gray"], "--at", "20,30", "--weights", weights, "-o", out, "-r", "3"
+    )
     assert result.exit_code == 0, result.output
     assert read_image(out).width == 4 * 256 + 3 * 6  # image | window | NLM | attention
     assert "left out" not in result.stderr
-    result = invoke("explain", images["gray"], "--at", "20,30", "--weights", tmp_path / "none.safetensors")
+    result = invoke(
+        "explain", images["gray"], "--at", "20,30", "--weights", tmp_path / "none.safetensors"
+    )
     assert result.exit_code == 2
 
 
@@ -536,8 +639,27 @@ def test_train_neural_tiny_run(tmp_path, crops):
     for i in range(3):
         write_image(data / f"{i}.png", np.rot90(crops["gray"], i).copy())
     ckpt = tmp_path / "model.pt"
-    args = ["train-neural", "--data", data, "--sigma", "10,30", "--steps", "2", "--max-steps", "1",
-            "--batch-size", "2", "--patch-size", "16", "--out", ckpt, "--seed", "1", "--threads", "1"]
+    args = [
+        "train-neural",
+        "--data",
+        data,
+        "--sigma",
+        "10,30",
+        "--steps",
+        "2",
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--patch-size",
+        "16",
+        "--out",
+        ckpt,
+        "--seed",
+        "1",
+        "--threads",
+        "1",
+    ]
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     assert ckpt.is_file() and "step 1/2" in result.stdout and "resume" in result.stdout
@@ -545,7 +667,9 @@ def test_train_neural_tiny_run(tmp_path, crops):
     again = invoke(*args)
     assert again.exit_code == 2 and "already exists" in _flat(again.stderr)
     weights = tmp_path / "w.safetensors"
-    resumed = invoke("train-neural", "--data", data, "--resume", ckpt, "--export", weights, "--threads", "1")
+    resumed = invoke(
+        "train-neural", "--data", data, "--resume", ckpt, "--export", weights, "--threads", "1"
+    )
     assert resumed.exit_code == 0, resumed.output
     assert "step 2/2 (done)" in resumed.stdout and weights.is_file()
     from nlmeans.neural import load_model
@@ -559,7 +683,9 @@ def test_train_neural_usage_errors(tmp_path):
     result = invoke("train-neural", "--data", tmp_path, "--sigma", "30,10")
     assert result.exit_code == 2 and "MIN <= MAX" in _flat(result.stderr)
     pytest.importorskip("torch")
-    result = invoke("train-neural", "--data", tmp_path, "--noise", "salt", "--out", tmp_path / "m.pt")
+    result = invoke(
+        "train-neural", "--data", tmp_path, "--noise", "salt", "--out", tmp_path / "m.pt"
+    )
     _assert_one_line_error(result, "noise")
 
 
@@ -578,8 +704,13 @@ def test_installed_script_end_to_end(tmp_path):
     src = tmp_path / "camera.png"
     src.write_bytes((SAMPLES / "camera.png").read_bytes())
     env = dict(os.environ)
-    done = subprocess.run([str(script), "denoise", str(src), "--patch-distance", "3"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [str(script), "denoise", str(src), "--patch-distance", "3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     out = tmp_path / "camera_denoised.png"
     assert done.stdout.strip() == str(out)
@@ -587,9 +718,13 @@ def test_installed_script_end_to_end(tmp_path):
     # a corrupt file: exactly one line on stderr (no traceback, no codec chatter)
     bad = tmp_path / "broken.png"
     bad.write_bytes(src.read_bytes()[:5000])
-    done = subprocess.run([str(script), "denoise", str(bad)], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [str(script), "denoise", str(bad)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [f"Error: {bad}: truncated PNG file (chunk b'IDAT' is cut off)"]
+    assert done.stderr.strip().splitlines() == [
+        f"Error: {bad}: truncated PNG file (chunk b'IDAT' is cut off)"
+    ]
     assert done.stdout == ""
 
 
@@ -599,5 +734,7 @@ def test_installed_script_help_and_version():
     script = _script()
     done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "denoise" in done.stdout
-    done = subprocess.run([sys.executable, "-m", "nlmeans", "--version"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "nlmeans", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and done.stdout.startswith("nlmeans ")

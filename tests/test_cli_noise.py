@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from nlmeans_cli.main import app
 from skimage import data, transform
 from typer.testing import CliRunner
 
 import nlmeans
 from nlmeans.io import read_image, write_image
 from nlmeans.noise import NoiseModel
-from nlmeans_cli.main import app
 
 runner = CliRunner()
 A, B = 0.01, 1e-4  # std from 2.6 (black) to 25.7 (white) gray levels
@@ -58,7 +58,9 @@ def test_estimate_noise_text_and_json(files):
     assert np.mean(record["a"]) == pytest.approx(A, rel=0.2)
     # The JSON is what --noise-params takes.
     expected = nlmeans.estimate_noise(read_image(files["pg"]).pixels, channel_axis=-1)
-    assert record["a"] == pytest.approx(list(expected.a)) and record["b"] == pytest.approx(list(expected.b))
+    assert record["a"] == pytest.approx(list(expected.a)) and record["b"] == pytest.approx(
+        list(expected.b)
+    )
     result = invoke("estimate-noise", files["pg"], "--model", "gaussian")
     assert ": gaussian, sigma = " in result.stdout
 
@@ -82,7 +84,11 @@ def test_estimate_noise_bad_file(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_text("not a png")
     result = invoke("estimate-noise", bad)
-    assert result.exit_code == 1 and result.stderr.startswith("Error: ") and "Traceback" not in result.output
+    assert (
+        result.exit_code == 1
+        and result.stderr.startswith("Error: ")
+        and "Traceback" not in result.output
+    )
 
 
 def test_denoise_noise_auto_and_params(files, tmp_path, clean_rgb):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from reference import nlm_opponent
 
 import nlmeans
 from nlmeans._denoise import OPPONENT
-
-from reference import nlm_opponent
 
 CLASSICAL = ("fast", "exact", "patchwise")
 
@@ -58,8 +57,13 @@ def test_gray_image_in_three_channels_equals_gray_denoising(method, rng):
     kw = dict(patch_size=3, patch_distance=3, method=method)
     expected = nlmeans.denoise(gray, h=0.2, sigma=0.05, **kw)
     out = nlmeans.denoise(
-        np.dstack([gray] * 3), channel_axis=-1, color_space="opponent",
-        h=0.2 * np.sqrt(3), h_chroma=0.5, sigma=0.05 * np.sqrt(3), **kw,
+        np.dstack([gray] * 3),
+        channel_axis=-1,
+        color_space="opponent",
+        h=0.2 * np.sqrt(3),
+        h_chroma=0.5,
+        sigma=0.05 * np.sqrt(3),
+        **kw,
     )
     for c in range(3):
         np.testing.assert_allclose(out[..., c], expected, atol=1e-5, rtol=0)

@@ -33,7 +33,9 @@ def test_given_model_is_stabilise_denoise_invert(camera, method):
     stabilised = generalized_anscombe(noisy, model)
     lo, spread = stabilised.min(), stabilised.max() - stabilised.min()
     inner = nlmeans.denoise((stabilised - lo) / spread, sigma=1 / spread, **kw)
-    expected = np.clip(inverse_generalized_anscombe(inner * spread + lo, model), noisy.min(), noisy.max())
+    expected = np.clip(
+        inverse_generalized_anscombe(inner * spread + lo, model), noisy.min(), noisy.max()
+    )
     np.testing.assert_allclose(out, expected, atol=1e-6, rtol=0)
     assert params.noise_model == model and not params.sigma_estimated
     assert params.sigma == pytest.approx(1 / spread)

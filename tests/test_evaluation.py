@@ -111,7 +111,13 @@ def test_reference_settings(crops):
     assert (same["patch_size"], same["patch_distance"]) == (p.patch_size, p.patch_distance)
     assert same["h"] == pytest.approx(p.h) and same["sigma"] == pytest.approx(p.sigma)
     _, best = ev.run_method("skimage-best", noisy, sigma=0.1, channel_axis=None)
-    assert best == {"fast_mode": True, "patch_size": 5, "patch_distance": 6, "h": pytest.approx(0.07), "sigma": 0.1}
+    assert best == {
+        "fast_mode": True,
+        "patch_size": 5,
+        "patch_distance": 6,
+        "h": pytest.approx(0.07),
+        "sigma": 0.1,
+    }
     _, cv = ev.run_method("opencv", noisy, sigma=0.1, channel_axis=None)
     assert cv["h_gray_levels"] == pytest.approx(0.95 * 0.1 * 255)
     assert (cv["templateWindowSize"], cv["searchWindowSize"]) == (7, 21)
@@ -149,8 +155,12 @@ def test_compare_synthetic_records_and_seeds(crops):
     folder, gray, rgb = crops
     progress = []
     result = ev.compare_synthetic(
-        [folder / "b_gray.png", folder / "a_rgb16.png"], [15, 50], "fast,opencv",
-        threads=1, keep_images=True, progress=lambda *args: progress.append(args),
+        [folder / "b_gray.png", folder / "a_rgb16.png"],
+        [15, 50],
+        "fast,opencv",
+        threads=1,
+        keep_images=True,
+        progress=lambda *args: progress.append(args),
     )
     # sorted list: a_rgb16.png is image 0, b_gray.png image 1
     assert result.images == ["a_rgb16.png", "b_gray.png"]
@@ -173,7 +183,9 @@ def test_compare_synthetic_records_and_seeds(crops):
     assert averages[(15.0, "fast")]["psnr"] > averages[(50.0, "fast")]["psnr"]
     assert averages[(15.0, "fast")]["images"] == 2
     assert result.best(15.0, "psnr") == max(averages[(15.0, m)]["psnr"] for m in ("fast", "opencv"))
-    assert result.best(15.0, "seconds") == min(averages[(15.0, m)]["seconds"] for m in ("fast", "opencv"))
+    assert result.best(15.0, "seconds") == min(
+        averages[(15.0, m)]["seconds"] for m in ("fast", "opencv")
+    )
     # a different seed gives different noise
     other = ev.compare_synthetic([folder / "b_gray.png"], [15], "opencv", seed=5, keep_images=True)
     np.testing.assert_allclose(
@@ -185,8 +197,12 @@ def test_compare_synthetic_records_and_seeds(crops):
 @pytest.mark.filterwarnings("ignore:image is size 3")  # skimage's sigma estimate on the 3x3 image
 def test_an_error_on_one_image_does_not_stop_the_rest(tmp_path, crops):
     folder, _, _ = crops
-    write_image(tmp_path / "tiny.png", np.full((2, 2), 100, np.uint8))  # below every automatic patch
-    result = ev.compare_synthetic([tmp_path / "tiny.png", folder / "b_gray.png"], [25], "fast,opencv", threads=1)
+    write_image(
+        tmp_path / "tiny.png", np.full((2, 2), 100, np.uint8)
+    )  # below every automatic patch
+    result = ev.compare_synthetic(
+        [tmp_path / "tiny.png", folder / "b_gray.png"], [25], "fast,opencv", threads=1
+    )
     by = {(r.image, r.method): r for r in result.records}
     assert by[("tiny.png", "fast")].status == "error"
     assert "patch" in by[("tiny.png", "fast")].message
@@ -198,10 +214,14 @@ def test_an_error_on_one_image_does_not_stop_the_rest(tmp_path, crops):
 
 def test_compare_paired(tmp_path, crops):
     _, gray, _ = crops
-    noisy = np.clip(np.rint((gray + np.random.default_rng(3).normal(0, 20 / 255, gray.shape)) * 255), 0, 255)
+    noisy = np.clip(
+        np.rint((gray + np.random.default_rng(3).normal(0, 20 / 255, gray.shape)) * 255), 0, 255
+    )
     write_image(tmp_path / "n.png", noisy.astype(np.uint8))
     write_image(tmp_path / "c.png", np.rint(gray * 255).astype(np.uint8))
-    result = ev.compare_paired([tmp_path / "n.png"], [tmp_path / "c.png"], "fast,skimage-best", keep_images=True)
+    result = ev.compare_paired(
+        [tmp_path / "n.png"], [tmp_path / "c.png"], "fast,skimage-best", keep_images=True
+    )
     assert result.mode == "paired" and result.sigmas == [None]
     assert all(r.sigma is None and r.status == "ok" for r in result.records)
     assert all(r.psnr > ev.measure(gray, noisy / 255)[0] for r in result.records)
@@ -219,14 +239,27 @@ def test_compare_paired(tmp_path, crops):
 def small_result(crops):
     folder, _, _ = crops
     return ev.compare_synthetic(
-        [folder / "b_gray.png", folder / "a_rgb16.png"], [25], "fast,opencv", threads=1, keep_images=True
+        [folder / "b_gray.png", folder / "a_rgb16.png"],
+        [25],
+        "fast,opencv",
+        threads=1,
+        keep_images=True,
     )
 
 
 def test_csv_and_json(small_result):
     rows = list(csv.DictReader(io.StringIO(ev.results_csv(small_result))))
     assert len(rows) == 4
-    assert set(rows[0]) == {"image", "sigma", "method", "psnr", "ssim", "seconds", "status", "message"}
+    assert set(rows[0]) == {
+        "image",
+        "sigma",
+        "method",
+        "psnr",
+        "ssim",
+        "seconds",
+        "status",
+        "message",
+    }
     first = small_result.records[0]
     assert float(rows[0]["psnr"]) == pytest.approx(first.psnr, abs=1e-4)
     data = json.loads(ev.results_json(small_result))
@@ -249,8 +282,11 @@ def test_write_report(tmp_path, small_result):
     written = ev.write_report(small_result, tmp_path / "rep")
     names = sorted(str(p.relative_to(tmp_path / "rep")) for p in written)
     assert names == [
-        "montages/a_rgb16_sigma25.png", "montages/b_gray_sigma25.png",
-        "report.md", "results.csv", "results.json",
+        "montages/a_rgb16_sigma25.png",
+        "montages/b_gray_sigma25.png",
+        "report.md",
+        "results.csv",
+        "results.json",
     ]
     montage = read_image(tmp_path / "rep" / "montages" / "b_gray_sigma25.png")
     assert montage.mode == "rgb" and montage.pixels.dtype == np.uint8

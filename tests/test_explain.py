@@ -53,12 +53,17 @@ def test_matches_the_formula(position):
 
 def test_colour_matches_the_formula_and_channel_axis():
     rgb = read_image(SAMPLES / "astronaut.png").pixels[100:130, 100:130]
-    got = nlm_weight_map(rgb, (5, 25), h=0.05, sigma=0.02, patch_size=3, patch_distance=3, channel_axis=-1)
+    got = nlm_weight_map(
+        rgb, (5, 25), h=0.05, sigma=0.02, patch_size=3, patch_distance=3, channel_axis=-1
+    )
     want = _brute_force(rgb / 255.0, 5, 25, 0.05, 0.02, 3, 3)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14)
     first = np.moveaxis(rgb, -1, 0)
     np.testing.assert_allclose(
-        nlm_weight_map(first, (5, 25), h=0.05, sigma=0.02, patch_size=3, patch_distance=3, channel_axis=0), got
+        nlm_weight_map(
+            first, (5, 25), h=0.05, sigma=0.02, patch_size=3, patch_distance=3, channel_axis=0
+        ),
+        got,
     )
 
 
@@ -88,7 +93,9 @@ def test_weighted_window_is_the_denoised_pixel():
     )
     padded = np.pad(u.astype(np.float64), 3)  # zeros outside: their weights are 0 anyway
     for row, col in [(0, 0), (10, 30), (39, 0), (25, 25)]:
-        w = nlm_weight_map(u, (row, col), h=params.h, sigma=params.sigma, patch_size=5, patch_distance=3)
+        w = nlm_weight_map(
+            u, (row, col), h=params.h, sigma=params.sigma, patch_size=5, patch_distance=3
+        )
         window = padded[row : row + 7, col : col + 7]
         assert float(np.sum(w * window)) == pytest.approx(float(out[row, col]), abs=2e-5)
 
@@ -115,7 +122,11 @@ def test_bad_arguments():
 def test_explain_pixel_without_neural_panel():
     u = _noisy_crop()
     result = explain_pixel(u, (10, 12), patch_size=3, patch_distance=4, neural=False)
-    assert result.picture.dtype == np.uint8 and result.picture.ndim == 3 and result.picture.shape[2] == 3
+    assert (
+        result.picture.dtype == np.uint8
+        and result.picture.ndim == 3
+        and result.picture.shape[2] == 3
+    )
     assert result.attention is None
     assert any("not requested" in n for n in result.notes)
     # image | search window | NLM weights: three panels of 256 px and two 6 px gaps
@@ -153,7 +164,9 @@ def test_explain_pixel_with_a_neural_model(tmp_path):
 def test_explain_pixel_reports_a_missing_model(tmp_path):
     pytest.importorskip("torch")
     u = _noisy_crop(size=24)
-    result = explain_pixel(u, (3, 3), neural_weights=tmp_path / "missing.safetensors", patch_distance=2)
+    result = explain_pixel(
+        u, (3, 3), neural_weights=tmp_path / "missing.safetensors", patch_distance=2
+    )
     assert result.attention is None
     assert any("neural panel left out" in n for n in result.notes)
     assert result.picture.shape[1] == 3 * 256 + 2 * 6

@@ -40,7 +40,12 @@ def _random(shape, dtype, seed=0):
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 @pytest.mark.parametrize(
     "shape, mode, alpha",
-    [((7, 9), "gray", False), ((7, 9, 2), "gray+alpha", True), ((7, 9, 3), "rgb", False), ((7, 9, 4), "rgba", True)],
+    [
+        ((7, 9), "gray", False),
+        ((7, 9, 2), "gray+alpha", True),
+        ((7, 9, 3), "rgb", False),
+        ((7, 9, 4), "rgba", True),
+    ],
 )
 def test_roundtrip_is_lossless(tmp_path, ext, dtype, shape, mode, alpha):
     pixels = _random(shape, dtype)
@@ -139,7 +144,11 @@ def test_jpeg_roundtrip_and_limits(tmp_path):
     pixels = cv2.GaussianBlur(_random((32, 32, 3), np.uint8), (5, 5), 0)
     write_image(tmp_path / "a.jpg", pixels)
     image = read_image(tmp_path / "a.jpg")
-    assert image.format == "JPEG" and image.pixels.dtype == np.uint8 and image.pixels.shape == pixels.shape
+    assert (
+        image.format == "JPEG"
+        and image.pixels.dtype == np.uint8
+        and image.pixels.shape == pixels.shape
+    )
     assert np.abs(image.pixels.astype(int) - pixels).mean() < 4
     with pytest.raises(ValueError, match="alpha"):
         write_image(tmp_path / "b.jpg", _random((8, 8, 4), np.uint8))
@@ -367,7 +376,14 @@ def _gray_profile() -> bytes:
     """
     text = b"nlmeans test gray"
     tags = [
-        (b"desc", b"desc" + bytes(4) + struct.pack(">I", len(text) + 1) + text + bytes(1 + 4 + 4 + 2 + 1 + 67)),
+        (
+            b"desc",
+            b"desc"
+            + bytes(4)
+            + struct.pack(">I", len(text) + 1)
+            + text
+            + bytes(1 + 4 + 4 + 2 + 1 + 67),
+        ),
         (b"wtpt", b"XYZ " + bytes(4) + struct.pack(">3i", 0xF6D6, 0x10000, 0xD32D)),  # D50
         (b"kTRC", b"curv" + bytes(4) + struct.pack(">IH", 1, 0x0233)),  # gamma 2.2 as u8.8
         (b"cprt", b"text" + bytes(4) + b"no copyright\x00"),
@@ -380,15 +396,44 @@ def _gray_profile() -> bytes:
     size = start + len(body)
     header = struct.pack(
         ">I4sI4s4s4s6H4s4sI4sIQI3i4s16s28s",
-        size, bytes(4), 0x02100000, b"mntr", b"GRAY", b"XYZ ", 2024, 1, 1, 0, 0, 0, b"acsp",
-        bytes(4), 0, bytes(4), 0, 0, 0, 0xF6D6, 0x10000, 0xD32D, bytes(4), bytes(16), bytes(28),
+        size,
+        bytes(4),
+        0x02100000,
+        b"mntr",
+        b"GRAY",
+        b"XYZ ",
+        2024,
+        1,
+        1,
+        0,
+        0,
+        0,
+        b"acsp",
+        bytes(4),
+        0,
+        bytes(4),
+        0,
+        0,
+        0,
+        0xF6D6,
+        0x10000,
+        0xD32D,
+        bytes(4),
+        bytes(16),
+        bytes(28),
     )
     return header + struct.pack(">I", len(tags)) + table + body
 
 
 #: EXIF fields of a TIFF's own IFD that a TIFF output keeps: Make, Model, Orientation, DateTime, Artist, Copyright.
-EXIF_IFD0 = {271: "nlmeans test camera", 272: "Model 1", 274: 6, 306: "2024:05:06 07:08:09",
-             315: "A. Photographer", 33432: "(c) nobody"}
+EXIF_IFD0 = {
+    271: "nlmeans test camera",
+    272: "Model 1",
+    274: 6,
+    306: "2024:05:06 07:08:09",
+    315: "A. Photographer",
+    33432: "(c) nobody",
+}
 EXIF_SUB = {33434: 0.004, 36864: b"0232", 37386: 35.0}  # ExposureTime, ExifVersion, FocalLength
 
 
@@ -411,7 +456,10 @@ def _exif_fields(data: bytes) -> tuple[dict, dict]:
 def _png_with_chunks(png: bytes, *chunks: tuple[bytes, bytes]) -> bytes:
     """``png`` with more chunks right after IHDR (written here, independently of nlmeans.io)."""
     extra = b"".join(
-        struct.pack(">I", len(data)) + ctype + data + struct.pack(">I", zlib.crc32(ctype + data) & 0xFFFFFFFF)
+        struct.pack(">I", len(data))
+        + ctype
+        + data
+        + struct.pack(">I", zlib.crc32(ctype + data) & 0xFFFFFFFF)
         for ctype, data in chunks
     )
     return png[:33] + extra + png[33:]
@@ -450,22 +498,34 @@ def _make_input(folder: Path, kind: str) -> tuple[Path, bytes, bytes | None]:
         profile = _gray_profile()
         pixels = rng.integers(0, 256, (24, 20), dtype=np.uint8)
         Image.fromarray(pixels).save(folder / kind, icc_profile=profile, exif=exif)
-    elif kind == "rgb16.png":  # Pillow cannot write 16-bit colour: pixels by OpenCV, chunks added here
+    elif (
+        kind == "rgb16.png"
+    ):  # Pillow cannot write 16-bit colour: pixels by OpenCV, chunks added here
         profile = _srgb_profile()
         pixels = rng.integers(0, 65536, (24, 20, 3), dtype=np.uint16)
         ok, png = cv2.imencode(".png", pixels[..., ::-1])
         assert ok
-        (folder / kind).write_bytes(_png_with_chunks(png.tobytes(), _iccp(profile), (b"eXIf", exif[6:])))
-    elif kind == "rgb16.tif":  # written by tifffile: profile and the EXIF fields of its own IFD, no sub-IFD
+        (folder / kind).write_bytes(
+            _png_with_chunks(png.tobytes(), _iccp(profile), (b"eXIf", exif[6:]))
+        )
+    elif (
+        kind == "rgb16.tif"
+    ):  # written by tifffile: profile and the EXIF fields of its own IFD, no sub-IFD
         profile = _srgb_profile()
         pixels = rng.integers(0, 65536, (24, 20, 3), dtype=np.uint16)
-        tags = [(tag, 3, 1, value, True) if tag == 274 else (tag, 2, 0, value, True)
-                for tag, value in EXIF_IFD0.items()]
-        tifffile.imwrite(folder / kind, pixels, photometric="rgb", iccprofile=profile, extratags=tags)
+        tags = [
+            (tag, 3, 1, value, True) if tag == 274 else (tag, 2, 0, value, True)
+            for tag, value in EXIF_IFD0.items()
+        ]
+        tifffile.imwrite(
+            folder / kind, pixels, photometric="rgb", iccprofile=profile, extratags=tags
+        )
         exif = None
     elif kind == "gray16.tif":
         profile = _gray_profile()
-        tifffile.imwrite(folder / kind, rng.integers(0, 65536, (24, 20), dtype=np.uint16), iccprofile=profile)
+        tifffile.imwrite(
+            folder / kind, rng.integers(0, 65536, (24, 20), dtype=np.uint16), iccprofile=profile
+        )
         exif = None
     elif kind == "rgb8.tif":  # written by Pillow, with an EXIF sub-IFD
         profile = _srgb_profile()
@@ -513,7 +573,16 @@ def _check_metadata(path: Path, profile: bytes, exif: bytes | None, source: Path
         assert image.exif == exif  # byte for byte
 
 
-LAYOUTS = ["rgb8.png", "rgba8.png", "gray8.png", "graya8.png", "rgb16.png", "rgb16.tif", "gray16.tif", "rgb8.tif"]
+LAYOUTS = [
+    "rgb8.png",
+    "rgba8.png",
+    "gray8.png",
+    "graya8.png",
+    "rgb16.png",
+    "rgb16.tif",
+    "gray16.tif",
+    "rgb8.tif",
+]
 
 
 @pytest.mark.parametrize("kind", LAYOUTS)
@@ -546,18 +615,23 @@ def test_profile_and_exif_survive_the_library(tmp_path, kind):
 
 @pytest.mark.parametrize("kind", LAYOUTS)
 def test_profile_and_exif_survive_the_cli(tmp_path, kind):
-    from typer.testing import CliRunner
-
     from nlmeans_cli.main import app
+    from typer.testing import CliRunner
 
     path, profile, _ = _make_input(tmp_path, kind)
     image = read_image(path)
-    result = CliRunner().invoke(app, ["denoise", str(path), "--patch-size", "3", "--patch-distance", "2"])
+    result = CliRunner().invoke(
+        app, ["denoise", str(path), "--patch-size", "3", "--patch-distance", "2"]
+    )
     assert result.exit_code == 0, result.output
     out = path.with_name(f"{path.stem}_denoised{path.suffix}")
     _check_metadata(out, profile, image.exif, path)
     denoised = read_image(out)
-    assert (denoised.mode, denoised.dtype, denoised.pixels.shape) == (image.mode, image.dtype, image.pixels.shape)
+    assert (denoised.mode, denoised.dtype, denoised.pixels.shape) == (
+        image.mode,
+        image.dtype,
+        image.pixels.shape,
+    )
     if kind == "rgb16.png":  # still 16-bit colour, R first
         assert out.read_bytes()[24:26] == bytes([16, 2])
         assert len(np.unique(denoised.pixels)) > 256
@@ -566,14 +640,22 @@ def test_profile_and_exif_survive_the_cli(tmp_path, kind):
 
 
 @pytest.mark.parametrize(
-    "kind, ext", [("rgb8.png", ".tif"), ("rgb16.png", ".tif"), ("rgb16.tif", ".png"), ("rgb8.tif", ".png"),
-                  ("gray16.tif", ".png"), ("gray8.png", ".tif"), ("rgb8.jpg", ".png"), ("rgb8.jpg", ".tif"),
-                  ("rgb8.png", ".jpg")],
+    "kind, ext",
+    [
+        ("rgb8.png", ".tif"),
+        ("rgb16.png", ".tif"),
+        ("rgb16.tif", ".png"),
+        ("rgb8.tif", ".png"),
+        ("gray16.tif", ".png"),
+        ("gray8.png", ".tif"),
+        ("rgb8.jpg", ".png"),
+        ("rgb8.jpg", ".tif"),
+        ("rgb8.png", ".jpg"),
+    ],
 )
 def test_profile_and_exif_cross_formats(tmp_path, kind, ext):
-    from typer.testing import CliRunner
-
     from nlmeans_cli.main import app
+    from typer.testing import CliRunner
 
     path, profile, _ = _make_input(tmp_path, kind)
     image = read_image(path)
@@ -602,7 +684,9 @@ def test_written_profile_and_exif_satisfy_libpng(tmp_path, capfd):
 def test_profile_of_the_wrong_colour_space_is_not_written(tmp_path):
     # A gray PNG with an RGB profile (libpng ignores it, with a warning): read as stored, not written on.
     path = tmp_path / "gray.png"
-    path.write_bytes(_png_with_chunks(nio._encode_png_numpy(_random((8, 8), np.uint8)), _iccp(_srgb_profile())))
+    path.write_bytes(
+        _png_with_chunks(nio._encode_png_numpy(_random((8, 8), np.uint8)), _iccp(_srgb_profile()))
+    )
     image = read_image(path)
     assert image.icc_profile == _srgb_profile()
     for ext in (".png", ".tif"):
@@ -628,7 +712,10 @@ def test_no_like_no_metadata(tmp_path):
     [
         (b"iCCP", b"broken\x00\x00" + b"not zlib at all"),
         (b"iCCP", b"no separator" + zlib.compress(b"x" * 200)),
-        (b"iCCP", b"bomb\x00\x00"),  # + 32 MiB of zeros compressed to 32 KiB: more than a profile may inflate to
+        (
+            b"iCCP",
+            b"bomb\x00\x00",
+        ),  # + 32 MiB of zeros compressed to 32 KiB: more than a profile may inflate to
         (b"eXIf", b"not a TIFF header"),
     ],
 )

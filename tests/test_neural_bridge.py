@@ -22,9 +22,10 @@ def gaussian_patch_weights(s):
     return np.outer(g, g)
 
 
-def naive_patch_distance(padded, i, j, k, l, s, weights):
+def naive_patch_distance(padded, i, j, k, m, s, weights):
+    """Patch at (i, j) against patch at (k, m)."""
     p = padded[:, i : i + s, j : j + s]
-    q = padded[:, k : k + s, l : l + s]
+    q = padded[:, k : k + s, m : m + s]
     return float((weights * ((p - q) ** 2).mean(axis=0)).sum())
 
 
@@ -40,10 +41,10 @@ def naive_nlm(u, h, sigma, s, d):
             num = np.zeros(channels)
             den = 0.0
             for k in range(max(0, i - d), min(height, i + d + 1)):
-                for l in range(max(0, j - d), min(width, j + d + 1)):
-                    d2 = naive_patch_distance(padded, i, j, k, l, s, weights)
+                for m in range(max(0, j - d), min(width, j + d + 1)):
+                    d2 = naive_patch_distance(padded, i, j, k, m, s, weights)
                     w = math.exp(-max(d2 - 2 * sigma**2, 0.0) / h**2)
-                    num += w * u[:, k, l]
+                    num += w * u[:, k, m]
                     den += w
             out[:, i, j] = num / den
     return out
@@ -78,7 +79,9 @@ def test_tiny_image_with_patch_larger_than_image():
     # numpy's "reflect" reflects repeatedly when the pad exceeds the size
     u = noisy_image(1, 3, 4, seed=4)
     want = naive_nlm(u, 0.1, 0.02, 7, 5)
-    got = classical_non_local_means(torch.from_numpy(u)[None], h=0.1, sigma=0.02, patch_size=7, patch_distance=5)
+    got = classical_non_local_means(
+        torch.from_numpy(u)[None], h=0.1, sigma=0.02, patch_size=7, patch_distance=5
+    )
     assert np.abs(got[0].numpy() - want).max() < 1e-5
 
 
@@ -88,7 +91,9 @@ def test_batch_and_module_agree_with_functional():
     assert list(module.parameters()) == []
     got = module(x)
     for b in range(3):
-        single = classical_non_local_means(x[b : b + 1], h=0.1, sigma=0.03, patch_size=3, patch_distance=2)
+        single = classical_non_local_means(
+            x[b : b + 1], h=0.1, sigma=0.03, patch_size=3, patch_distance=2
+        )
         assert torch.allclose(got[b : b + 1], single, atol=1e-12)
     want = naive_nlm(x[1].numpy(), 0.1, 0.03, 3, 2)
     assert np.abs(got[1].numpy() - want).max() < 1e-5
@@ -101,9 +106,9 @@ def test_embedding_distance_is_patch_distance():
     assert emb.shape == (75, 8, 9)
     padded = np.pad(u, ((0, 0), (2, 2), (2, 2)), mode="reflect")
     weights = gaussian_patch_weights(5)
-    for (i, j), (k, l) in [((0, 0), (3, 4)), ((7, 8), (7, 0)), ((4, 4), (4, 4)), ((1, 7), (6, 2))]:
-        got = float(((emb[:, i, j] - emb[:, k, l]) ** 2).sum())
-        assert abs(got - naive_patch_distance(padded, i, j, k, l, 5, weights)) < 1e-12
+    for (i, j), (k, m) in [((0, 0), (3, 4)), ((7, 8), (7, 0)), ((4, 4), (4, 4)), ((1, 7), (6, 2))]:
+        got = float(((emb[:, i, j] - emb[:, k, m]) ** 2).sum())
+        assert abs(got - naive_patch_distance(padded, i, j, k, m, 5, weights)) < 1e-12
 
 
 def test_properties_constant_image_and_convex_combination():
@@ -115,7 +120,9 @@ def test_properties_constant_image_and_convex_combination():
     assert out.min() >= y.min() - 1e-6 and out.max() <= y.max() + 1e-6
     # a huge h averages the clipped window uniformly
     flat = classical_non_local_means(y.double(), h=1e6, patch_size=3, patch_distance=1)
-    box = torch.nn.functional.avg_pool2d(y.double(), 3, stride=1, padding=1, count_include_pad=False)
+    box = torch.nn.functional.avg_pool2d(
+        y.double(), 3, stride=1, padding=1, count_include_pad=False
+    )
     assert torch.allclose(flat, box, atol=1e-9)
     # patch_distance=0: only the pixel itself
     assert torch.equal(classical_non_local_means(y, h=0.1, patch_distance=0), y)
@@ -167,7 +174,11 @@ def test_matches_denoise_exact(channels):
     else:
         # The bridge compares all channels jointly: the "rgb" colour space.
         ref = np.moveaxis(
-            denoise(np.moveaxis(u, 0, -1), method="exact", channel_axis=-1, color_space="rgb", **params), -1, 0
+            denoise(
+                np.moveaxis(u, 0, -1), method="exact", channel_axis=-1, color_space="rgb", **params
+            ),
+            -1,
+            0,
         )
     got = classical_non_local_means(torch.from_numpy(u)[None], **params)[0].numpy()
     assert np.abs(got - ref).max() < 1e-4

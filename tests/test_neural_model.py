@@ -96,19 +96,26 @@ def test_every_block_mode_trains(mode):
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
-@pytest.mark.parametrize("blocks,mode,expected", [(0, "embedded_gaussian", 0), (3, "none", 0), (1, "dot_product", 1), (3, "gaussian", 3)])
+@pytest.mark.parametrize(
+    "blocks,mode,expected",
+    [(0, "embedded_gaussian", 0), (3, "none", 0), (1, "dot_product", 1), (3, "gaussian", 3)],
+)
 def test_number_of_blocks(blocks, mode, expected):
     model = NonLocalDenoiser(DenoiserConfig(channels=8, depth=8, blocks=blocks, mode=mode))
     found = [m for m in model.body if isinstance(m, nn_.NonLocalBlock2d)]
     assert len(found) == expected == model.config.num_blocks
-    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    convs = [
+        m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+    ]
     assert len(convs) == 8  # depth counts the 3x3 convolutions, blocks do not change it
 
 
 def test_none_mode_is_same_network_without_block():
     a = NonLocalDenoiser(DenoiserConfig(mode="none"))
     b = NonLocalDenoiser(DenoiserConfig(mode="embedded_gaussian"))
-    block_params = sum(p.numel() for m in b.body if isinstance(m, nn_.NonLocalBlock2d) for p in m.parameters())
+    block_params = sum(
+        p.numel() for m in b.body if isinstance(m, nn_.NonLocalBlock2d) for p in m.parameters()
+    )
     assert block_params > 0
     assert a.num_parameters() + block_params == b.num_parameters()
 
@@ -121,7 +128,9 @@ def test_default_design_size():
 
 
 def test_config_round_trip_and_validation():
-    cfg = DenoiserConfig(channels=32, depth=10, blocks=2, mode="concatenation", window=4, norm="batch")
+    cfg = DenoiserConfig(
+        channels=32, depth=10, blocks=2, mode="concatenation", window=4, norm="batch"
+    )
     d = cfg.to_dict()
     json.dumps(d)  # plain builtins
     assert DenoiserConfig.from_dict(d) == cfg
@@ -145,7 +154,9 @@ def test_body_variants(residual, norm):
     n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.body.modules())
     assert n_bn == (5 if norm == "batch" else 0) + 1  # + the block's W_z BatchNorm
     units = [m for m in model.body if not isinstance(m, nn_.NonLocalBlock2d)]
-    assert len(units) == (3 if residual else 5)  # 5 body convs: 1 plain + 2 residual units, or 5 plain
+    assert len(units) == (
+        3 if residual else 5
+    )  # 5 body convs: 1 plain + 2 residual units, or 5 plain
     model(torch.rand(2, 1, 12, 12)).sum().backward()
     assert DenoiserConfig.from_dict(cfg.to_dict()) == cfg
 
@@ -206,7 +217,9 @@ def test_denoise_gray_colour_and_channel_axis(tmp_path):
     out_c = nn_.denoise(colour, weights=path)
     assert out_c.shape == colour.shape
     for c in range(3):  # per channel with the gray model
-        np.testing.assert_allclose(out_c[..., c], nn_.denoise(colour[..., c], weights=path), atol=1e-6)
+        np.testing.assert_allclose(
+            out_c[..., c], nn_.denoise(colour[..., c], weights=path), atol=1e-6
+        )
     out_first = nn_.denoise(np.moveaxis(colour, -1, 0), weights=model, channel_axis=0)
     np.testing.assert_allclose(np.moveaxis(out_first, 0, -1), out_c, atol=1e-6)
 
@@ -217,7 +230,11 @@ def test_blind_model_reports_sigma_only(tmp_path):
     a = nn_.denoise(img, sigma=0.02, weights=model)
     b, info = nn_.denoise(img, sigma=0.2, weights=model, return_info=True)
     np.testing.assert_array_equal(a, b)
-    assert info["sigma"] == pytest.approx(0.2) and info["sigma_estimated"] is False and info["blind"] is True
+    assert (
+        info["sigma"] == pytest.approx(0.2)
+        and info["sigma_estimated"] is False
+        and info["blind"] is True
+    )
     _, info = nn_.denoise(img, weights=model, return_info=True)
     assert info["sigma_estimated"] is True
     import nlmeans
@@ -283,7 +300,15 @@ def test_safetensors_round_trip_rebuilds_network(tmp_path):
 
 def test_checkpoint_round_trip_and_export(tmp_path):
     model = _activate(NonLocalDenoiser(_small()))
-    ck = nn_.save_checkpoint(tmp_path / "c.pt", {"config": model.config, "model": model.state_dict(), "step": 7, "history": [{"val_psnr": 30.0}]})
+    ck = nn_.save_checkpoint(
+        tmp_path / "c.pt",
+        {
+            "config": model.config,
+            "model": model.state_dict(),
+            "step": 7,
+            "history": [{"val_psnr": 30.0}],
+        },
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left
     import os
 
@@ -315,8 +340,16 @@ def test_refuses_pickled_code_in_torch_file(tmp_path):
     marker = tmp_path / "PWNED"
     bad = tmp_path / "evil.pt"
     model = NonLocalDenoiser(_small())
-    torch.save({"format": ckpt_mod.CHECKPOINT_FORMAT, "format_version": 1, "config": model.config.to_dict(),
-                "model": model.state_dict(), "payload": _Evil(str(marker))}, bad)
+    torch.save(
+        {
+            "format": ckpt_mod.CHECKPOINT_FORMAT,
+            "format_version": 1,
+            "config": model.config.to_dict(),
+            "model": model.state_dict(),
+            "payload": _Evil(str(marker)),
+        },
+        bad,
+    )
     with pytest.raises(ValueError, match="evil.pt"):
         nn_.load_checkpoint(bad)
     with pytest.raises(ValueError, match="evil.pt"):
@@ -354,7 +387,9 @@ def test_refuses_foreign_files(tmp_path):
     # right marker, but weights that do not fit the stored config
     model = NonLocalDenoiser(_small())
     wrong = tmp_path / "wrong.pt"
-    nn_.save_checkpoint(wrong, {"config": _small(channels=4).to_dict(), "model": model.state_dict()})
+    nn_.save_checkpoint(
+        wrong, {"config": _small(channels=4).to_dict(), "model": model.state_dict()}
+    )
     with pytest.raises(ValueError, match="wrong.pt"):
         nn_.load_model(wrong)
     with pytest.raises(FileNotFoundError):
@@ -367,7 +402,14 @@ def test_conv_init_does_not_depend_on_blocks():
     for mode in ("none", "embedded_gaussian", "concatenation"):
         torch.manual_seed(5)
         nets.append(NonLocalDenoiser(_small(mode=mode)))
-    convs = [[m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)] for net in nets]
+    convs = [
+        [
+            m.weight
+            for m in net.modules()
+            if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+        ]
+        for net in nets
+    ]
     for other in convs[1:]:
         assert len(other) == len(convs[0])
         for a, b in zip(convs[0], other):
@@ -391,7 +433,9 @@ def test_2048_image_bounded_memory(tmp_path):
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    )
     assert res.returncode == 0, res.stderr
     peak_kib = int(res.stdout.strip().splitlines()[-1])
     assert peak_kib * 1024 < 3 * 2**30

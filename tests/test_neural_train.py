@@ -44,8 +44,18 @@ def data_dir(tmp_path):
 
 
 def _run(data_dir, out, **kw):
-    args = dict(out=out, config=TINY, steps=6, steps_per_epoch=2, batch_size=4, patch_size=16,
-                progress=False, threads=1, seed=3, val_fraction=0.2)
+    args = dict(
+        out=out,
+        config=TINY,
+        steps=6,
+        steps_per_epoch=2,
+        batch_size=4,
+        patch_size=16,
+        progress=False,
+        threads=1,
+        seed=3,
+        val_fraction=0.2,
+    )
     args.update(kw)
     return nn_.train(data_dir, **args)
 
@@ -69,7 +79,9 @@ def test_smoke_training(data_dir, tmp_path):
     assert [h["step"] for h in res.history] == [2, 4, 6]
     assert [h["epoch"] for h in res.history] == [1, 2, 3]
     for h in res.history:
-        assert math.isfinite(h["train_loss"]) and math.isfinite(h["val_psnr"]) and h["wall_time"] > 0
+        assert (
+            math.isfinite(h["train_loss"]) and math.isfinite(h["val_psnr"]) and h["wall_time"] > 0
+        )
     assert res.history[-1]["lr"] < res.history[0]["lr"]  # cosine schedule
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.pt"]  # no temp files
     data = nn_.load_checkpoint(out)
@@ -81,8 +93,16 @@ def test_smoke_training(data_dir, tmp_path):
 
 
 def test_training_reduces_loss(data_dir, tmp_path):
-    res = _run(data_dir, tmp_path / "m.pt", steps=120, steps_per_epoch=60, batch_size=8, lr=3e-3,
-               sigma=(25.0, 25.0), config=DenoiserConfig(channels=16, depth=5, blocks=1, window=2))
+    res = _run(
+        data_dir,
+        tmp_path / "m.pt",
+        steps=120,
+        steps_per_epoch=60,
+        batch_size=8,
+        lr=3e-3,
+        sigma=(25.0, 25.0),
+        config=DenoiserConfig(channels=16, depth=5, blocks=1, window=2),
+    )
     noisy_psnr = 10 * math.log10(1 / (25 / 255) ** 2)  # ~20.2 dB
     assert res.history[-1]["val_psnr"] > noisy_psnr + 1.0
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
@@ -113,7 +133,9 @@ def test_resume_after_interrupt_equals_uninterrupted(data_dir, tmp_path):
     assert nn_.load_checkpoint(part)["step"] == 2
     assert sorted(p.name for p in tmp_path.glob("*.tmp")) == []
 
-    resumed = nn_.train(data_dir, resume=part, progress=False, threads=1)  # settings come from the file
+    resumed = nn_.train(
+        data_dir, resume=part, progress=False, threads=1
+    )  # settings come from the file
     assert resumed.out == part and resumed.step == 6
     _assert_same_weights(_weights(part), _weights(tmp_path / "full.pt"))
     assert [h["val_psnr"] for h in resumed.history] == [h["val_psnr"] for h in full.history]
@@ -125,7 +147,9 @@ def test_max_steps_then_resume_mid_epoch(data_dir, tmp_path):
     _run(data_dir, tmp_path / "full.pt", steps=5)
     first = _run(data_dir, tmp_path / "a.pt", steps=5, max_steps=3)
     assert first.step == 3 and not first.completed and first.history[-1]["partial"]
-    second = nn_.train(data_dir, resume=tmp_path / "a.pt", out=tmp_path / "b.pt", progress=False, threads=1)
+    second = nn_.train(
+        data_dir, resume=tmp_path / "a.pt", out=tmp_path / "b.pt", progress=False, threads=1
+    )
     assert second.completed and second.step == 5
     _assert_same_weights(_weights(tmp_path / "b.pt"), _weights(tmp_path / "full.pt"))
 
@@ -199,10 +223,17 @@ def test_blind_sigma_range_and_augmentation():
 
 
 def test_poisson_gaussian_noise_option(data_dir, tmp_path):
-    settings = nn_.TrainConfig(sigma=(0.0, 0.0), noise="poisson-gaussian", poisson_peak=(10.0, 10.0),
-                               batch_size=64, patch_size=8)
+    settings = nn_.TrainConfig(
+        sigma=(0.0, 0.0),
+        noise="poisson-gaussian",
+        poisson_peak=(10.0, 10.0),
+        batch_size=64,
+        patch_size=8,
+    )
     img = torch.full((20, 20), 0.5)
-    noisy, clean, _ = train_mod._PatchSampler([img], settings, torch.Generator().manual_seed(1)).batch()
+    noisy, clean, _ = train_mod._PatchSampler(
+        [img], settings, torch.Generator().manual_seed(1)
+    ).batch()
     # Poisson(5)/10: mean 0.5, std sqrt(5)/10, values on a 0.1 grid
     assert abs(float(noisy.mean()) - 0.5) < 0.02
     assert abs(float(noisy.std()) - math.sqrt(5) / 10) < 0.03
@@ -229,8 +260,17 @@ def test_reads_colour_tiff_jpeg_and_subfolders(tmp_path):
     assert red.shape == (40, 40) and red.dtype == np.float32
     np.testing.assert_allclose(red, 0.2125, atol=1e-6)  # luminance of pure red
     np.testing.assert_allclose(train_mod.read_gray(d / "sub" / "deep.tif"), 1.0)
-    res = nn_.train(d, out=tmp_path / "m.pt", config=TINY, steps=1, batch_size=2, patch_size=16,
-                    progress=False, threads=1, val_fraction=0.0)
+    res = nn_.train(
+        d,
+        out=tmp_path / "m.pt",
+        config=TINY,
+        steps=1,
+        batch_size=2,
+        patch_size=16,
+        progress=False,
+        threads=1,
+        val_fraction=0.0,
+    )
     assert res.completed and res.val_images == 0 and res.history[-1]["val_psnr"] is None
 
 
@@ -243,7 +283,10 @@ def test_bad_inputs(tmp_path, data_dir):
         nn_.train(empty, out=tmp_path / "m.pt", progress=False)
     with pytest.raises(ValueError, match="sigma"):
         nn_.train(data_dir, out=tmp_path / "m.pt", sigma=(30, 10), progress=False)
-    with pytest.raises(ValueError, match="at least"), pytest.warns(UserWarning, match="smaller than patch_size"):
+    with (
+        pytest.raises(ValueError, match="at least"),
+        pytest.warns(UserWarning, match="smaller than patch_size"),
+    ):
         _run(data_dir, tmp_path / "m.pt", patch_size=100)
     with pytest.raises(ValueError, match="noise"):
         _run(data_dir, tmp_path / "m.pt", noise="speckle")
@@ -263,7 +306,9 @@ def test_progress_bar_goes_to_stderr(data_dir, tmp_path, capsys):
 
 
 def test_ablation_script_tiny(data_dir, tmp_path):
-    spec = importlib.util.spec_from_file_location("train_neural_ablation", ROOT / "benchmarks" / "train_neural_ablation.py")
+    spec = importlib.util.spec_from_file_location(
+        "train_neural_ablation", ROOT / "benchmarks" / "train_neural_ablation.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     sys.modules["train_neural_ablation"] = mod
     spec.loader.exec_module(mod)
@@ -272,16 +317,44 @@ def test_ablation_script_tiny(data_dir, tmp_path):
     import imageio.v3 as iio
 
     for i in range(2):
-        iio.imwrite(test_dir / f"t{i}.png", (_synthetic(20 + i, 36, 40) * 255).round().astype(np.uint8))
+        iio.imwrite(
+            test_dir / f"t{i}.png", (_synthetic(20 + i, 36, 40) * 255).round().astype(np.uint8)
+        )
     table = tmp_path / "ablation.md"
-    rc = mod.main(["--data", str(data_dir), "--test", str(test_dir), "--steps", "1", "--batch-size", "2",
-                   "--patch-size", "16", "--channels", "8", "--depth", "4", "--window", "2",
-                   "--workdir", str(tmp_path / "work"), "--out", str(table), "--no-progress"])
+    rc = mod.main(
+        [
+            "--data",
+            str(data_dir),
+            "--test",
+            str(test_dir),
+            "--steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--patch-size",
+            "16",
+            "--channels",
+            "8",
+            "--depth",
+            "4",
+            "--window",
+            "2",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--out",
+            str(table),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     text = table.read_text()
     for name in ("none", "embedded_gaussian", "gaussian", "dot_product", "concatenation"):
         assert f"| {name} " in text
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "PSNR" not in line and "---" not in line]
+    rows = [
+        line
+        for line in text.splitlines()
+        if line.startswith("| ") and "PSNR" not in line and "---" not in line
+    ]
     assert len(rows) >= 6  # no block, 4 modes, several blocks
 
 

@@ -122,8 +122,11 @@ def test_model_as_dict_round_trips_through_json():
         (dict(kind="poisson-gaussian", a=(0.01, -0.01), b=(1e-4, 1e-4)), ValueError, r"a\[1\]"),
         (dict(kind="poisson-gaussian", a=0.01, b=-1e-4), ValueError, r"^b .*negative variance"),
         (dict(kind="gaussian", a=0.0, b=-1e-4), ValueError, r"^b "),
-        (dict(kind="poisson-gaussian", a=(0.01, 0.02), b=(1e-4, 1e-4, 1e-4)), ValueError,
-         "a has 2 values, b has 3"),
+        (
+            dict(kind="poisson-gaussian", a=(0.01, 0.02), b=(1e-4, 1e-4, 1e-4)),
+            ValueError,
+            "a has 2 values, b has 3",
+        ),
         (dict(kind="gaussian", a=0.01, b=1e-4), ValueError, "^a must be 0"),
         (dict(kind="gaussian", a=0.0, b=float("nan")), ValueError, "^b must be finite"),
         (dict(kind="gaussian", a=0.0, b=()), ValueError, "^b must hold one value"),
@@ -513,19 +516,38 @@ def test_per_channel_transform():
 @pytest.mark.parametrize(
     "call, error, match",
     [
-        (lambda: generalized_anscombe(np.zeros(4), {"a": 1}),
-         TypeError, "model must be a NoiseModel"),
-        (lambda: generalized_anscombe(np.zeros(4), NoiseModel("gaussian", 0.0, 0.0)),
-         ValueError, "no noise in channel 0"),
-        (lambda: inverse_generalized_anscombe(np.zeros(4), PG_MODELS[0], method="exact"),
-         ValueError, "method must be one of"),
-        (lambda: generalized_anscombe(np.zeros((8, 8, 3)), PG_MODELS[0], channel_axis=5),
-         ValueError, "channel_axis=5"),
-        (lambda: generalized_anscombe(
-            np.zeros((8, 8, 2)), NoiseModel("gaussian", (0, 0, 0), (1, 1, 1)), channel_axis=-1),
-         ValueError, "3 channels but the image has 2"),
-        (lambda: inverse_generalized_anscombe(np.array([np.nan]), PG_MODELS[0]),
-         ValueError, "^d: .*NaN"),
+        (
+            lambda: generalized_anscombe(np.zeros(4), {"a": 1}),
+            TypeError,
+            "model must be a NoiseModel",
+        ),
+        (
+            lambda: generalized_anscombe(np.zeros(4), NoiseModel("gaussian", 0.0, 0.0)),
+            ValueError,
+            "no noise in channel 0",
+        ),
+        (
+            lambda: inverse_generalized_anscombe(np.zeros(4), PG_MODELS[0], method="exact"),
+            ValueError,
+            "method must be one of",
+        ),
+        (
+            lambda: generalized_anscombe(np.zeros((8, 8, 3)), PG_MODELS[0], channel_axis=5),
+            ValueError,
+            "channel_axis=5",
+        ),
+        (
+            lambda: generalized_anscombe(
+                np.zeros((8, 8, 2)), NoiseModel("gaussian", (0, 0, 0), (1, 1, 1)), channel_axis=-1
+            ),
+            ValueError,
+            "3 channels but the image has 2",
+        ),
+        (
+            lambda: inverse_generalized_anscombe(np.array([np.nan]), PG_MODELS[0]),
+            ValueError,
+            "^d: .*NaN",
+        ),
         (lambda: generalized_anscombe(np.zeros((0, 3)), PG_MODELS[0]), ValueError, "^z: .*empty"),
         (lambda: generalized_anscombe(0.5, PG_MODELS[0]), TypeError, "^z: "),
     ],

@@ -49,17 +49,26 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from nlmeans_cli.main import app
 from typer.testing import CliRunner
 
 import nlmeans
 from nlmeans import io as nio
 from nlmeans.io import ImageReadError, ImageWriteError, read_image, write_image
-from nlmeans_cli.main import app
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
-PARAMS = ["-p", "3", "-r", "2", "--h", "0.08", "--sigma", "0.03"]  # explicit: the library can redo it
+PARAMS = [
+    "-p",
+    "3",
+    "-r",
+    "2",
+    "--h",
+    "0.08",
+    "--sigma",
+    "0.03",
+]  # explicit: the library can redo it
 LIB_PARAMS = dict(patch_size=3, patch_distance=2, h=0.08, sigma=0.03)
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 CHATTER = r"Error|Warning|warning:|libpng|Traceback"  # none of it on a successful run
@@ -97,7 +106,11 @@ def _snapshot(root: Path) -> dict[str, Any]:
             elif path.is_dir():
                 state[rel] = ("dir",)
             else:
-                state[rel] = ("file", hashlib.sha256(path.read_bytes()).hexdigest(), st_.st_mtime_ns)
+                state[rel] = (
+                    "file",
+                    hashlib.sha256(path.read_bytes()).hexdigest(),
+                    st_.st_mtime_ns,
+                )
     return state
 
 
@@ -170,7 +183,12 @@ def _png_chunk(ctype: bytes, payload: bytes) -> bytes:
 def _png_with_idat(width: int, height: int, idat: bytes) -> bytes:
     """A gray 8-bit PNG with valid chunks (and checksums) around any IDAT payload."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _tiff_tag_value_offset(data: bytes, tag: int) -> int:
@@ -250,8 +268,16 @@ def _checkpoint_files(tmp: Path) -> dict[str, Path]:
         "weights": tmp / "weights.safetensors",
         "folder": tmp / "folder.pt",
     }
-    torch.save({"format": ckpt_mod.CHECKPOINT_FORMAT, "format_version": 1, "config": model.config.to_dict(),
-                "model": model.state_dict(), "payload": _Evil(str(marker))}, files["evil"])
+    torch.save(
+        {
+            "format": ckpt_mod.CHECKPOINT_FORMAT,
+            "format_version": 1,
+            "config": model.config.to_dict(),
+            "model": model.state_dict(),
+            "payload": _Evil(str(marker)),
+        },
+        files["evil"],
+    )
     files["pickle"].write_bytes(pickle.dumps(_Evil(str(marker))))
     torch.save({"state_dict": {"w": torch.zeros(3)}}, files["foreign"])
     files["empty"].write_bytes(b"")
@@ -364,7 +390,9 @@ def _lib_read(name: str):
 
 
 def _lib_denoise_file(name: str, **kwargs):
-    return lambda tmp: nlmeans.denoise(read_image(tmp / "in" / name).pixels, **{**LIB_PARAMS, **kwargs})
+    return lambda tmp: nlmeans.denoise(
+        read_image(tmp / "in" / name).pixels, **{**LIB_PARAMS, **kwargs}
+    )
 
 
 def _setup_missing(tmp: Path) -> list:
@@ -384,7 +412,18 @@ def _setup_output_is_folder(tmp: Path) -> list:
 
 
 def _setup_small(tmp: Path) -> list:
-    return ["denoise", _gray_file(tmp, "small.png", (4, 30)), "-p", "5", "-r", "1", "--h", "0.08", "--sigma", "0.03"]
+    return [
+        "denoise",
+        _gray_file(tmp, "small.png", (4, 30)),
+        "-p",
+        "5",
+        "-r",
+        "1",
+        "--h",
+        "0.08",
+        "--sigma",
+        "0.03",
+    ]
 
 
 def _setup_file_parent(option: str, sub: str | None):
@@ -423,7 +462,14 @@ def _setup_output_is_input(variant: str):
         if variant == "same-force":
             return ["denoise", src, "-o", src, "--force", *PARAMS]
         if variant == "spelling":
-            return ["denoise", src, "-o", tmp / "in" / ".." / "in" / "." / "g.png", "--force", *PARAMS]
+            return [
+                "denoise",
+                src,
+                "-o",
+                tmp / "in" / ".." / "in" / "." / "g.png",
+                "--force",
+                *PARAMS,
+            ]
         if variant == "symlink":
             (tmp / "in" / "link.png").symlink_to(src)
             return ["denoise", src, "-o", tmp / "in" / "link.png", "--force", *PARAMS]
@@ -456,10 +502,30 @@ def _setup_checkpoint(command: str, kind: str):
     def setup(tmp: Path) -> list:
         files = _checkpoint_files(_in(tmp))
         if command == "resume":
-            return ["train-neural", "--data", _train_data(tmp / "in"), "--resume", files[kind],
-                    "--out", tmp / "in" / "new.pt", *TRAIN]
-        return ["explain", _gray_file(tmp), "--at", "5,5", "--weights", files[kind], "-o", tmp / "in" / "e.png",
-                "-p", "3", "-r", "2"]
+            return [
+                "train-neural",
+                "--data",
+                _train_data(tmp / "in"),
+                "--resume",
+                files[kind],
+                "--out",
+                tmp / "in" / "new.pt",
+                *TRAIN,
+            ]
+        return [
+            "explain",
+            _gray_file(tmp),
+            "--at",
+            "5,5",
+            "--weights",
+            files[kind],
+            "-o",
+            tmp / "in" / "e.png",
+            "-p",
+            "3",
+            "-r",
+            "2",
+        ]
 
     return setup
 
@@ -468,8 +534,13 @@ def _lib_checkpoint(kind: str, loader: str = "load_checkpoint"):
     def call(tmp: Path):
         import nlmeans.neural as nn_
 
-        name = {"evil": "evil.pt", "pickle": "evil.pkl", "foreign": "foreign.pt", "empty": "empty.pt",
-                "folder": "folder.pt"}[kind]
+        name = {
+            "evil": "evil.pt",
+            "pickle": "evil.pkl",
+            "foreign": "foreign.pt",
+            "empty": "empty.pt",
+            "folder": "folder.pt",
+        }[kind]
         return getattr(nn_, loader)(tmp / "in" / name)
 
     return call
@@ -477,79 +548,227 @@ def _lib_checkpoint(kind: str, loader: str = "load_checkpoint"):
 
 def _setup_train_option(*option: str):
     def setup(tmp: Path) -> list:
-        return ["train-neural", "--data", _train_data(_in(tmp)), "--out", tmp / "in" / "new.pt", *TRAIN, *option]
+        return [
+            "train-neural",
+            "--data",
+            _train_data(_in(tmp)),
+            "--out",
+            tmp / "in" / "new.pt",
+            *TRAIN,
+            *option,
+        ]
 
     return setup
 
 
 BAD_INPUT = [
     # ---- input paths
-    Case("missing-path", _setup_missing, ("nope.png", "no such file"),
-         library=_lib_read("nope.png"), library_error=ImageReadError),
-    Case("folder-where-image-expected", _setup_folder_as_file, ("folder.png", "folder holds no"),
-         library=_lib_read("folder.png"), library_error=ImageReadError,
-         library_patterns=("folder.png", "is a folder")),
-    Case("folder-as-output-file", _setup_output_is_folder, ("--output", "adir", "is a folder"), exit_code=2),
-    Case("file-where-training-folder-expected",
-         lambda tmp: ["train-neural", "--data", _gray_file(tmp), "--out", tmp / "in" / "m.pt", *TRAIN],
-         ("--data", "not a folder"), exit_code=2),
+    Case(
+        "missing-path",
+        _setup_missing,
+        ("nope.png", "no such file"),
+        library=_lib_read("nope.png"),
+        library_error=ImageReadError,
+    ),
+    Case(
+        "folder-where-image-expected",
+        _setup_folder_as_file,
+        ("folder.png", "folder holds no"),
+        library=_lib_read("folder.png"),
+        library_error=ImageReadError,
+        library_patterns=("folder.png", "is a folder"),
+    ),
+    Case(
+        "folder-as-output-file",
+        _setup_output_is_folder,
+        ("--output", "adir", "is a folder"),
+        exit_code=2,
+    ),
+    Case(
+        "file-where-training-folder-expected",
+        lambda tmp: [
+            "train-neural",
+            "--data",
+            _gray_file(tmp),
+            "--out",
+            tmp / "in" / "m.pt",
+            *TRAIN,
+        ],
+        ("--data", "not a folder"),
+        exit_code=2,
+    ),
     # ---- unreadable content
-    Case("zero-byte-file", _bytes_file("empty.png", lambda tmp: b""), ("empty.png", "empty"),
-         library=_lib_read("empty.png"), library_error=ImageReadError),
-    Case("text-file-named-png", _bytes_file("notes.png", lambda tmp: b"just some notes\n"),
-         ("notes.png", "not a PNG, TIFF or JPEG", "text"),
-         library=_lib_read("notes.png"), library_error=ImageReadError),
-    Case("truncated-png", _bytes_file("cut.png", _truncated_png), ("cut.png", "truncated"),
-         library=_lib_read("cut.png"), library_error=ImageReadError),
-    Case("png-corrupt-compressed-data", _bytes_file("zlib.png", _png_bad_zlib), ("zlib.png", "corrupt"),
-         library=_lib_read("zlib.png"), library_error=ImageReadError),
-    Case("png-missing-rows", _bytes_file("short.png", _png_short_data), ("short.png", "corrupt"),
-         library=_lib_read("short.png"), library_error=ImageReadError),
-    Case("truncated-jpeg", _bytes_file("cut.jpg", lambda tmp: _jpeg_bytes(tmp)[:700]), ("cut.jpg", "JPEG"),
-         library=_lib_read("cut.jpg"), library_error=ImageReadError),
-    Case("truncated-tiff",
-         _bytes_file("cut.tif", lambda tmp: _tiff_bytes(tmp, _noisy((32, 32, 3)))[:1500]), ("cut.tif", "TIFF"),
-         library=_lib_read("cut.tif"), library_error=ImageReadError),
-    Case("float32-tiff-with-nan", _bytes_file("nan.tif", _float_tiff_with(float("nan"))), ("nan.tif", "NaN or Inf"),
-         library=_lib_denoise_file("nan.tif"), library_patterns=("NaN or Inf",)),
-    Case("float32-tiff-with-inf", _bytes_file("inf.tif", _float_tiff_with(float("inf"))), ("inf.tif", "NaN or Inf"),
-         library=_lib_denoise_file("inf.tif"), library_patterns=("NaN or Inf",)),
+    Case(
+        "zero-byte-file",
+        _bytes_file("empty.png", lambda tmp: b""),
+        ("empty.png", "empty"),
+        library=_lib_read("empty.png"),
+        library_error=ImageReadError,
+    ),
+    Case(
+        "text-file-named-png",
+        _bytes_file("notes.png", lambda tmp: b"just some notes\n"),
+        ("notes.png", "not a PNG, TIFF or JPEG", "text"),
+        library=_lib_read("notes.png"),
+        library_error=ImageReadError,
+    ),
+    Case(
+        "truncated-png",
+        _bytes_file("cut.png", _truncated_png),
+        ("cut.png", "truncated"),
+        library=_lib_read("cut.png"),
+        library_error=ImageReadError,
+    ),
+    Case(
+        "png-corrupt-compressed-data",
+        _bytes_file("zlib.png", _png_bad_zlib),
+        ("zlib.png", "corrupt"),
+        library=_lib_read("zlib.png"),
+        library_error=ImageReadError,
+    ),
+    Case(
+        "png-missing-rows",
+        _bytes_file("short.png", _png_short_data),
+        ("short.png", "corrupt"),
+        library=_lib_read("short.png"),
+        library_error=ImageReadError,
+    ),
+    Case(
+        "truncated-jpeg",
+        _bytes_file("cut.jpg", lambda tmp: _jpeg_bytes(tmp)[:700]),
+        ("cut.jpg", "JPEG"),
+        library=_lib_read("cut.jpg"),
+        library_error=ImageReadError,
+    ),
+    Case(
+        "truncated-tiff",
+        _bytes_file("cut.tif", lambda tmp: _tiff_bytes(tmp, _noisy((32, 32, 3)))[:1500]),
+        ("cut.tif", "TIFF"),
+        library=_lib_read("cut.tif"),
+        library_error=ImageReadError,
+    ),
+    Case(
+        "float32-tiff-with-nan",
+        _bytes_file("nan.tif", _float_tiff_with(float("nan"))),
+        ("nan.tif", "NaN or Inf"),
+        library=_lib_denoise_file("nan.tif"),
+        library_patterns=("NaN or Inf",),
+    ),
+    Case(
+        "float32-tiff-with-inf",
+        _bytes_file("inf.tif", _float_tiff_with(float("inf"))),
+        ("inf.tif", "NaN or Inf"),
+        library=_lib_denoise_file("inf.tif"),
+        library_patterns=("NaN or Inf",),
+    ),
     # ---- decompression bombs: refused from the header
-    Case("huge-png-header", _bytes_file("huge.png", lambda tmp: _png_header_only(100_000, 100_000)),
-         ("huge.png", "100000x100000", "limit"), library=_lib_read("huge.png"), library_error=ImageReadError),
-    Case("huge-jpeg-header", lambda tmp: ["denoise", _huge_jpeg(_in(tmp)), *PARAMS],
-         ("huge.jpg", "65000x65000", "limit"), library=_lib_read("huge.jpg"), library_error=ImageReadError),
-    Case("huge-tiff-header", lambda tmp: ["denoise", _huge_tiff(_in(tmp), True), *PARAMS],
-         ("huge.tif", "100000x100000", "limit"), library=_lib_read("huge.tif"), library_error=ImageReadError),
-    Case("huge-tiff-header-inconsistent-strips", lambda tmp: ["denoise", _huge_tiff(_in(tmp), False), *PARAMS],
-         ("huge_inconsistent.tif", "limit"), library=_lib_read("huge_inconsistent.tif"),
-         library_error=ImageReadError),
+    Case(
+        "huge-png-header",
+        _bytes_file("huge.png", lambda tmp: _png_header_only(100_000, 100_000)),
+        ("huge.png", "100000x100000", "limit"),
+        library=_lib_read("huge.png"),
+        library_error=ImageReadError,
+    ),
+    Case(
+        "huge-jpeg-header",
+        lambda tmp: ["denoise", _huge_jpeg(_in(tmp)), *PARAMS],
+        ("huge.jpg", "65000x65000", "limit"),
+        library=_lib_read("huge.jpg"),
+        library_error=ImageReadError,
+    ),
+    Case(
+        "huge-tiff-header",
+        lambda tmp: ["denoise", _huge_tiff(_in(tmp), True), *PARAMS],
+        ("huge.tif", "100000x100000", "limit"),
+        library=_lib_read("huge.tif"),
+        library_error=ImageReadError,
+    ),
+    Case(
+        "huge-tiff-header-inconsistent-strips",
+        lambda tmp: ["denoise", _huge_tiff(_in(tmp), False), *PARAMS],
+        ("huge_inconsistent.tif", "limit"),
+        library=_lib_read("huge_inconsistent.tif"),
+        library_error=ImageReadError,
+    ),
     # ---- image too small for the patch
-    Case("image-smaller-than-patch", _setup_small, ("small.png", "smaller than the patch", "patch_size=5"),
-         library=lambda tmp: nlmeans.denoise(read_image(tmp / "in" / "small.png").pixels, patch_size=5,
-                                             patch_distance=1, h=0.08, sigma=0.03),
-         library_patterns=("smaller than the patch", "patch_size=5")),
+    Case(
+        "image-smaller-than-patch",
+        _setup_small,
+        ("small.png", "smaller than the patch", "patch_size=5"),
+        library=lambda tmp: nlmeans.denoise(
+            read_image(tmp / "in" / "small.png").pixels,
+            patch_size=5,
+            patch_distance=1,
+            h=0.08,
+            sigma=0.03,
+        ),
+        library_patterns=("smaller than the patch", "patch_size=5"),
+    ),
     # ---- unwritable output folder (works as root too: the parent is a file)
-    Case("out-dir-below-a-file", _setup_file_parent("-d", "sub"), ("blocker/sub", "not a directory|not a folder"),
-         library=lambda tmp: write_image(tmp / "in" / "blocker" / "x.png", _noisy((8, 8))),
-         library_error=ImageWriteError, library_patterns=("blocker", "not a folder")),
-    Case("out-dir-is-a-file", _setup_file_parent("-d", None), ("--out-dir", "blocker", "not a folder"), exit_code=2),
-    Case("output-below-a-file", _setup_file_parent("-o", "x.png"), ("--output", "blocker/x.png"), exit_code=2),
-    Case("out-dir-read-only", _setup_readonly, ("readonly", "permission denied|cannot write"),
-         library=_lib_readonly, library_error=ImageWriteError, library_patterns=("readonly", "permission denied"),
-         skip_reason="running as root: permissions do not stop writes" if IS_ROOT else None),
+    Case(
+        "out-dir-below-a-file",
+        _setup_file_parent("-d", "sub"),
+        ("blocker/sub", "not a directory|not a folder"),
+        library=lambda tmp: write_image(tmp / "in" / "blocker" / "x.png", _noisy((8, 8))),
+        library_error=ImageWriteError,
+        library_patterns=("blocker", "not a folder"),
+    ),
+    Case(
+        "out-dir-is-a-file",
+        _setup_file_parent("-d", None),
+        ("--out-dir", "blocker", "not a folder"),
+        exit_code=2,
+    ),
+    Case(
+        "output-below-a-file",
+        _setup_file_parent("-o", "x.png"),
+        ("--output", "blocker/x.png"),
+        exit_code=2,
+    ),
+    Case(
+        "out-dir-read-only",
+        _setup_readonly,
+        ("readonly", "permission denied|cannot write"),
+        library=_lib_readonly,
+        library_error=ImageWriteError,
+        library_patterns=("readonly", "permission denied"),
+        skip_reason="running as root: permissions do not stop writes" if IS_ROOT else None,
+    ),
     Case("failed-run-leaves-no-out-dir", _setup_failing_run_new_outdir, ("empty.png", "empty")),
     # ---- output path equal to the input
     Case("output-is-input", _setup_output_is_input("same"), ("g.png", "input file")),
-    Case("output-is-input-force", _setup_output_is_input("same-force"), ("g.png", "input file"),
-         library=_lib_write_onto_input("g.png"), library_error=ImageWriteError, library_patterns=("input file",)),
-    Case("output-is-input-other-spelling", _setup_output_is_input("spelling"), ("g.png", "input file"),
-         library=_lib_write_onto_input("../in/./g.png"), library_error=ImageWriteError,
-         library_patterns=("input file",)),
-    Case("output-is-symlink-to-input", _setup_output_is_input("symlink"), ("g.png", "input file"),
-         library=_lib_write_onto_input("link.png"), library_error=ImageWriteError, library_patterns=("input file",)),
-    Case("output-is-hardlink-to-input", _setup_output_is_input("hardlink"), ("g.png", "input file"),
-         library=_lib_write_onto_input("hard.png"), library_error=ImageWriteError, library_patterns=("input file",)),
+    Case(
+        "output-is-input-force",
+        _setup_output_is_input("same-force"),
+        ("g.png", "input file"),
+        library=_lib_write_onto_input("g.png"),
+        library_error=ImageWriteError,
+        library_patterns=("input file",),
+    ),
+    Case(
+        "output-is-input-other-spelling",
+        _setup_output_is_input("spelling"),
+        ("g.png", "input file"),
+        library=_lib_write_onto_input("../in/./g.png"),
+        library_error=ImageWriteError,
+        library_patterns=("input file",),
+    ),
+    Case(
+        "output-is-symlink-to-input",
+        _setup_output_is_input("symlink"),
+        ("g.png", "input file"),
+        library=_lib_write_onto_input("link.png"),
+        library_error=ImageWriteError,
+        library_patterns=("input file",),
+    ),
+    Case(
+        "output-is-hardlink-to-input",
+        _setup_output_is_input("hardlink"),
+        ("g.png", "input file"),
+        library=_lib_write_onto_input("hard.png"),
+        library_error=ImageWriteError,
+        library_patterns=("input file",),
+    ),
     # ---- parameters out of range (library side: test_library_parameter_out_of_range)
     Case("h-zero", _setup_option("--h", "0"), ("g.png", r"\bh must be positive")),
     Case("h-negative", _setup_option("--h", "-0.1"), ("g.png", r"\bh must be positive")),
@@ -557,45 +776,134 @@ BAD_INPUT = [
     Case("h-above-one", _setup_option("--h", "25"), ("--h", "above 1", "divide"), exit_code=2),
     Case("h-infinite", _setup_option("--h", "inf"), ("--h", "above 1"), exit_code=2),
     Case("h-not-a-number", _setup_option("--h", "abc"), ("--h", "number"), exit_code=2),
-    Case("sigma-negative", _setup_option("--sigma", "-0.1"), ("g.png", "sigma must be non-negative")),
+    Case(
+        "sigma-negative", _setup_option("--sigma", "-0.1"), ("g.png", "sigma must be non-negative")
+    ),
     Case("sigma-nan", _setup_option("--sigma", "nan"), ("g.png", "sigma must be finite")),
-    Case("sigma-above-one", _setup_option("--sigma", "25"), ("--sigma", "above 1", "divide"), exit_code=2),
-    Case("patch-size-zero", _setup_option("-p", "0"), ("g.png", "patch_size must be an odd positive integer")),
-    Case("patch-size-even", _setup_option("-p", "4"), ("g.png", "patch_size must be an odd positive integer")),
-    Case("patch-size-negative", _setup_option("-p", "-3"), ("g.png", "patch_size must be an odd positive integer")),
-    Case("patch-size-not-integer", _setup_option("-p", "3.5"), ("--patch-size", "integer"), exit_code=2),
-    Case("patch-distance-negative", _setup_option("-r", "-1"), ("g.png", "patch_distance must be a non-negative")),
-    Case("threads-zero", _setup_option("--threads", "0"), ("--threads", "greater than or equal to 1"), exit_code=2),
-    Case("threads-above-maximum", _setup_option("--threads", "100000"), ("threads must be between 1 and",)),
-    Case("unknown-method", _setup_option("--method", "median"), ("--method", "median"), exit_code=2),
+    Case(
+        "sigma-above-one",
+        _setup_option("--sigma", "25"),
+        ("--sigma", "above 1", "divide"),
+        exit_code=2,
+    ),
+    Case(
+        "patch-size-zero",
+        _setup_option("-p", "0"),
+        ("g.png", "patch_size must be an odd positive integer"),
+    ),
+    Case(
+        "patch-size-even",
+        _setup_option("-p", "4"),
+        ("g.png", "patch_size must be an odd positive integer"),
+    ),
+    Case(
+        "patch-size-negative",
+        _setup_option("-p", "-3"),
+        ("g.png", "patch_size must be an odd positive integer"),
+    ),
+    Case(
+        "patch-size-not-integer",
+        _setup_option("-p", "3.5"),
+        ("--patch-size", "integer"),
+        exit_code=2,
+    ),
+    Case(
+        "patch-distance-negative",
+        _setup_option("-r", "-1"),
+        ("g.png", "patch_distance must be a non-negative"),
+    ),
+    Case(
+        "threads-zero",
+        _setup_option("--threads", "0"),
+        ("--threads", "greater than or equal to 1"),
+        exit_code=2,
+    ),
+    Case(
+        "threads-above-maximum",
+        _setup_option("--threads", "100000"),
+        ("threads must be between 1 and",),
+    ),
+    Case(
+        "unknown-method", _setup_option("--method", "median"), ("--method", "median"), exit_code=2
+    ),
     Case("train-lr-zero", _setup_train_option("--lr", "0"), ("lr must be positive",)),
     Case("train-lr-negative", _setup_train_option("--lr", "-1"), ("--lr",), exit_code=2),
     Case("train-steps-zero", _setup_train_option("--steps", "0"), ("--steps",), exit_code=2),
-    Case("train-batch-size-zero", _setup_train_option("--batch-size", "0"), ("--batch-size",), exit_code=2),
-    Case("train-patch-size-one", _setup_train_option("--patch-size", "1"), ("--patch-size",), exit_code=2),
-    Case("train-sigma-above-255", _setup_train_option("--sigma", "0,300"), ("--sigma", "255"), exit_code=2),
+    Case(
+        "train-batch-size-zero",
+        _setup_train_option("--batch-size", "0"),
+        ("--batch-size",),
+        exit_code=2,
+    ),
+    Case(
+        "train-patch-size-one",
+        _setup_train_option("--patch-size", "1"),
+        ("--patch-size",),
+        exit_code=2,
+    ),
+    Case(
+        "train-sigma-above-255",
+        _setup_train_option("--sigma", "0,300"),
+        ("--sigma", "255"),
+        exit_code=2,
+    ),
     Case("train-unknown-noise", _setup_train_option("--noise", "salt"), ("noise must be one of",)),
     Case("train-unknown-device", _setup_train_option("--device", "tpu"), ("device must be",)),
     # ---- checkpoints that are not ours
-    Case("resume-foreign-checkpoint", _setup_checkpoint("resume", "foreign"), ("foreign.pt", "not a valid nlmeans"),
-         library=_lib_checkpoint("foreign")),
-    Case("resume-zero-byte-checkpoint", _setup_checkpoint("resume", "empty"), ("empty.pt", "not a valid nlmeans"),
-         library=_lib_checkpoint("empty")),
-    Case("resume-raw-pickle-with-code", _setup_checkpoint("resume", "pickle"), ("evil.pkl", "not a valid nlmeans"),
-         library=_lib_checkpoint("pickle")),
-    Case("resume-checkpoint-with-pickled-code", _setup_checkpoint("resume", "evil"),
-         ("evil.pt", "not a valid nlmeans", "code|global"),
-         library=_lib_checkpoint("evil")),
-    Case("load-model-with-pickled-code", _setup_checkpoint("resume", "evil"), ("evil.pt", "code|global"),
-         library=_lib_checkpoint("evil", "load_model"), cli=False),
-    Case("resume-inference-weights", _setup_checkpoint("resume", "weights"),
-         ("weights.safetensors", "inference weights only")),
-    Case("resume-folder-as-checkpoint", _setup_checkpoint("resume", "folder"),
-         ("folder.pt", "is a (folder|directory)|not a (regular )?file"),
-         exit_code=2, library=_lib_checkpoint("folder"), library_error=(ValueError, OSError)),
-    Case("explain-foreign-weights", _setup_checkpoint("explain", "foreign"), ("foreign.pt", "not a valid nlmeans")),
-    Case("explain-weights-with-pickled-code", _setup_checkpoint("explain", "evil"),
-         ("evil.pt", "not a valid nlmeans")),
+    Case(
+        "resume-foreign-checkpoint",
+        _setup_checkpoint("resume", "foreign"),
+        ("foreign.pt", "not a valid nlmeans"),
+        library=_lib_checkpoint("foreign"),
+    ),
+    Case(
+        "resume-zero-byte-checkpoint",
+        _setup_checkpoint("resume", "empty"),
+        ("empty.pt", "not a valid nlmeans"),
+        library=_lib_checkpoint("empty"),
+    ),
+    Case(
+        "resume-raw-pickle-with-code",
+        _setup_checkpoint("resume", "pickle"),
+        ("evil.pkl", "not a valid nlmeans"),
+        library=_lib_checkpoint("pickle"),
+    ),
+    Case(
+        "resume-checkpoint-with-pickled-code",
+        _setup_checkpoint("resume", "evil"),
+        ("evil.pt", "not a valid nlmeans", "code|global"),
+        library=_lib_checkpoint("evil"),
+    ),
+    Case(
+        "load-model-with-pickled-code",
+        _setup_checkpoint("resume", "evil"),
+        ("evil.pt", "code|global"),
+        library=_lib_checkpoint("evil", "load_model"),
+        cli=False,
+    ),
+    Case(
+        "resume-inference-weights",
+        _setup_checkpoint("resume", "weights"),
+        ("weights.safetensors", "inference weights only"),
+    ),
+    Case(
+        "resume-folder-as-checkpoint",
+        _setup_checkpoint("resume", "folder"),
+        ("folder.pt", "is a (folder|directory)|not a (regular )?file"),
+        exit_code=2,
+        library=_lib_checkpoint("folder"),
+        library_error=(ValueError, OSError),
+    ),
+    Case(
+        "explain-foreign-weights",
+        _setup_checkpoint("explain", "foreign"),
+        ("foreign.pt", "not a valid nlmeans"),
+    ),
+    Case(
+        "explain-weights-with-pickled-code",
+        _setup_checkpoint("explain", "evil"),
+        ("evil.pt", "not a valid nlmeans"),
+    ),
 ]
 
 
@@ -617,7 +925,9 @@ def test_cli_bad_input(case: Case, tmp_path, capfd, caplog):
     before = _snapshot(tmp_path)
     run = run_cli(args, capfd, caplog)
     assert_refused(run, case.exit_code, case.patterns)
-    assert _snapshot(tmp_path) == before  # inputs unchanged (bytes, mtime), nothing new, no temp files
+    assert (
+        _snapshot(tmp_path) == before
+    )  # inputs unchanged (bytes, mtime), nothing new, no temp files
     assert not (tmp_path / "in" / "PWNED").exists()  # no pickled code ran
 
 
@@ -733,38 +1043,77 @@ def _black(shape, dtype):
 
 
 SUPPORTED = [
-    Supported("rgba-8bit", lambda: np.concatenate(
-        [_noisy((24, 24, 3)), np.tile(np.linspace(0, 255, 24).astype(np.uint8), (24, 1))[..., None]], axis=2)),
-    Supported("gray-alpha-8bit", lambda: np.stack(
-        [_noisy((24, 24)), np.tile(np.linspace(0, 255, 24).astype(np.uint8), (24, 1))], axis=2)),
+    Supported(
+        "rgba-8bit",
+        lambda: np.concatenate(
+            [
+                _noisy((24, 24, 3)),
+                np.tile(np.linspace(0, 255, 24).astype(np.uint8), (24, 1))[..., None],
+            ],
+            axis=2,
+        ),
+    ),
+    Supported(
+        "gray-alpha-8bit",
+        lambda: np.stack(
+            [_noisy((24, 24)), np.tile(np.linspace(0, 255, 24).astype(np.uint8), (24, 1))], axis=2
+        ),
+    ),
     Supported("gray-16bit", lambda: _noisy((24, 24), np.uint16)),
     Supported("rgb-16bit", lambda: _noisy((24, 24, 3), np.uint16)),
-    Supported("rgba-16bit", lambda: np.concatenate(
-        [_noisy((24, 24, 3), np.uint16), np.full((24, 24, 1), 40000, np.uint16)], axis=2)),
-    Supported("gray-alpha-16bit", lambda: np.stack([_noisy((24, 24), np.uint16), _noisy((24, 24), np.uint16, 5)], 2)),
+    Supported(
+        "rgba-16bit",
+        lambda: np.concatenate(
+            [_noisy((24, 24, 3), np.uint16), np.full((24, 24, 1), 40000, np.uint16)], axis=2
+        ),
+    ),
+    Supported(
+        "gray-alpha-16bit",
+        lambda: np.stack([_noisy((24, 24), np.uint16), _noisy((24, 24), np.uint16, 5)], 2),
+    ),
     Supported("float32-tiff", lambda: _noisy((24, 24), np.float32), name="x.tif"),
-    Supported("float64-rgb-tiff-outside-0-1", lambda: _noisy((24, 24, 3), np.float64) * 3 - 1, name="x.tif"),
+    Supported(
+        "float64-rgb-tiff-outside-0-1",
+        lambda: _noisy((24, 24, 3), np.float64) * 3 - 1,
+        name="x.tif",
+    ),
     Supported("jpeg-named-png", lambda: _noisy((24, 24, 3)), disguise=True),
-    Supported("one-pixel-patch-one", lambda: np.array([[77]], np.uint8),
-              args=("-p", "1", "-r", "1", "--h", "0.1", "--sigma", "0"),
-              library_kwargs=dict(patch_size=1, patch_distance=1, h=0.1, sigma=0.0)),
-    Supported("one-pixel-rgba", lambda: np.array([[[10, 20, 30, 40]]], np.uint8),
-              args=("-p", "1", "-r", "3", "--h", "0.1", "--sigma", "0"),
-              library_kwargs=dict(patch_size=1, patch_distance=3, h=0.1, sigma=0.0)),
-    Supported("image-exactly-patch-size", lambda: _noisy((3, 3)),
-              args=("-p", "3", "-r", "5", "--h", "0.1", "--sigma", "0"),
-              library_kwargs=dict(patch_size=3, patch_distance=5, h=0.1, sigma=0.0)),
-    Supported("narrow-strip-automatic-sigma", lambda: _noisy((30, 3)), args=("-p", "3", "-r", "2"),
-              library_kwargs=dict(patch_size=3, patch_distance=2)),
+    Supported(
+        "one-pixel-patch-one",
+        lambda: np.array([[77]], np.uint8),
+        args=("-p", "1", "-r", "1", "--h", "0.1", "--sigma", "0"),
+        library_kwargs=dict(patch_size=1, patch_distance=1, h=0.1, sigma=0.0),
+    ),
+    Supported(
+        "one-pixel-rgba",
+        lambda: np.array([[[10, 20, 30, 40]]], np.uint8),
+        args=("-p", "1", "-r", "3", "--h", "0.1", "--sigma", "0"),
+        library_kwargs=dict(patch_size=1, patch_distance=3, h=0.1, sigma=0.0),
+    ),
+    Supported(
+        "image-exactly-patch-size",
+        lambda: _noisy((3, 3)),
+        args=("-p", "3", "-r", "5", "--h", "0.1", "--sigma", "0"),
+        library_kwargs=dict(patch_size=3, patch_distance=5, h=0.1, sigma=0.0),
+    ),
+    Supported(
+        "narrow-strip-automatic-sigma",
+        lambda: _noisy((30, 3)),
+        args=("-p", "3", "-r", "2"),
+        library_kwargs=dict(patch_size=3, patch_distance=2),
+    ),
     Supported("all-black-8bit-automatic", _black((24, 24), np.uint8), args=(), library_kwargs={}),
-    Supported("all-black-float-tiff-automatic", _black((24, 24), np.float32), name="x.tif", args=(),
-              library_kwargs={}),
+    Supported(
+        "all-black-float-tiff-automatic",
+        _black((24, 24), np.float32),
+        name="x.tif",
+        args=(),
+        library_kwargs={},
+    ),
 ]
 
 
-@pytest.mark.parametrize(
-    "case", [pytest.param(c, id=c.id) for c in SUPPORTED]
-)
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in SUPPORTED])
 def test_cli_supported_odd_input(case: Supported, tmp_path, capfd, caplog):
     folder = _in(tmp_path)
     pixels = case.pixels()
@@ -816,7 +1165,9 @@ def test_one_pixel_image_with_automatic_parameters(tmp_path, capfd, caplog):
 def test_explain_all_black_image(tmp_path, capfd, caplog):
     src = _in(tmp_path) / "black.png"
     write_image(src, np.zeros((24, 24), np.uint8))
-    run = run_cli(["explain", src, "--at", "3,3", "--no-neural", "-p", "3", "-r", "2"], capfd, caplog)
+    run = run_cli(
+        ["explain", src, "--at", "3,3", "--no-neural", "-p", "3", "-r", "2"], capfd, caplog
+    )
     assert_no_traceback(run)
     assert run.exit_code == 0, run.stderr
     assert not re.search(CHATTER + r"|\bnan\b", run.stderr), run.stderr
@@ -854,13 +1205,17 @@ def _finite_in_range_or_refused(image, name, **kwargs):
 def test_tiny_h(h):
     image = _noisy((16, 16), np.float64)
     for method in ("fast", "exact", "patchwise"):
-        _finite_in_range_or_refused(image, "h", h=h, sigma=0.05, patch_size=3, patch_distance=2, method=method)
+        _finite_in_range_or_refused(
+            image, "h", h=h, sigma=0.05, patch_size=3, patch_distance=2, method=method
+        )
 
 
 def test_cli_tiny_h_is_not_a_traceback(tmp_path, capfd, caplog):
     src = _gray_file(tmp_path)
     before = _snapshot(tmp_path)
-    run = run_cli(["denoise", src, "-p", "3", "-r", "2", "--sigma", "0.05", "--h", "1e-200"], capfd, caplog)
+    run = run_cli(
+        ["denoise", src, "-p", "3", "-r", "2", "--sigma", "0.05", "--h", "1e-200"], capfd, caplog
+    )
     assert_no_traceback(run)
     if run.exit_code == 0:
         assert not re.search(CHATTER, run.stderr), run.stderr
@@ -876,8 +1231,9 @@ def test_float_image_of_large_magnitude(scale):
 
 
 def test_huge_sigma_is_not_an_overflow_error():
-    _finite_in_range_or_refused(_noisy((16, 16), np.float64), "sigma", sigma=1e200, h=0.1, patch_size=3,
-                                patch_distance=2)
+    _finite_in_range_or_refused(
+        _noisy((16, 16), np.float64), "sigma", sigma=1e200, h=0.1, patch_size=3, patch_distance=2
+    )
 
 
 def test_huge_patch_distance_costs_no_memory():
@@ -912,7 +1268,9 @@ def neural_weights(tmp_path_factory):
     from nlmeans.neural import NonLocalDenoiser, save_weights
 
     torch.manual_seed(0)
-    path = save_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors", NonLocalDenoiser(_tiny_config()))
+    path = save_weights(
+        tmp_path_factory.mktemp("weights") / "tiny.safetensors", NonLocalDenoiser(_tiny_config())
+    )
     patch = pytest.MonkeyPatch()
     patch.setattr(inference, "default_weights_path", lambda: path)
     yield path
@@ -963,13 +1321,21 @@ def _check_properties(image, out):
     scale=st.sampled_from([1e-3, 1.0, 1e3]),
     seed=st.integers(0, 2**16),
 )
-def test_property_classical(layout, dtype, method, patch_size, patch_distance, h, sigma, threads, scale, seed):
+def test_property_classical(
+    layout, dtype, method, patch_size, patch_distance, h, sigma, threads, scale, seed
+):
     """Automatic or given parameters, any layout: a valid result or a clear 'smaller than the patch'."""
     shape, axis = layout
     image = _random_image(np.random.default_rng(seed), shape, dtype, scale)
     before = image.copy()
-    kwargs = dict(method=method, patch_size=patch_size, patch_distance=patch_distance, h=h, sigma=sigma,
-                  channel_axis=axis)
+    kwargs = dict(
+        method=method,
+        patch_size=patch_size,
+        patch_distance=patch_distance,
+        h=h,
+        sigma=sigma,
+        channel_axis=axis,
+    )
     spatial = [n for i, n in enumerate(shape) if axis is None or i != axis % len(shape)]
     try:
         params = nlmeans.resolve_parameters(image, **kwargs)
@@ -1039,36 +1405,80 @@ def test_batch_with_two_threads_gives_the_same_bytes_as_one_file_at_a_time(tmp_p
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("Numba has a single thread here")
     folder = _in(tmp_path)
-    pixels = [_noisy((40, 44), seed=1), _noisy((40, 44, 3), seed=2), _noisy((33, 41), np.uint16, seed=3),
-              _noisy((40, 44, 3), np.uint16, seed=4), _noisy((36, 36), np.float32, seed=5),
-              np.concatenate([_noisy((40, 44, 3), seed=6), _noisy((40, 44, 1), seed=7)], axis=2)]
+    pixels = [
+        _noisy((40, 44), seed=1),
+        _noisy((40, 44, 3), seed=2),
+        _noisy((33, 41), np.uint16, seed=3),
+        _noisy((40, 44, 3), np.uint16, seed=4),
+        _noisy((36, 36), np.float32, seed=5),
+        np.concatenate([_noisy((40, 44, 3), seed=6), _noisy((40, 44, 1), seed=7)], axis=2),
+    ]
     names = ["a.png", "b.png", "c.png", "d.png", "e.tif", "f.png"]
     for name, px in zip(names, pixels):
         write_image(folder / name, px)
     args = ["-m", "patchwise", "-p", "5", "-r", "4", "--h", "0.06", "--sigma", "0.02"]
-    batch = run_cli(["denoise", *[folder / n for n in names], "-d", tmp_path / "batch", "--threads", "2", *args],
-                    capfd, caplog)
+    batch = run_cli(
+        [
+            "denoise",
+            *[folder / n for n in names],
+            "-d",
+            tmp_path / "batch",
+            "--threads",
+            "2",
+            *args,
+        ],
+        capfd,
+        caplog,
+    )
     assert batch.exit_code == 0, batch.stderr
     for name in names:
-        single = run_cli(["denoise", folder / name, "-d", tmp_path / "single", "--threads", "1", *args],
-                         capfd, caplog)
+        single = run_cli(
+            ["denoise", folder / name, "-d", tmp_path / "single", "--threads", "1", *args],
+            capfd,
+            caplog,
+        )
         assert single.exit_code == 0, single.stderr
     outputs = sorted(p.name for p in (tmp_path / "batch").iterdir())
     assert outputs == sorted(p.name for p in (tmp_path / "single").iterdir()) and len(outputs) == 6
     for name in outputs:
-        assert (tmp_path / "batch" / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name
+        assert (tmp_path / "batch" / name).read_bytes() == (
+            tmp_path / "single" / name
+        ).read_bytes(), name
 
 
 def test_library_calls_from_several_threads_agree_with_sequential_calls():
     jobs = [
-        (_noisy((40, 40), seed=s), dict(method=m, patch_size=3, patch_distance=3, h=0.07, sigma=0.02, threads=t))
-        for s, (m, t) in enumerate([("fast", 1), ("exact", 2), ("patchwise", 1), ("fast", None), ("exact", 1),
-                                    ("patchwise", 2), ("fast", 2), ("exact", None)])
+        (
+            _noisy((40, 40), seed=s),
+            dict(method=m, patch_size=3, patch_distance=3, h=0.07, sigma=0.02, threads=t),
+        )
+        for s, (m, t) in enumerate(
+            [
+                ("fast", 1),
+                ("exact", 2),
+                ("patchwise", 1),
+                ("fast", None),
+                ("exact", 1),
+                ("patchwise", 2),
+                ("fast", 2),
+                ("exact", None),
+            ]
+        )
     ]
     import numba
 
-    jobs = [(img, {**kw, "threads": min(kw["threads"], numba.config.NUMBA_NUM_THREADS) if kw["threads"] else None})
-            for img, kw in jobs]
+    jobs = [
+        (
+            img,
+            {
+                **kw,
+                "threads": min(kw["threads"], numba.config.NUMBA_NUM_THREADS)
+                if kw["threads"]
+                else None,
+            },
+        )
+        for img, kw in jobs
+    ]
     sequential = [nlmeans.denoise(img, **kw) for img, kw in jobs]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         parallel = list(pool.map(lambda job: nlmeans.denoise(job[0], **job[1]), jobs * 2))
@@ -1099,7 +1509,9 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float) -> None:
     while not predicate():
         if proc.poll() is not None:
             out, err = proc.communicate()
-            pytest.fail(f"the process ended (status {proc.returncode}) before it could be interrupted:\n{err}")
+            pytest.fail(
+                f"the process ended (status {proc.returncode}) before it could be interrupted:\n{err}"
+            )
         if time.monotonic() > deadline:
             proc.kill()
             proc.communicate()
@@ -1116,7 +1528,8 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float) -> None:
 #: under a terminal. (A wrapper, not ``preexec_fn``: that one runs Python code
 #: between fork and exec, which is unsafe in this multi-threaded process.)
 _WITH_DEFAULT_SIGINT = (
-    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
 )
 
 
@@ -1138,24 +1551,51 @@ def _interrupt(proc: subprocess.Popen) -> tuple[str, str]:
 def test_sigint_in_the_middle_of_a_batch(tmp_path):
     script = _script()
     folder = _in(tmp_path)
-    pixels = read_image(SAMPLES / "camera.png").pixels  # 256 x 256: ~0.3 s per file with these settings
+    pixels = read_image(
+        SAMPLES / "camera.png"
+    ).pixels  # 256 x 256: ~0.3 s per file with these settings
     write_image(folder / "img00.png", pixels)
     for i in range(1, 30):
         (folder / f"img{i:02d}.png").write_bytes((folder / "img00.png").read_bytes())
-    args = ["-m", "patchwise", "-p", "7", "-r", "15", "--h", "0.05", "--sigma", "0.02", "--threads", "1"]
-    expected = nlmeans.denoise(pixels, method="patchwise", patch_size=7, patch_distance=15, h=0.05, sigma=0.02,
-                               threads=1)  # also fills the kernel cache the subprocess reads
+    args = [
+        "-m",
+        "patchwise",
+        "-p",
+        "7",
+        "-r",
+        "15",
+        "--h",
+        "0.05",
+        "--sigma",
+        "0.02",
+        "--threads",
+        "1",
+    ]
+    expected = nlmeans.denoise(
+        pixels, method="patchwise", patch_size=7, patch_distance=15, h=0.05, sigma=0.02, threads=1
+    )  # also fills the kernel cache the subprocess reads
     before = _snapshot(folder)
     out = tmp_path / "out"
-    proc = _start([script, "denoise", folder, "-d", out, *args],
-                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
-    _wait_for(lambda: out.is_dir() and any(p.name.endswith("_denoised.png") for p in out.iterdir()), proc, 120)
+    proc = _start(
+        [script, "denoise", folder, "-d", out, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    _wait_for(
+        lambda: out.is_dir() and any(p.name.endswith("_denoised.png") for p in out.iterdir()),
+        proc,
+        120,
+    )
     stdout, stderr = _interrupt(proc)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr + stdout
     assert stderr.count("Interrupted.") == 1 and "Error" not in stderr, stderr
     done = sorted(out.iterdir())
-    assert all(p.name.endswith("_denoised.png") and not p.name.startswith(".") for p in done), done  # no temp files
+    assert all(p.name.endswith("_denoised.png") and not p.name.startswith(".") for p in done), (
+        done
+    )  # no temp files
     assert 1 <= len(done) < 30, "the batch was not interrupted in the middle"
     for path in done:  # every output present is complete
         np.testing.assert_array_equal(read_image(path).pixels, expected)
@@ -1168,34 +1608,63 @@ def test_sigint_in_the_middle_of_training_then_resume(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     camera = read_image(SAMPLES / "camera.png").pixels
-    for i in range(3):  # 16 x 16 images, patch 16: one step per epoch, so a checkpoint after every step
+    for i in range(
+        3
+    ):  # 16 x 16 images, patch 16: one step per epoch, so a checkpoint after every step
         write_image(data / f"{i}.png", camera[40 * i : 40 * i + 16, 60:76])
     before = _snapshot(data)
     ckpt = tmp_path / "model.pt"
     total = 60
     common = ["--data", str(data), "--threads", "1"]
     proc = _start(
-        [script, "train-neural", *common, "--steps", str(total), "--batch-size", "4", "--patch-size", "16",
-         "--out", str(ckpt), "--seed", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        [
+            script,
+            "train-neural",
+            *common,
+            "--steps",
+            str(total),
+            "--batch-size",
+            "4",
+            "--patch-size",
+            "16",
+            "--out",
+            str(ckpt),
+            "--seed",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
     )
     _wait_for(ckpt.exists, proc, 120)
     stdout, stderr = _interrupt(proc)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr + stdout
-    message = re.search(r"training interrupted at step \d+/60; the last complete checkpoint is \S*model\.pt "
-                        r"\(step (\d+)\)\. Resume with `nlmeans train-neural --resume", stderr)
+    message = re.search(
+        r"training interrupted at step \d+/60; the last complete checkpoint is \S*model\.pt "
+        r"\(step (\d+)\)\. Resume with `nlmeans train-neural --resume",
+        stderr,
+    )
     assert message, stderr
     saved = int(message.group(1))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "model.pt"]  # no temporary checkpoint left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "data",
+        "model.pt",
+    ]  # no temporary checkpoint left
     import nlmeans.neural as nn_
 
     state = nn_.load_checkpoint(ckpt)
     assert state["step"] == saved and 1 <= saved < total
     assert [h["step"] for h in state["history"]] == list(range(1, saved + 1))
 
-    resumed = subprocess.run([str(script), "train-neural", *common, "--resume", str(ckpt)],
-                             capture_output=True, text=True, env=_env(), timeout=120)
+    resumed = subprocess.run(
+        [str(script), "train-neural", *common, "--resume", str(ckpt)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"step {total}/{total} (done)" in resumed.stdout
     assert f"step {saved + 1}/{total}" in resumed.stderr  # the counter goes on from the checkpoint

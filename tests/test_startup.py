@@ -76,12 +76,19 @@ def _kill_leftover_children():
 
 def _start_child(tmp_path: Path, cache_dir: Path, tag: str) -> tuple[subprocess.Popen, Path]:
     output = tmp_path / f"out_{tag}.npy"
-    args = json.dumps({
-        "input": str(tmp_path / "input.npy"), "output": str(output), "params": PARAMS,
-    })
+    args = json.dumps(
+        {
+            "input": str(tmp_path / "input.npy"),
+            "output": str(output),
+            "params": PARAMS,
+        }
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, args], env=_env(cache_dir),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", _CHILD, args],
+        env=_env(cache_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     _RUNNING.append(proc)
     return proc, output
@@ -97,7 +104,7 @@ def _finish_child(proc: subprocess.Popen, output: Path) -> tuple[dict, np.ndarra
     assert proc.returncode == 0, f"child failed (rc={proc.returncode}):\n{stderr}"
     lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
     assert lines, f"child printed no result:\n{stdout}\n{stderr}"
-    return json.loads(lines[-1][len("RESULT "):]), np.load(output)
+    return json.loads(lines[-1][len("RESULT ") :]), np.load(output)
 
 
 @pytest.fixture
@@ -119,8 +126,12 @@ def test_import_does_not_import_torch():
         "                        if m.split('.')[0] == 'torch' or m.startswith('nlmeans.neural'))))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
-        timeout=TIMEOUT, check=False,
+        [sys.executable, "-c", code],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
@@ -133,7 +144,9 @@ def test_kernels_compile_into_empty_cache_then_load_from_it(tmp_path, image_and_
     cache_dir.mkdir()
 
     cold, cold_out = _finish_child(*_start_child(tmp_path, cache_dir, "cold"))
-    assert Path(cold["cache_path"]).resolve().is_relative_to(cache_dir.resolve()), cold["cache_path"]
+    assert Path(cold["cache_path"]).resolve().is_relative_to(cache_dir.resolve()), cold[
+        "cache_path"
+    ]
     assert cold["cache_misses"] > 0 and cold["cache_hits"] == 0, cold
     assert any(cache_dir.rglob("*.nbi")) and any(cache_dir.rglob("*.nbc"))
 

@@ -683,7 +683,9 @@ class _NonLocalBlockNd(nn.Module):
         try:
             pos = tuple(int(p) for p in position)
         except TypeError as exc:
-            raise ValueError(f"position must be a sequence of {self._dim} ints, got {position!r}") from exc
+            raise ValueError(
+                f"position must be a sequence of {self._dim} ints, got {position!r}"
+            ) from exc
         if len(pos) != self._dim or any(not 0 <= p < n for p, n in zip(pos, spatial)):
             raise ValueError(
                 f"position must be {self._dim} indices inside the input grid {spatial}, got {position!r}"
@@ -792,9 +794,7 @@ _BLOCK_DOC = """Non-local block for {dim}-D inputs {shape} (Wang et al., CVPR 20
 
 
 class NonLocalBlock1d(_NonLocalBlockNd):
-    __doc__ = _BLOCK_DOC.format(
-        dim=1, shape="(B, C, L)", pool="2", factor="2", example="2, 8, 10"
-    )
+    __doc__ = _BLOCK_DOC.format(dim=1, shape="(B, C, L)", pool="2", factor="2", example="2, 8, 10")
     _dim = 1
 
 

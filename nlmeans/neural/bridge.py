@@ -40,7 +40,11 @@ def _check_parameters(h: object, sigma: object, patch_size: object, patch_distan
         or patch_size % 2 == 0
     ):
         raise ValueError(f"patch_size must be an odd integer >= 1, got {patch_size!r}")
-    if isinstance(patch_distance, bool) or not isinstance(patch_distance, int) or patch_distance < 0:
+    if (
+        isinstance(patch_distance, bool)
+        or not isinstance(patch_distance, int)
+        or patch_distance < 0
+    ):
         raise ValueError(f"patch_distance must be an integer >= 0, got {patch_distance!r}")
 
 

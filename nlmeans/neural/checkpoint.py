@@ -124,7 +124,9 @@ def _is_safetensors(path: Path) -> bool:
     return 0 < n < 100_000_000 and head[8:9] == b"{"
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Read a training checkpoint or a safetensors weights file.
 
     Returns a dict with at least ``"config"`` (dict) and ``"model"`` (state
@@ -155,12 +157,19 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         # nothing. torch's own message is many lines with terminal escapes.
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", _plain(exc))
         what = f", such as the global {found.group(1)}" if found else ""
-        raise _refuse(path, "it holds pickled code or objects other than tensors" + what
-                      + "; they were not executed") from None
+        raise _refuse(
+            path,
+            "it holds pickled code or objects other than tensors"
+            + what
+            + "; they were not executed",
+        ) from None
     except Exception as exc:  # RuntimeError for a corrupt archive, ...
         first = _plain(exc).strip().splitlines()
-        raise _refuse(path, f"refused by the weights-only loader: {type(exc).__name__}"
-                      + (f": {first[0].strip()}" if first else "")) from None
+        raise _refuse(
+            path,
+            f"refused by the weights-only loader: {type(exc).__name__}"
+            + (f": {first[0].strip()}" if first else ""),
+        ) from None
     return _validate(path, data)
 
 
@@ -184,7 +193,9 @@ def _validate(path: Path, data: Any) -> dict[str, Any]:
     return data
 
 
-def save_weights(path: str | os.PathLike, model: NonLocalDenoiser, metadata: Mapping[str, Any] | None = None) -> Path:
+def save_weights(
+    path: str | os.PathLike, model: NonLocalDenoiser, metadata: Mapping[str, Any] | None = None
+) -> Path:
     """Write inference weights as safetensors with the config as JSON metadata."""
     from safetensors.torch import save as st_save
 
@@ -248,7 +259,9 @@ def export_weights(checkpoint: str | os.PathLike, dest: str | os.PathLike | None
     }
     save_weights(dest, model, info)
     sidecar = dest.with_suffix(".json")
-    text = json.dumps({"config": model.config.to_dict(), **info}, indent=2, sort_keys=True, default=str)
+    text = json.dumps(
+        {"config": model.config.to_dict(), **info}, indent=2, sort_keys=True, default=str
+    )
     _atomic_write(sidecar, lambda fh: fh.write((text + "\n").encode()))
     return dest
 
@@ -258,11 +271,15 @@ def _build(path: Path, data: Mapping[str, Any], device) -> NonLocalDenoiser:
     try:
         model.load_state_dict(data["model"], strict=True)
     except RuntimeError as exc:
-        raise _refuse(path, f"weights do not match the stored config: {str(exc).splitlines()[0]}") from None
+        raise _refuse(
+            path, f"weights do not match the stored config: {str(exc).splitlines()[0]}"
+        ) from None
     return model.to(device).eval()
 
 
-def load_model(weights: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> NonLocalDenoiser:
+def load_model(
+    weights: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+) -> NonLocalDenoiser:
     """Rebuild a :class:`NonLocalDenoiser` (eval mode) from a weights file.
 
     Args:

@@ -27,7 +27,9 @@ DEFAULT_TILE = 512
 _MODEL_CACHE: dict[tuple[str, int, int, str], NonLocalDenoiser] = {}
 
 
-def get_model(weights: str | os.PathLike | NonLocalDenoiser | None = None, device: str = "cpu") -> NonLocalDenoiser:
+def get_model(
+    weights: str | os.PathLike | NonLocalDenoiser | None = None, device: str = "cpu"
+) -> NonLocalDenoiser:
     """Load (and cache, per file and modification time) a denoiser."""
     if isinstance(weights, NonLocalDenoiser):
         return weights
@@ -72,7 +74,9 @@ def denoise_array(
     """
     cfg = model.config
     if cfg.in_channels != 1:
-        raise ValueError(f"denoise_array expects a gray model, this one has {cfg.in_channels} input channels")
+        raise ValueError(
+            f"denoise_array expects a gray model, this one has {cfg.in_channels} input channels"
+        )
     device = next(model.parameters()).device
     h, w = image.shape
     a = cfg.alignment
@@ -148,8 +152,10 @@ def denoise(
         axis = -1 if channel_axis is None else channel_axis
         try:
             arr = np.moveaxis(arr, axis, -1)
-        except np.exceptions.AxisError as exc:
-            raise ValueError(f"channel_axis={channel_axis} is out of range for shape {arr.shape}") from None
+        except np.exceptions.AxisError:
+            raise ValueError(
+                f"channel_axis={channel_axis} is out of range for shape {arr.shape}"
+            ) from None
     elif arr.ndim != 2 or channel_axis is not None:
         raise ValueError(
             f"image must be 2-D gray or 3-D colour (H, W, C), got shape {arr.shape} "
@@ -178,7 +184,10 @@ def denoise(
             out = denoise_array(model, arr, sigma, tile_size=tile_size)
         else:
             out = np.stack(
-                [denoise_array(model, arr[..., c], sigma, tile_size=tile_size) for c in range(arr.shape[-1])],
+                [
+                    denoise_array(model, arr[..., c], sigma, tile_size=tile_size)
+                    for c in range(arr.shape[-1])
+                ],
                 axis=-1,
             )
             if channel_axis is not None:

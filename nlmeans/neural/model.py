@@ -91,7 +91,9 @@ class DenoiserConfig:
         def _int(name: str, minimum: int) -> None:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"DenoiserConfig.{name} must be an integer >= {minimum}, got {value!r}")
+                raise ValueError(
+                    f"DenoiserConfig.{name} must be an integer >= {minimum}, got {value!r}"
+                )
 
         _int("in_channels", 1)
         _int("channels", 1)
@@ -108,7 +110,9 @@ class DenoiserConfig:
             raise ValueError(f"DenoiserConfig.norm must be one of {NORMS}, got {self.norm!r}")
         for name in ("sub_sample", "residual", "noise_level_input"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"DenoiserConfig.{name} must be a bool, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"DenoiserConfig.{name} must be a bool, got {getattr(self, name)!r}"
+                )
         if self.sub_sample and self.window is not None and self.num_blocks:
             raise ValueError("DenoiserConfig: sub_sample=True needs window=None (global attention)")
 
@@ -268,7 +272,9 @@ class NonLocalDenoiser(nn.Module):
                     else:
                         last.weight.mul_(RESIDUAL_INIT_SCALE)
         # Small output layer: the untrained network predicts almost no noise.
-        nn.init.normal_(self.tail.weight, std=1e-3 / math.sqrt(self.tail.weight[0].numel()), generator=generator)
+        nn.init.normal_(
+            self.tail.weight, std=1e-3 / math.sqrt(self.tail.weight[0].numel()), generator=generator
+        )
         nn.init.zeros_(self.tail.bias)
 
     # ------------------------------------------------------------------
@@ -279,7 +285,9 @@ class NonLocalDenoiser(nn.Module):
     def num_parameters(self) -> int:
         return count_parameters(self)
 
-    def predict_noise(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+    def predict_noise(
+        self, x: torch.Tensor, sigma: torch.Tensor | float | None = None
+    ) -> torch.Tensor:
         """The residual the network predicts (same shape as ``x``)."""
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:
             raise ValueError(

@@ -107,11 +107,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         lo, hi = (float(v) for v in self.sigma)
         if not (0.0 <= lo <= hi) or not math.isfinite(hi):
-            raise ValueError(f"sigma must be a range (low, high) with 0 <= low <= high, got {self.sigma!r}")
+            raise ValueError(
+                f"sigma must be a range (low, high) with 0 <= low <= high, got {self.sigma!r}"
+            )
         object.__setattr__(self, "sigma", (lo, hi))
         plo, phi = (float(v) for v in self.poisson_peak)
         if not (0.0 < plo <= phi) or not math.isfinite(phi):
-            raise ValueError(f"poisson_peak must be (low, high) with 0 < low <= high, got {self.poisson_peak!r}")
+            raise ValueError(
+                f"poisson_peak must be (low, high) with 0 < low <= high, got {self.poisson_peak!r}"
+            )
         object.__setattr__(self, "poisson_peak", (plo, phi))
         if self.noise not in NOISE_KINDS:
             raise ValueError(f"noise must be one of {NOISE_KINDS}, got {self.noise!r}")
@@ -208,7 +212,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
                 f"(torch {torch.__version__}); use device='cpu'"
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise RuntimeError(f"device={str(device)!r}: only {torch.cuda.device_count()} CUDA device(s)")
+            raise RuntimeError(
+                f"device={str(device)!r}: only {torch.cuda.device_count()} CUDA device(s)"
+            )
     elif dev.type != "cpu":
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     return dev
@@ -220,7 +226,8 @@ def list_images(data_dir: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise FileNotFoundError(f"training data folder not found: {root}")
     files = [
-        p for p in root.rglob("*")
+        p
+        for p in root.rglob("*")
         if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
     ]
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
@@ -286,12 +293,16 @@ def _fingerprint(files: Sequence[Path], root: Path) -> str:
 class _PatchSampler:
     """Random noisy/clean patch batches, driven only by one torch.Generator."""
 
-    def __init__(self, images: list[torch.Tensor], settings: TrainConfig, generator: torch.Generator):
+    def __init__(
+        self, images: list[torch.Tensor], settings: TrainConfig, generator: torch.Generator
+    ):
         self.images = images
         self.s = settings
         self.g = generator
         p = settings.patch_size
-        counts = torch.tensor([(im.shape[0] - p + 1) * (im.shape[1] - p + 1) for im in images], dtype=torch.float64)
+        counts = torch.tensor(
+            [(im.shape[0] - p + 1) * (im.shape[1] - p + 1) for im in images], dtype=torch.float64
+        )
         self.weights = counts / counts.sum()
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -311,10 +322,14 @@ class _PatchSampler:
                 patch = patch.flip(-1)
             clean[k, 0] = torch.rot90(patch, t & 3, (0, 1))
         lo, hi = s.sigma
-        sigma = (lo + (hi - lo) * torch.rand((b,), generator=g, dtype=torch.float64)).float() / 255.0
+        sigma = (
+            lo + (hi - lo) * torch.rand((b,), generator=g, dtype=torch.float64)
+        ).float() / 255.0
         if s.noise == "poisson-gaussian":
             plo, phi = s.poisson_peak
-            logp = math.log(plo) + (math.log(phi) - math.log(plo)) * torch.rand((b,), generator=g, dtype=torch.float64)
+            logp = math.log(plo) + (math.log(phi) - math.log(plo)) * torch.rand(
+                (b,), generator=g, dtype=torch.float64
+            )
             peak = torch.exp(logp).float().view(b, 1, 1, 1)
             noisy = torch.poisson(clean * peak, generator=g) / peak
         else:
@@ -348,7 +363,9 @@ def _psnr(clean: torch.Tensor, out: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
-def _validation_set(images: list[torch.Tensor], sigma255: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _validation_set(
+    images: list[torch.Tensor], sigma255: float
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     pairs = []
     for i, im in enumerate(images):
         h, w = im.shape
@@ -362,7 +379,9 @@ def _validation_set(images: list[torch.Tensor], sigma255: float) -> list[tuple[t
 
 
 @torch.inference_mode()
-def _validate(model: NonLocalDenoiser, pairs, sigma255: float, device: torch.device) -> float | None:
+def _validate(
+    model: NonLocalDenoiser, pairs, sigma255: float, device: torch.device
+) -> float | None:
     if not pairs:
         return None
     was_training = model.training
@@ -400,7 +419,14 @@ class _Progress:
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.bar = Progress(
             TextColumn("[bold]train-neural"),
@@ -518,12 +544,25 @@ def train(
     if isinstance(sigma, (int, float)):
         sigma = (float(sigma), float(sigma))
     requested = TrainConfig(
-        sigma=tuple(sigma), noise=noise, poisson_peak=tuple(poisson_peak), epochs=epochs, steps=steps,
-        steps_per_epoch=steps_per_epoch, batch_size=batch_size, patch_size=patch_size, lr=lr,
-        schedule=schedule, weight_decay=weight_decay, grad_clip=grad_clip, seed=seed,
-        val_fraction=val_fraction, val_sigma=val_sigma,
+        sigma=tuple(sigma),
+        noise=noise,
+        poisson_peak=tuple(poisson_peak),
+        epochs=epochs,
+        steps=steps,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        patch_size=patch_size,
+        lr=lr,
+        schedule=schedule,
+        weight_decay=weight_decay,
+        grad_clip=grad_clip,
+        seed=seed,
+        val_fraction=val_fraction,
+        val_sigma=val_sigma,
     )
-    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+    if max_steps is not None and (
+        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
+    ):
         raise ValueError(f"max_steps must be a positive integer or None, got {max_steps!r}")
     if config is not None and not isinstance(config, DenoiserConfig):
         raise TypeError(f"config must be a DenoiserConfig, got {type(config).__name__}")
@@ -533,7 +572,9 @@ def train(
         resume = Path(resume)
         state = load_checkpoint(resume, map_location="cpu")
         if "train_settings" not in state or "optimizer" not in state:
-            raise ValueError(f"{resume}: holds inference weights only, not a resumable training checkpoint")
+            raise ValueError(
+                f"{resume}: holds inference weights only, not a resumable training checkpoint"
+            )
         settings = TrainConfig.from_dict(state["train_settings"])
         net_config = DenoiserConfig.from_dict(state["config"])
         # Warn about arguments the caller changed from their defaults that
@@ -542,7 +583,8 @@ def train(
         ignored = [
             f"{k}={getattr(requested, k)!r} (checkpoint: {getattr(settings, k)!r})"
             for k in settings.to_dict()
-            if getattr(requested, k) != getattr(settings, k) and getattr(requested, k) != getattr(defaults, k)
+            if getattr(requested, k) != getattr(settings, k)
+            and getattr(requested, k) != getattr(defaults, k)
         ]
         if config is not None and config != net_config:
             ignored.append("config (checkpoint's network config is used)")
@@ -555,7 +597,11 @@ def train(
         settings = requested
         net_config = config if config is not None else DenoiserConfig()
 
-    out_path = Path(out) if out is not None else (resume if resume is not None else Path("neural_denoiser.pt"))
+    out_path = (
+        Path(out)
+        if out is not None
+        else (resume if resume is not None else Path("neural_denoiser.pt"))
+    )
 
     # -- data -------------------------------------------------------------
     root = Path(data_dir)
@@ -580,10 +626,15 @@ def train(
             continue
         train_images.append(torch.from_numpy(im))
     if skipped:
-        warnings.warn(f"{len(skipped)} training image(s) smaller than patch_size={p} skipped: {skipped[:5]}", stacklevel=2)
+        warnings.warn(
+            f"{len(skipped)} training image(s) smaller than patch_size={p} skipped: {skipped[:5]}",
+            stacklevel=2,
+        )
     if not train_images:
         raise ValueError(f"no training image in {root} is at least {p}x{p} pixels")
-    val_pairs = _validation_set([torch.from_numpy(read_gray(files[i])) for i in val_idx], settings.val_sigma)
+    val_pairs = _validation_set(
+        [torch.from_numpy(read_gray(files[i])) for i in val_idx], settings.val_sigma
+    )
 
     spe = settings.steps_per_epoch
     if spe is None:
@@ -596,8 +647,12 @@ def train(
     with torch.random.fork_rng(devices=[]), _num_threads(threads):
         torch.manual_seed(settings.seed)
         model = NonLocalDenoiser(net_config)
-        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(settings.schedule, total))
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _lr_lambda(settings.schedule, total)
+        )
         gen = torch.Generator().manual_seed(settings.seed)
         step, epoch, history, wall = 0, 0, [], 0.0
         if state is not None:
@@ -651,7 +706,11 @@ def train(
                         optimizer.zero_grad(set_to_none=True)
                         loss = F.mse_loss(model(noisy, sig), clean)
                         if not torch.isfinite(loss):
-                            where = f"; the last complete checkpoint is {saved_path}" if saved_path else ""
+                            where = (
+                                f"; the last complete checkpoint is {saved_path}"
+                                if saved_path
+                                else ""
+                            )
                             raise FloatingPointError(
                                 f"training diverged (loss {loss.detach().item()}) at step {step + 1}{where}; "
                                 "try a lower lr or grad_clip"
@@ -685,19 +744,27 @@ def train(
                     saved_step, saved_path = step, out_path
                     val_txt = f"val {val:.2f} dB" if val is not None else "no val"
                     bar.update(step, f"loss {record['train_loss']:.2e} | {val_txt}")
-                    bar.log(f"step {step}/{total}  loss {record['train_loss']:.3e}  {val_txt}  -> {out_path}")
+                    bar.log(
+                        f"step {step}/{total}  loss {record['train_loss']:.3e}  {val_txt}  -> {out_path}"
+                    )
                     if callback is not None:
                         callback(dict(record))
         except KeyboardInterrupt:
             if saved_path is None:
-                msg = (f"training interrupted at step {step}/{total} before the first checkpoint; "
-                       "nothing was saved")
+                msg = (
+                    f"training interrupted at step {step}/{total} before the first checkpoint; "
+                    "nothing was saved"
+                )
             else:
-                msg = (f"training interrupted at step {step}/{total}; the last complete checkpoint is "
-                       f"{saved_path} (step {saved_step}). Resume with "
-                       f"`nlmeans train-neural --resume {saved_path}` or "
-                       f"nlmeans.neural.train(..., resume={str(saved_path)!r})")
-            raise TrainingInterrupted(msg, Path(saved_path) if saved_path else None, saved_step) from None
+                msg = (
+                    f"training interrupted at step {step}/{total}; the last complete checkpoint is "
+                    f"{saved_path} (step {saved_step}). Resume with "
+                    f"`nlmeans train-neural --resume {saved_path}` or "
+                    f"nlmeans.neural.train(..., resume={str(saved_path)!r})"
+                )
+            raise TrainingInterrupted(
+                msg, Path(saved_path) if saved_path else None, saved_step
+            ) from None
 
     return TrainResult(
         out=out_path,
