@@ -287,7 +287,9 @@ def explain_pixel(
     """Compute and draw the explanation of one pixel (see the module docstring).
 
     Parameters left as None are chosen by :func:`nlmeans.resolve_parameters`
-    for method ``"fast"``, exactly as ``nlmeans.denoise`` would.
+    for method ``"fast"``, exactly as ``nlmeans.denoise`` would; a colour
+    image is explained with the joint weights of ``color_space="rgb"`` (one
+    weight per pixel pair), with that colour space's parameters.
     ``neural=False`` skips the neural panel; ``neural_weights``: a weights or
     checkpoint file for it instead of the shipped model. A missing torch or
     weights file only leaves the panel out (``notes`` says why); a
@@ -308,6 +310,9 @@ def explain_pixel(
         patch_distance=patch_distance,
         method="fast",
         channel_axis=channel_axis,
+        # One map of weights per pixel: the joint colour weights (the
+        # opponent path has separate luminance and chrominance weights).
+        color_space="rgb" if channel_axis is not None else "auto",
     )
     u = _as_unit_float(_channels_last(image, channel_axis))
     height, width = u.shape[:2]
