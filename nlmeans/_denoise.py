@@ -325,8 +325,11 @@ def _resolve_noise(image, axis, noise, sigma):
         return noise
     model = estimate_noise(image, channel_axis=axis, model=noise)
     # "auto" that finds white noise takes exactly the Gaussian path (sigma
-    # from estimate_sigma), so that white-noise results do not change.
-    return model if model.kind == "poisson-gaussian" else None
+    # from estimate_sigma), so that white-noise results do not change; so
+    # does an image in which no noise was found at all (a constant image).
+    if model.kind != "poisson-gaussian" or not any(model.a + model.b):
+        return None
+    return model
 
 
 def _stabilise(image, axis, model):

@@ -76,6 +76,12 @@ def test_neural_under_poisson_gaussian(camera):
     assert out.shape == crop.shape and _psnr(crop_clean, out) > _psnr(crop_clean, crop) + 3
 
 
+def test_noise_free_image_takes_the_gaussian_path():
+    flat = np.full((32, 32), 0.5)
+    for noise in ("poisson-gaussian", "auto"):
+        np.testing.assert_array_equal(nlmeans.denoise(flat, noise=noise), flat)
+
+
 def test_gaussian_model_is_sigma():
     image = np.random.default_rng(3).random((24, 24))
     model = NoiseModel("gaussian", 0.0, 0.1**2)
