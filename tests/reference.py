@@ -25,10 +25,11 @@ def gaussian_patch_weights(patch_size: int, ndim: int) -> np.ndarray:
     return out
 
 
-def _patch_distance(padded, i, j, radius, kernel):
+def squared_patch_distance(padded, i, j, radius, kernel):
     """Weighted mean over the patch (and channels) of squared differences.
 
-    padded: (C, *spatial) padded by `radius` on every spatial axis.
+    padded: (C, *spatial) padded by `radius` on every spatial axis; i and j
+    are the patch centres in image coordinates.
     """
     sl_i = tuple(slice(c, c + 2 * radius + 1) for c in i)
     sl_j = tuple(slice(c, c + 2 * radius + 1) for c in j)
@@ -47,9 +48,30 @@ def _weights(image, i, patch_size, patch_distance, h, sigma, kernel):
         for c, n in zip(i, spatial)
     ]
     for j in itertools.product(*ranges):
-        d2 = _patch_distance(padded, i, j, radius, kernel)
+        d2 = squared_patch_distance(padded, i, j, radius, kernel)
         out[j] = np.exp(-max(d2 - 2 * sigma**2, 0.0) / h**2)
     return out
+
+
+def _kernel(patch_size, ndim, gaussian):
+    if gaussian:
+        return gaussian_patch_weights(patch_size, ndim)
+    return np.full((patch_size,) * ndim, 1.0 / patch_size**ndim)
+
+
+def window_weights(image, i, *, patch_size, patch_distance, h, sigma=0.0, gaussian=False):
+    """Normalised weights of pixel i's search window, (2d+1)^ndim, 0 outside the image.
+
+    image: (C, *spatial) float64; the centre (weight 1 before normalising)
+    included.
+    """
+    ndim = image.ndim - 1
+    kernel = _kernel(patch_size, ndim, gaussian)
+    weights = _weights(image, i, patch_size, patch_distance, h, sigma, kernel)
+    out = np.zeros((2 * patch_distance + 1,) * ndim)
+    for j, w in weights.items():
+        out[tuple(b - a + patch_distance for a, b in zip(i, j))] = w
+    return out / out.sum()
 
 
 def nlm_pixelwise(image, *, patch_size, patch_distance, h, sigma=0.0, gaussian=False, guide=None):
@@ -59,11 +81,7 @@ def nlm_pixelwise(image, *, patch_size, patch_distance, h, sigma=0.0, gaussian=F
     count; the image itself by default) and the weights average ``image``.
     """
     guide = image if guide is None else guide
-    ndim = image.ndim - 1
-    if gaussian:
-        kernel = gaussian_patch_weights(patch_size, ndim)
-    else:
-        kernel = np.full((patch_size,) * ndim, 1.0 / patch_size**ndim)
+    kernel = _kernel(patch_size, image.ndim - 1, gaussian)
     out = np.zeros_like(image, dtype=np.float64)
     for i in np.ndindex(*image.shape[1:]):
         weights = _weights(guide, i, patch_size, patch_distance, h, sigma, kernel)
@@ -84,7 +102,7 @@ def nlm_patchwise(image, *, patch_size, patch_distance, h, sigma=0.0, guide=None
     guide = image if guide is None else guide
     ndim = image.ndim - 1
     radius = patch_size // 2
-    kernel = np.full((patch_size,) * ndim, 1.0 / patch_size**ndim)
+    kernel = _kernel(patch_size, ndim, gaussian=False)
     spatial = image.shape[1:]
     padded = np.pad(image, [(0, 0)] + [(radius, radius)] * ndim, mode="reflect")
     acc = np.zeros_like(image, dtype=np.float64)

@@ -22,11 +22,6 @@ def _reference(method, image_cf, **kw):
     return nlm_pixelwise(image_cf, gaussian=(method == "exact"), **kw)
 
 
-@pytest.fixture(scope="module")
-def rng():
-    return np.random.default_rng(1234)
-
-
 # --------------------------------------------------------------------------
 # Against the formula
 # --------------------------------------------------------------------------

@@ -12,11 +12,6 @@ from nlmeans._denoise import OPPONENT
 CLASSICAL = ("fast", "exact", "patchwise")
 
 
-@pytest.fixture(scope="module")
-def rng():
-    return np.random.default_rng(2024)
-
-
 @pytest.mark.parametrize("method", CLASSICAL)
 def test_opponent_matches_reference(method, rng):
     image = rng.random((9, 11, 3))

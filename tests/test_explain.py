@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from reference import window_weights
 
 import nlmeans
 from nlmeans.explain import explain_pixel, nlm_weight_map
@@ -22,25 +22,10 @@ def _noisy_crop(name="camera.png", size=40, sigma=0.08, seed=0):
 
 
 def _brute_force(u, row, col, h, sigma, s, d):
-    """The "fast" weight formula written as plain loops (u: H x W x C floats)."""
-    f = s // 2
-    p = np.pad(u, ((f, f), (f, f), (0, 0)), mode="reflect")
-    height, width = u.shape[:2]
-    out = np.zeros((2 * d + 1, 2 * d + 1))
-    for dy in range(-d, d + 1):
-        for dx in range(-d, d + 1):
-            r, c = row + dy, col + dx
-            if not (0 <= r < height and 0 <= c < width):
-                continue
-            total = 0.0
-            for ky in range(s):
-                for kx in range(s):
-                    for ch in range(u.shape[2]):
-                        diff = p[row + ky, col + kx, ch] - p[r + ky, c + kx, ch]
-                        total += diff * diff
-            d2 = total / (s * s * u.shape[2])
-            out[dy + d, dx + d] = math.exp(-max(d2 - 2 * sigma * sigma, 0.0) / (h * h))
-    return out / out.sum()
+    """The "fast" weights of one window as plain loops (tests/reference.py); u is H x W x C."""
+    return window_weights(
+        np.moveaxis(u, -1, 0), (row, col), patch_size=s, patch_distance=d, h=h, sigma=sigma
+    )
 
 
 @pytest.mark.parametrize("position", [(0, 0), (20, 17), (39, 39), (2, 37)])

@@ -2,52 +2,19 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from reference import gaussian_patch_weights, nlm_pixelwise, squared_patch_distance  # noqa: E402
+
 from nlmeans.neural.bridge import ClassicalNonLocalMeans, classical_non_local_means  # noqa: E402
 
 
-def gaussian_patch_weights(s):
-    a = (s - 1) / 4
-    if a == 0:
-        return np.ones((1, 1))
-    k = np.arange(s) - s // 2
-    g = np.exp(-(k**2) / (2 * a * a))
-    g /= g.sum()
-    return np.outer(g, g)
-
-
-def naive_patch_distance(padded, i, j, k, m, s, weights):
-    """Patch at (i, j) against patch at (k, m)."""
-    p = padded[:, i : i + s, j : j + s]
-    q = padded[:, k : k + s, m : m + s]
-    return float((weights * ((p - q) ** 2).mean(axis=0)).sum())
-
-
 def naive_nlm(u, h, sigma, s, d):
-    """Obvious double loop of the "exact" formula; u is (C, H, W) float64."""
-    channels, height, width = u.shape
-    f = s // 2
-    padded = np.pad(u, ((0, 0), (f, f), (f, f)), mode="reflect")
-    weights = gaussian_patch_weights(s)
-    out = np.empty_like(u)
-    for i in range(height):
-        for j in range(width):
-            num = np.zeros(channels)
-            den = 0.0
-            for k in range(max(0, i - d), min(height, i + d + 1)):
-                for m in range(max(0, j - d), min(width, j + d + 1)):
-                    d2 = naive_patch_distance(padded, i, j, k, m, s, weights)
-                    w = math.exp(-max(d2 - 2 * sigma**2, 0.0) / h**2)
-                    num += w * u[:, k, m]
-                    den += w
-            out[:, i, j] = num / den
-    return out
+    """The "exact" formula as an obvious loop (tests/reference.py); u is (C, H, W)."""
+    return nlm_pixelwise(u, patch_size=s, patch_distance=d, h=h, sigma=sigma, gaussian=True)
 
 
 def noisy_image(channels, height, width, seed=0):
@@ -105,10 +72,10 @@ def test_embedding_distance_is_patch_distance():
     emb = module.embed(torch.from_numpy(u)[None])[0]  # (C * 25, H, W)
     assert emb.shape == (75, 8, 9)
     padded = np.pad(u, ((0, 0), (2, 2), (2, 2)), mode="reflect")
-    weights = gaussian_patch_weights(5)
+    weights = gaussian_patch_weights(5, 2)
     for (i, j), (k, m) in [((0, 0), (3, 4)), ((7, 8), (7, 0)), ((4, 4), (4, 4)), ((1, 7), (6, 2))]:
         got = float(((emb[:, i, j] - emb[:, k, m]) ** 2).sum())
-        assert abs(got - naive_patch_distance(padded, i, j, k, m, 5, weights)) < 1e-12
+        assert abs(got - squared_patch_distance(padded, (i, j), (k, m), 2, weights)) < 1e-12
 
 
 def test_properties_constant_image_and_convex_combination():

@@ -1,0 +1,26 @@
+"""Fixtures shared by the test files.
+
+Slow, obvious NumPy versions of every formula live in ``tests/reference.py``
+(importable as ``reference``: pytest puts this folder on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SAMPLE_IMAGES = Path(__file__).resolve().parent.parent / "sample_images"
+
+
+@pytest.fixture(scope="module")
+def rng():
+    """A seeded generator, one per test module (so modules stay independent)."""
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def sample_images() -> Path:
+    """The folder of the bundled sample images."""
+    return SAMPLE_IMAGES
