@@ -11,6 +11,10 @@ import numbers
 import numpy as np
 
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
+#: The methods of :func:`nlmeans.denoise` (the CLI's ``--method`` lists the
+#: same names without importing the library, so that ``--help`` stays light).
+METHODS = ("fast", "exact", "patchwise", "neural")
+CLASSICAL_METHODS = ("fast", "exact", "patchwise")
 
 
 def _check_image(image) -> np.ndarray:

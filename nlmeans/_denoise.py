@@ -12,6 +12,7 @@ from importlib import resources
 import numpy as np
 
 from ._checks import (
+    METHODS,
     _check_channel_axis,
     _check_distance,
     _check_fits_patch,
@@ -31,8 +32,6 @@ from .noise import (
 
 logger = logging.getLogger("nlmeans")
 
-METHODS = ("fast", "exact", "patchwise", "neural")
-_CLASSICAL = ("fast", "exact", "patchwise")
 COLOR_SPACES = ("auto", "rgb", "opponent")
 # Orthonormal opponent transform (rows: luminance, red-blue, green-magenta),
 # the one colour BM3D uses up to scale. Orthonormal, so white noise of

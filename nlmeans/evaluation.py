@@ -72,6 +72,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._checks import METHODS
 from .io import atomic_write_bytes, read_image, to_unit_float, write_image
 
 __all__ = [
@@ -93,7 +94,7 @@ __all__ = [
     "write_report",
 ]
 
-OUR_METHODS = ("fast", "exact", "patchwise", "neural")
+OUR_METHODS = METHODS  # nlmeans.denoise's methods
 EXTERNAL_METHODS = ("skimage-same", "skimage-best", "opencv", "bm3d")
 ALL_METHODS = OUR_METHODS + EXTERNAL_METHODS
 DEFAULT_METHODS = ALL_METHODS

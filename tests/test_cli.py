@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nlmeans_cli.main import app
 from typer.testing import CliRunner
 
 import nlmeans
 from nlmeans.io import read_image, write_image
+from nlmeans_cli.main import app
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 FAST = ["--patch-size", "3", "--patch-distance", "2"]
@@ -738,3 +738,14 @@ def test_installed_script_help_and_version():
         [sys.executable, "-m", "nlmeans", "--version"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and done.stdout.startswith("nlmeans ")
+
+
+def test_cli_lists_match_the_library():
+    """The CLI keeps its own copies so that --help imports no library: they must agree."""
+    from nlmeans._checks import METHODS
+    from nlmeans.io import IMAGE_EXTENSIONS
+    from nlmeans_cli._common import IMAGE_SUFFIXES
+    from nlmeans_cli.denoise import Method
+
+    assert tuple(m.value for m in Method) == METHODS
+    assert set(IMAGE_SUFFIXES) == set(IMAGE_EXTENSIONS)

@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from nlmeans_cli.main import app
 from skimage import data, transform
 from typer.testing import CliRunner
 
 import nlmeans
 from nlmeans.io import read_image, write_image
 from nlmeans.noise import NoiseModel
+from nlmeans_cli.main import app
 
 runner = CliRunner()
 A, B = 0.01, 1e-4  # std from 2.6 (black) to 25.7 (white) gray levels

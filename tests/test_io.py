@@ -615,8 +615,9 @@ def test_profile_and_exif_survive_the_library(tmp_path, kind):
 
 @pytest.mark.parametrize("kind", LAYOUTS)
 def test_profile_and_exif_survive_the_cli(tmp_path, kind):
-    from nlmeans_cli.main import app
     from typer.testing import CliRunner
+
+    from nlmeans_cli.main import app
 
     path, profile, _ = _make_input(tmp_path, kind)
     image = read_image(path)
@@ -654,8 +655,9 @@ def test_profile_and_exif_survive_the_cli(tmp_path, kind):
     ],
 )
 def test_profile_and_exif_cross_formats(tmp_path, kind, ext):
-    from nlmeans_cli.main import app
     from typer.testing import CliRunner
+
+    from nlmeans_cli.main import app
 
     path, profile, _ = _make_input(tmp_path, kind)
     image = read_image(path)

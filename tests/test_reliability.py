@@ -51,12 +51,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from nlmeans_cli.main import app
 from typer.testing import CliRunner
 
 import nlmeans
 from nlmeans import io as nio
 from nlmeans.io import ImageReadError, ImageWriteError, read_image, write_image
+from nlmeans_cli.main import app
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 PARAMS = [
