@@ -320,30 +320,9 @@ def denoise(
         start = time.perf_counter()
         # The resolved parameters (estimates included) are handed on, so that
         # nothing is estimated twice.
-        resolved = {"noise": params.noise_model} if params.noise_model is not None else {}
-        if method is Method.neural:
-            if not resolved:
-                resolved["sigma"] = sigma
-            result = nlmeans.denoise(
-                color, method="neural", channel_axis=axis, threads=threads, **resolved
-            )
-        else:
-            if not resolved:
-                resolved["sigma"] = params.sigma
-            if params.color_space != "gray":
-                resolved["color_space"] = params.color_space
-            if params.color_space == "opponent":
-                resolved["h_chroma"] = params.h_chroma
-            result = nlmeans.denoise(
-                color,
-                method=method.value,
-                h=params.h,
-                patch_size=params.patch_size,
-                patch_distance=params.patch_distance,
-                channel_axis=axis,
-                threads=threads,
-                **resolved,
-            )
+        result = nlmeans.denoise(
+            color, channel_axis=axis, threads=threads, **params.denoise_kwargs()
+        )
         seconds = time.perf_counter() - start
         if out_dir is not None and not out_dir.is_dir():
             out_dir.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,27 @@ class NLMeansParameters:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def denoise_kwargs(self) -> dict:
+        """Keyword arguments that make :func:`denoise` use exactly these parameters.
+
+        ``denoise(image, channel_axis=..., **params.denoise_kwargs())`` gives
+        the result of the call that resolved them, without estimating
+        anything again. (The network estimates an unknown sigma itself, so
+        an estimated one is not passed on.)
+        """
+        kwargs = {"method": self.method}
+        if self.noise_model is not None:
+            kwargs["noise"] = self.noise_model
+        elif self.method != "neural" or not self.sigma_estimated:
+            kwargs["sigma"] = self.sigma
+        if self.method != "neural":
+            kwargs.update(h=self.h, patch_size=self.patch_size, patch_distance=self.patch_distance)
+        if self.color_space != "gray":
+            kwargs["color_space"] = self.color_space
+        if self.h_chroma is not None:
+            kwargs["h_chroma"] = self.h_chroma
+        return kwargs
+
 
 # --------------------------------------------------------------------------
 # Automatic parameters

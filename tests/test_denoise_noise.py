@@ -103,3 +103,24 @@ def test_bad_noise_arguments(kwargs, exc, match):
     image = np.random.default_rng(0).random((16, 16))
     with pytest.raises(exc, match=match):
         nlmeans.denoise(image, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(method="patchwise", channel_axis=-1),
+        dict(method="exact", channel_axis=-1, color_space="rgb"),
+        dict(noise="auto"),
+        dict(noise="poisson-gaussian", channel_axis=-1, method="fast"),
+    ],
+)
+def test_resolved_parameters_reproduce_the_call(camera, kwargs):
+    """params.denoise_kwargs() hands the resolved parameters on (what the CLI does)."""
+    _, noisy = camera
+    image = np.dstack([noisy] * 3) if kwargs.get("channel_axis") is not None else noisy
+    out, params = nlmeans.denoise(image, return_params=True, **kwargs)
+    again = nlmeans.denoise(
+        image, channel_axis=kwargs.get("channel_axis"), **params.denoise_kwargs()
+    )
+    np.testing.assert_array_equal(again, out)
