@@ -108,6 +108,21 @@ def stderr_console():
     return Console(stderr=True, highlight=False)
 
 
+def progress_bar(label: str, console):
+    """The commands' transient progress bar: label, bar, n/total, item, elapsed time."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
 def stdout_console():
     from rich.console import Console
 

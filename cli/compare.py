@@ -6,7 +6,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import error, expand_inputs, handle_errors, note, stderr_console, stdout_console
+from ._common import (
+    error,
+    expand_inputs,
+    handle_errors,
+    note,
+    progress_bar,
+    stderr_console,
+    stdout_console,
+)
 from ._options import ThreadsOption
 
 
@@ -137,17 +145,7 @@ def compare(
     console = stderr_console()
     from contextlib import redirect_stdout
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("[bold]compare"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with progress_bar("compare", console) as bar:
         task = bar.add_task("", total=None)
 
         def progress(image, method, sig, done, total):

@@ -13,6 +13,7 @@ from ._common import (
     error,
     expand_inputs,
     handle_errors,
+    progress_bar,
     same_file,
     stderr_console,
     stdout_console,
@@ -349,23 +350,7 @@ def denoise(
             typer.echo(str(dst))
 
     if many:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        with Progress(
-            TextColumn("[bold]denoise"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
+        with progress_bar("denoise", console) as bar:
             task = bar.add_task("", total=len(files))
             for src in files:
                 bar.update(task, description=src.name)
