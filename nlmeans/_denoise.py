@@ -236,7 +236,7 @@ def resolve_parameters(
     if model is not None and model.kind == "poisson-gaussian":
         # Parameters are chosen for the stabilised image (unit noise variance,
         # rescaled to [0, 1]), on which the Gaussian table applies.
-        _, spread = _stabilise(image, axis, model)
+        _, _, spread = _stabilise(image, axis, model)
         sigma_value = 1.0 / spread
         if isinstance(noise, str):
             automatic.append("noise")
@@ -353,14 +353,15 @@ def _resolve_noise(image, axis, noise, sigma):
 
 
 def _stabilise(image, axis, model):
-    """Generalized Anscombe transform of ``image``, and its offset and spread.
+    """Generalized Anscombe transform of ``image``, rescaled to [0, 1].
 
-    Returns ``(offset, spread)`` such that ``(f(image) - offset) / spread`` is
-    on [0, 1] with noise of standard deviation ``1 / spread``.
+    Returns ``(scaled, offset, spread)`` with ``scaled = (f(image) - offset)
+    / spread``, whose noise has standard deviation ``1 / spread``.
     """
     stabilised = generalized_anscombe(to_unit_float(image), model, channel_axis=axis)
     lo, hi = float(stabilised.min()), float(stabilised.max())
-    return lo, (hi - lo if hi > lo else 1.0)
+    spread = hi - lo if hi > lo else 1.0
+    return (stabilised - lo) / spread, lo, spread
 
 
 # --------------------------------------------------------------------------
@@ -557,8 +558,7 @@ def _denoise_stabilised(image, axis, params: NLMeansParameters, n_threads: int):
     """
     model = params.noise_model
     floats = to_unit_float(image)
-    offset, spread = _stabilise(image, axis, model)
-    scaled = (generalized_anscombe(floats, model, channel_axis=axis) - offset) / spread
+    scaled, offset, spread = _stabilise(image, axis, model)
     if params.method == "neural":
         out = _denoise_neural(scaled, axis, None, n_threads)
     else:
