@@ -913,7 +913,21 @@ def atomic_write_bytes(
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process's umask: files written here get ``0o666 & ~umask``, like ``open()`` gives.
+
+    Linux reports it in /proc without changing it. Elsewhere it can only be
+    read by setting another one for an instant; that one is the strictest
+    (0o077), so that a file another thread creates in that instant is too
+    private rather than too open.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
     os.umask(mask)
     return mask
 

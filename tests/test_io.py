@@ -320,6 +320,25 @@ def test_unwritable_destination(tmp_path):
         write_image(tmp_path / "x.bmp", _random((4, 4), np.uint8))
 
 
+@pytest.mark.parametrize("proc", [True, False], ids=["proc", "no-proc"])
+def test_written_files_get_the_umask_permissions(tmp_path, monkeypatch, proc):
+    """Images and checkpoints alike (one helper): 0o666 less the umask, not mkstemp's 0600."""
+    if not proc:  # a system without /proc/self/status: the umask is read by setting one
+
+        def no_proc(*_args, **_kwargs):
+            raise OSError("no /proc here")
+
+        monkeypatch.setattr(nio, "open", no_proc, raising=False)
+    old = os.umask(0o027)
+    try:
+        assert nio._umask() == 0o027
+        path = nio.atomic_write_bytes(tmp_path / "x.bin", b"data")
+        assert os.umask(0o027) == 0o027  # reading it left it as it was
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
 def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     def broken(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
