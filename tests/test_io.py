@@ -100,8 +100,8 @@ def test_gray_alpha_png_is_a_standard_png(tmp_path):
         np.testing.assert_array_equal(np.asarray(im), pixels)
 
 
-def test_png_encoder_filters_roundtrip():
-    """The NumPy PNG encoder (used for gray+alpha) picks all five filters correctly."""
+def test_png_encoder_roundtrip():
+    """The PNG encoders (OpenCV; imagecodecs for gray+alpha) give what libpng decodes back."""
     rng = np.random.default_rng(1)
     for dtype in (np.uint8, np.uint16):
         for channels in (1, 2, 3, 4):
@@ -109,7 +109,7 @@ def test_png_encoder_filters_roundtrip():
             spikes = rng.integers(0, 200, (30, 40, channels)) * (rng.random((30, 1, 1)) < 0.3)
             pixels = (base + spikes).astype(dtype)
             pixels = pixels[..., 0] if channels == 1 else pixels
-            data = nio._encode_png_numpy(pixels)
+            data = nio._encode_png(pixels)
             decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
             if channels == 1:
                 np.testing.assert_array_equal(decoded, pixels)
@@ -188,7 +188,7 @@ def test_sample_images_are_readable():
 
 
 def _png_bytes(pixels):
-    return nio._encode_png_numpy(pixels)
+    return nio._encode_png(pixels)
 
 
 @pytest.mark.parametrize(
@@ -214,11 +214,17 @@ def test_truncated_and_corrupt_png(tmp_path):
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageReadError, match="truncated"):
         read_image(tmp_path / "cut.png")
+    assert data[37:41] == b"IDAT"  # IHDR ends at byte 33; IDAT's data starts at 41
     broken = bytearray(data)
-    broken[40] ^= 0xFF  # inside IDAT: CRC mismatch
+    broken[45] ^= 0xFF  # inside IDAT: CRC mismatch
     (tmp_path / "crc.png").write_bytes(bytes(broken))
-    with pytest.raises(ImageReadError, match="checksum"):
+    with pytest.raises(ImageReadError, match=r"checksum error in chunk b'IDAT'"):
         read_image(tmp_path / "crc.png")
+    broken = bytearray(data)
+    broken[40] ^= 0xFF  # IDAT's type itself: no chunk of that name can exist
+    (tmp_path / "type.png").write_bytes(bytes(broken))
+    with pytest.raises(ImageReadError, match=r"corrupt PNG file \(invalid chunk type b'IDA"):
+        read_image(tmp_path / "type.png")
     (tmp_path / "magic.png").write_bytes(data[:8])
     with pytest.raises(ImageReadError, match="truncated"):
         read_image(tmp_path / "magic.png")
@@ -706,7 +712,7 @@ def test_profile_of_the_wrong_colour_space_is_not_written(tmp_path):
     # A gray PNG with an RGB profile (libpng ignores it, with a warning): read as stored, not written on.
     path = tmp_path / "gray.png"
     path.write_bytes(
-        _png_with_chunks(nio._encode_png_numpy(_random((8, 8), np.uint8)), _iccp(_srgb_profile()))
+        _png_with_chunks(nio._encode_png(_random((8, 8), np.uint8)), _iccp(_srgb_profile()))
     )
     image = read_image(path)
     assert image.icc_profile == _srgb_profile()
@@ -745,7 +751,7 @@ def test_broken_profile_or_exif_is_ignored(tmp_path, chunk):
         chunk = (chunk[0], chunk[1] + zlib.compress(bytes(32 << 20)))
     pixels = _random((8, 8, 3), np.uint8)
     path = tmp_path / "in.png"
-    path.write_bytes(_png_with_chunks(nio._encode_png_numpy(pixels), chunk))
+    path.write_bytes(_png_with_chunks(nio._encode_png(pixels), chunk))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         image = read_image(path)  # the pixels are fine: no error, no warning

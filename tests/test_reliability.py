@@ -342,7 +342,7 @@ def _bytes_file(name: str, content: Callable[[Path], bytes]):
 
 
 def _encoded_png(tmp: Path) -> bytes:
-    return nio._encode_png_numpy(_noisy((32, 32)))
+    return nio._encode_png(_noisy((32, 32)))
 
 
 def _truncated_png(tmp: Path) -> bytes:
