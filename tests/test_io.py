@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import tracemalloc
 import warnings
 import zlib
 from pathlib import Path
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+from cli_harness import _huge_jpeg, _huge_tiff
 from PIL import Image
 
 from nlmeans import io as nio
@@ -287,6 +289,24 @@ def test_decompression_bomb_guard_reads_the_header_only(tmp_path, monkeypatch):
         write_image(other, _random((40, 50), np.uint8))
         with pytest.raises(ImageReadError, match="limit"):
             read_image(other, max_pixels=1000)
+
+
+def test_decompression_bombs_are_refused_without_allocating(tmp_path):
+    files = [tmp_path / "huge.png", _huge_jpeg(tmp_path), _huge_tiff(tmp_path, True)]
+    files[0].write_bytes(_png_header_only(100_000, 100_000))
+    for ext in (".png", ".jpg", ".tif"):  # import the decoders before measuring
+        write_image(tmp_path / f"warm{ext}", np.zeros((8, 8), np.uint8))
+        read_image(tmp_path / f"warm{ext}")
+    for path in files:
+        tracemalloc.start()
+        try:
+            with pytest.raises(ImageReadError, match="limit"):
+                read_image(path)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        # Refused from the header: a decoded image would be 10 GB.
+        assert peak < 8 << 20, (path.name, peak)
 
 
 # --------------------------------------------------------------------------- writing safely
