@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import handle_errors, note, parse_pair, same_file
+from ._common import handle_errors, note, parse_pair
 from ._options import ForceOption, PatchSizeOption, unit_scale
 
 
@@ -109,9 +109,7 @@ def explain(
         neural_weights=weights,
     )
     dst = out if out is not None else image.with_name(f"{image.stem}_explain_x{x}_y{y}.png")
-    if dst.exists() and same_file(dst, image):
-        raise ValueError(f"{dst}: refusing to write onto the input file")
-    write_image(dst, result.picture, force=force)
+    write_image(dst, result.picture, force=force, protect=(image,))
     for text in result.notes:
         note(text)
     p = result.parameters

@@ -918,6 +918,7 @@ def write_image(
     *,
     like: ImageFile | None = None,
     force: bool = False,
+    protect: tuple[str | os.PathLike, ...] = (),
 ) -> Path:
     """Write ``array`` (channel-last, RGB order) as the format named by ``path``'s extension.
 
@@ -926,7 +927,9 @@ def write_image(
     and clipped); a 2- or 4-channel array is written with an alpha channel
     when ``like`` had one (otherwise 2 and 4 channels are taken as alpha
     anyway); its ICC profile and EXIF data are written with the array as far
-    as the format allows (see the module's notes).
+    as the format allows (see the module's notes). ``protect``: other files
+    that must never be written, whatever ``force`` says (the input of a
+    picture that is not written ``like`` it, for example).
 
     Integer arrays are written as they are (``uint8`` or ``uint16``); float
     arrays go to TIFF, or need ``like`` to say which integer type to use for
@@ -973,7 +976,7 @@ def write_image(
     if not array.flags.c_contiguous:
         array = np.ascontiguousarray(array)
 
-    protect = (like.path,) if like is not None else ()
+    protect = (*((like.path,) if like is not None else ()), *protect)
     # Fail early (before encoding) on the cheap checks; atomic_write_bytes checks again.
     for other in protect:
         if _same_file(path, Path(other)):

@@ -333,6 +333,12 @@ def test_never_writes_onto_the_input(tmp_path):
     # also through another spelling of the same path
     with pytest.raises(ImageWriteError, match="input file"):
         write_image(tmp_path / "." / "in.png", image.pixels, like=image, force=True)
+    # a picture made from the input but not written like it (nlmeans explain)
+    (tmp_path / "link.png").symlink_to(path)
+    with pytest.raises(ImageWriteError, match="input file"):
+        write_image(
+            tmp_path / "link.png", np.zeros((4, 4, 3), np.uint8), protect=(path,), force=True
+        )
     assert path.read_bytes() == before
 
 
