@@ -172,6 +172,74 @@ def test_jpeg_named_png_is_read_by_content(tmp_path):
     assert (tmp_path / "out.png").read_bytes().startswith(b"\x89PNG")
 
 
+_PNG_VARIANTS = [
+    # (name, pypng Writer options, depths); "transparent" is a tRNS chunk
+    ("gray", {"greyscale": True}, (1, 2, 4, 8, 16)),
+    ("gray-trns", {"greyscale": True, "transparent": 1}, (1, 8, 16)),
+    ("gray+alpha", {"greyscale": True, "alpha": True}, (8, 16)),
+    ("rgb", {"greyscale": False}, (8, 16)),
+    ("rgb-trns", {"greyscale": False, "transparent": (1, 2, 3)}, (8, 16)),
+    ("rgba", {"greyscale": False, "alpha": True}, (8, 16)),
+    ("palette", {}, (1, 2, 4, 8)),
+    ("palette-trns", {}, (2, 8)),
+]
+
+
+@pytest.mark.parametrize("interlace", [False, True], ids=["plain", "interlaced"])
+@pytest.mark.parametrize(
+    "kind, options, depth",
+    [(kind, options, depth) for kind, options, depths in _PNG_VARIANTS for depth in depths],
+    ids=lambda v: v if isinstance(v, str) else (str(v) if isinstance(v, int) else ""),
+)
+def test_png_layouts_decode_like_pypng(tmp_path, kind, options, depth, interlace):
+    """Every PNG layout (bit depths 1-16, palettes, tRNS, Adam7) gives pypng's own pixels.
+
+    Expanded as libpng expands them (low bit depths scaled to 8 bits, palettes
+    to RGB, tRNS to alpha), except a gray image's tRNS, which is not read as
+    alpha (OpenCV leaves it out).
+    """
+    import png
+
+    rng = np.random.default_rng(depth)
+    width, height = 13, 7
+    options = dict(options)
+    if kind.startswith("palette"):
+        entries = 1 << depth
+        colours = [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(entries)]
+        if kind == "palette-trns":
+            colours[: entries // 2] = [
+                c + (int(rng.integers(0, 256)),) for c in colours[: entries // 2]
+            ]
+        options["palette"] = colours
+        samples = 1
+    else:
+        samples = (1 if options["greyscale"] else 3) + options.get("alpha", False)
+    top = 1 << depth
+    rows = rng.integers(0, top, (height, width * samples))
+    rows[0, :samples] = 1 if samples == 1 else [1, 2, 3, 4][:samples]  # where tRNS matches
+    path = tmp_path / "variant.png"
+    with open(path, "wb") as handle:
+        png.Writer(width, height, bitdepth=depth, interlace=interlace, **options).write(
+            handle, rows.tolist()
+        )
+
+    reader = png.Reader(filename=str(path))
+    _, _, pixels, _ = reader.asRGBA8() if depth <= 8 else reader.asRGBA()
+    want = np.array([list(row) for row in pixels]).reshape(height, width, 4)
+    if kind.startswith("gray") and kind != "gray+alpha":
+        want, alpha = want[..., 0], False
+    elif kind == "gray+alpha":
+        want, alpha = want[..., [0, 3]], True
+    elif kind in ("rgb", "palette"):
+        want, alpha = want[..., :3], False
+    else:
+        alpha = True
+    image = read_image(path)
+    assert image.has_alpha is alpha
+    assert image.pixels.dtype == (np.uint16 if depth == 16 else np.uint8)
+    np.testing.assert_array_equal(image.pixels, want)
+
+
 def test_sample_images_are_readable():
     expected = {
         "camera.png": ("gray", 8),
