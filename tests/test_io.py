@@ -188,8 +188,11 @@ _PNG_VARIANTS = [
 @pytest.mark.parametrize("interlace", [False, True], ids=["plain", "interlaced"])
 @pytest.mark.parametrize(
     "kind, options, depth",
-    [(kind, options, depth) for kind, options, depths in _PNG_VARIANTS for depth in depths],
-    ids=lambda v: v if isinstance(v, str) else (str(v) if isinstance(v, int) else ""),
+    [
+        pytest.param(kind, options, depth, id=f"{kind}-{depth}bit")
+        for kind, options, depths in _PNG_VARIANTS
+        for depth in depths
+    ],
 )
 def test_png_layouts_decode_like_pypng(tmp_path, kind, options, depth, interlace):
     """Every PNG layout (bit depths 1-16, palettes, tRNS, Adam7) gives pypng's own pixels.
