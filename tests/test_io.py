@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import tracemalloc
@@ -485,6 +486,7 @@ def test_unit_float_helpers():
 # --------------------------------------------------------------------------- colour profile and EXIF
 
 
+@functools.cache  # made once: LittleCMS stamps each new profile with the time of day
 def _srgb_profile() -> bytes:
     from PIL import ImageCms
 
