@@ -196,6 +196,8 @@ def _print_comparison(result) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from nlmeans.evaluation import is_best
+
     console = stdout_console()
     averages = result.averages()
     per_image = len(result.images) <= 4 and len(result.images) > 1
@@ -215,21 +217,13 @@ def _print_comparison(result) -> None:
         table.add_column("time (s)", justify="right")
         rows = [r for r in averages if r["sigma"] == sig]
         best = {k: result.best(sig, k) for k in ("psnr", "ssim", "seconds")}
-        image_best = {}
-        if per_image:
-            for name in result.images:
-                values = [
-                    r.psnr
-                    for r in result.records
-                    if r.image == name and r.sigma == sig and r.psnr is not None
-                ]
-                image_best[name] = max(values) if values else None
+        image_best = {name: result.best_for_image(name, sig) for name in result.images}
 
         def cell(value, top, fmt):
             if value is None:
                 return None
             text = format(value, fmt)
-            return f"[bold green]{text}[/bold green]" if top is not None and value == top else text
+            return f"[bold green]{text}[/bold green]" if is_best(value, top) else text
 
         for row in rows:
             cells = [row["method"]]

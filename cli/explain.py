@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import handle_errors, note, parse_pair, same_file
+from ._common import handle_errors, note, parse_pair
 from ._options import ForceOption, PatchSizeOption, unit_scale
 
 
@@ -82,6 +82,8 @@ def explain(
         )
     if weights is not None and not weights.is_file():
         raise typer.BadParameter(f"{weights}: no such file", param_hint="--weights")
+    import numpy as np
+
     from nlmeans.explain import explain_pixel
     from nlmeans.io import read_image, write_image
 
@@ -107,31 +109,17 @@ def explain(
         neural_weights=weights,
     )
     dst = out if out is not None else image.with_name(f"{image.stem}_explain_x{x}_y{y}.png")
-    if dst.exists() and same_file(dst, image):
-        raise ValueError(f"{dst}: refusing to write onto the input file")
-    write_image(dst, result.picture, force=force)
+    write_image(dst, result.picture, force=force, protect=(image,))
     for text in result.notes:
         note(text)
     p = result.parameters
     d = p["patch_distance"]
-    import numpy as np
-
-    from nlmeans.io import to_unit_float
-
-    u = to_unit_float(color)
-    window = np.zeros((2 * d + 1, 2 * d + 1) + u.shape[2:])
-    r0, r1 = max(0, y - d), min(picture.height, y + d + 1)
-    c0, c1 = max(0, x - d), min(picture.width, x + d + 1)
-    window[r0 - y + d : r1 - y + d, c0 - x + d : c1 - x + d] = u[r0:r1, c0:c1]
-    estimate = np.tensordot(result.weights, window, axes=([0, 1], [0, 1]))
     fmt = lambda v: " ".join(f"{float(c):.4f}" for c in np.atleast_1d(v))  # noqa: E731
     typer.echo(
-        f"pixel x={x} y={y}: value {fmt(u[y, x])} -> NLM estimate {fmt(estimate)} "
+        f"pixel x={x} y={y}: value {fmt(result.value)} -> NLM estimate {fmt(result.estimate)} "
         f"(h {p['h']:.5f}, sigma {p['sigma']:.5f}, patch {p['patch_size']}, search {2 * d + 1}x{2 * d + 1})"
     )
-    typer.echo(
-        f"effective neighbours: {result.effective_neighbours:.1f} of {int(((r1 - r0) * (c1 - c0)))}"
-    )
+    typer.echo(f"effective neighbours: {result.effective_neighbours:.1f} of {result.window_pixels}")
     typer.echo(
         "largest weights (x, y, weight): "
         + ", ".join(f"({c}, {r}, {w:.4f})" for r, c, w in result.top_neighbours(5))

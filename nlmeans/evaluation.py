@@ -139,6 +139,29 @@ class Record:
         return asdict(self)
 
 
+def best_of(key: str, values: Iterable[float | None]) -> float | None:
+    """The best of ``values`` of the column ``key``: the lowest time, the highest PSNR or SSIM.
+
+    None values (methods that did not run) are left out; None when nothing is
+    left. Every renderer marks a value as the best with :func:`is_best`, so the
+    terminal table and the Markdown report always agree.
+    """
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    return min(present) if key == "seconds" else max(present)
+
+
+def is_best(value: float | None, best: float | None) -> bool:
+    """Whether ``value`` is the column's best (as :func:`best_of` gave it).
+
+    Exact equality: ``best`` is one of the values themselves, computed the same
+    way, so no tolerance is needed, and an infinite PSNR (a perfect output)
+    counts as the best like any other value.
+    """
+    return value is not None and best is not None and value == best
+
+
 @dataclass
 class Comparison:
     """The outcome of a comparison: records plus what is needed to redo it."""
@@ -176,13 +199,15 @@ class Comparison:
         return rows
 
     def best(self, sigma, key: str) -> float | None:
-        """Best average value of ``key`` at ``sigma`` (max, or min for seconds)."""
-        values = [
-            row[key] for row in self.averages() if row["sigma"] == sigma and row[key] is not None
-        ]
-        if not values:
-            return None
-        return min(values) if key == "seconds" else max(values)
+        """Best average value of ``key`` at ``sigma`` (see :func:`best_of`)."""
+        return best_of(key, [row[key] for row in self.averages() if row["sigma"] == sigma])
+
+    def best_for_image(self, image: str, sigma, key: str = "psnr") -> float | None:
+        """Best value of ``key`` among the methods run on one noisy image (see :func:`best_of`)."""
+        return best_of(
+            key,
+            [getattr(r, key) for r in self.records if r.image == image and r.sigma == sigma],
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -732,9 +757,7 @@ def _md_cell(value, best, fmt, status) -> str:
     if value is None:
         return status or "–"
     text = format(value, fmt)
-    if best is not None and abs(value - best) < 1e-12:
-        return f"**{text}**"
-    return text
+    return f"**{text}**" if is_best(value, best) else text
 
 
 def report_markdown(result: Comparison, montages: Sequence[str] = ()) -> str:
@@ -764,10 +787,7 @@ def report_markdown(result: Comparison, montages: Sequence[str] = ()) -> str:
     for image in result.images:
         for sigma in result.sigmas:
             recs = {r.method: r for r in result.records if r.image == image and r.sigma == sigma}
-            scores = [
-                recs[m].psnr for m in result.methods if m in recs and recs[m].psnr is not None
-            ]
-            top = max(scores) if scores else None
+            top = result.best_for_image(image, sigma)
             cells = []
             for method in result.methods:
                 r = recs.get(method)
@@ -775,7 +795,7 @@ def report_markdown(result: Comparison, montages: Sequence[str] = ()) -> str:
                     cells.append(r.status if r is not None else "–")
                     continue
                 text = f"{r.psnr:.2f} / {_ssim_text(r.ssim)}"
-                cells.append(f"**{text}**" if top is not None and r.psnr == top else text)
+                cells.append(f"**{text}**" if is_best(r.psnr, top) else text)
             lines.append(f"| {image} | {sigma_label(sigma)} | " + " | ".join(cells) + " |")
     lines.append("")
     problems = [r for r in result.records if r.status != OK]

@@ -197,6 +197,12 @@ class Explanation:
     weights: np.ndarray  #: the NLM weight map
     position: tuple[int, int]
     parameters: dict
+    #: the pixel's value on the [0, 1] scale: a scalar for gray, one per channel for colour
+    value: np.ndarray
+    #: the weighted mean of the search window with :attr:`weights`: the pixel's NLM estimate
+    estimate: np.ndarray
+    #: how many pixels of the search window lie inside the image
+    window_pixels: int
     attention: np.ndarray | None = None
     attention_info: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -458,10 +464,19 @@ def explain_pixel(
     for tile in tiles[1:]:
         row_pics += [sep, tile]
     picture = np.concatenate(row_pics, axis=1)
+
+    # The estimate the weights give: the window (zero outside the image, where
+    # the weights are zero too) averaged with them.
+    values = u[..., 0] if u.shape[2] == 1 else u
+    window = np.zeros((2 * d + 1, 2 * d + 1) + values.shape[2:])
+    window[r0 - row + d : r1 - row + d, c0 - col + d : c1 - col + d] = values[r0:r1, c0:c1]
     return Explanation(
         picture=picture,
         weights=weights,
         position=(row, col),
+        value=values[row, col],
+        estimate=np.tensordot(weights, window, axes=([0, 1], [0, 1])),
+        window_pixels=int((r1 - r0) * (c1 - c0)),
         parameters={
             "h": float(params.h),
             "sigma": float(params.sigma),

@@ -17,11 +17,16 @@ Choices worth knowing:
   file always is what its name says: ``photo_denoised.png`` becomes a real,
   lossless PNG. Nothing is lost that way and the output stops lying about its
   type.
-* 16-bit PNG, colour included, is decoded with OpenCV (Pillow would reduce
-  16-bit RGB to 8 bits); OpenCV's BGR order is turned into RGB here, and its
-  ``None``-on-failure into :class:`ImageReadError`. JPEG goes through Pillow,
-  which, unlike OpenCV, refuses truncated files instead of filling them grey.
-  TIFF goes through tifffile.
+* Maintained codecs do the work. PNG: pypng reads the header and walks the
+  chunks (lengths, CRCs, truncation), the image data is inflated once with
+  zlib to refuse what libpng would only complain about on stderr, and OpenCV
+  decodes the pixels, 16-bit colour included (Pillow would reduce 16-bit RGB
+  to 8 bits); OpenCV's BGR order is turned into RGB here, and its
+  ``None``-on-failure into :class:`ImageReadError`. OpenCV encodes PNG
+  (imagecodecs the gray+alpha layout OpenCV cannot write) and pypng adds the
+  colour-profile and EXIF chunks. JPEG goes through Pillow, which, unlike
+  OpenCV, refuses truncated files instead of filling them grey. TIFF goes
+  through tifffile.
 * Image size is read from the header and checked against a pixel limit before
   anything is decoded (decompression-bomb guard): ``max_pixels``, default from
   the environment variable ``NLMEANS_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`.
@@ -46,11 +51,12 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import io as _io
 import logging
 import os
 import re
-import struct
 import tempfile
 import threading
 import zlib
@@ -343,32 +349,6 @@ def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def _png_chunks(path: Path, data: bytes):
-    """Walk the chunk list; yields (type, payload, start, end) with the chunk's byte range.
-
-    Detects truncation and bad CRCs.
-    """
-    pos = 8
-    n = len(data)
-    view = memoryview(data)  # no copies of the (possibly large) IDAT payloads
-    while True:
-        if pos + 8 > n:
-            raise ImageReadError(f"{path}: truncated PNG file (it ends before the IEND chunk)")
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        ctype = data[pos + 4 : pos + 8]
-        end = pos + 12 + length
-        if end > n:
-            raise ImageReadError(f"{path}: truncated PNG file (chunk {ctype!r} is cut off)")
-        payload = view[pos + 8 : pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length : end])
-        if zlib.crc32(payload, zlib.crc32(ctype)) & 0xFFFFFFFF != crc:
-            raise ImageReadError(f"{path}: corrupt PNG file (checksum error in chunk {ctype!r})")
-        yield ctype, payload, pos, end
-        if ctype == b"IEND":
-            return
-        pos = end
-
-
 def _silent_cv2():
     import contextlib
 
@@ -387,27 +367,54 @@ def _silent_cv2():
     return quiet()
 
 
-#: Allowed bit depths per PNG colour type, and the samples per pixel of each.
-_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
-_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
-#: Adam7 passes: (first column, first row, column step, row step).
-_ADAM7 = (
-    (0, 0, 8, 8),
-    (4, 0, 8, 8),
-    (0, 4, 4, 8),
-    (2, 0, 4, 4),
-    (0, 2, 2, 4),
-    (1, 0, 2, 2),
-    (0, 1, 1, 2),
-)
+def _png_reader(path: Path, data: bytes):
+    """pypng's chunk reader, with its errors in our words; yields (type, payload) up to IEND.
+
+    pypng checks every chunk's length and CRC; a file that ends before IEND
+    is truncated.
+    """
+    import png
+
+    reader = png.Reader(bytes=data)
+    while True:
+        try:
+            ctype, payload = reader.chunk()
+        except (png.ChunkError, png.FormatError) as exc:
+            raise ImageReadError(f"{path}: {_png_problem(exc)}") from None
+        yield ctype, payload
+        if ctype == b"IEND":
+            return
+
+
+def _png_problem(exc) -> str:
+    """pypng's error in the words of this module's messages."""
+    text = str(exc.args[0] if exc.args else exc).rstrip(".")
+    checksum = re.match(r"Checksum error in (\S+) chunk", text)
+    if checksum:
+        return f"corrupt PNG file (checksum error in chunk {checksum.group(1).encode('latin-1')!r})"
+    cut = re.match(r"Chunk (b'.*') too short", text)
+    if cut:
+        return f"truncated PNG file (chunk {cut.group(1)} is cut off)"
+    if text.startswith(("End of file", "No more chunks")):
+        return "truncated PNG file (it ends before the IEND chunk)"
+    name = re.match(r"Chunk (\[[\d, ]*\]) has invalid Chunk Type", text)
+    if name:
+        return f"corrupt PNG file (invalid chunk type {bytes(ast.literal_eval(name.group(1)))!r})"
+    if text.startswith("IHDR chunk has incorrect length"):
+        return "corrupt PNG file (no IHDR header)"
+    if not text[:2].isupper():  # "Unknown filter method 1": lower case inside the message
+        text = text[:1].lower() + text[1:]
+    return f"corrupt PNG file ({text})"
 
 
 def _png_row_starts(
     width: int, height: int, bits_per_pixel: int, interlaced: bool
 ) -> tuple[int, np.ndarray]:
     """(size of the decompressed image data, offset of every row's filter byte in it)."""
+    from png import adam7  # the passes: (first column, first row, column step, row step)
+
     passes = (
-        [((width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy) for x0, y0, dx, dy in _ADAM7]
+        [((width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy) for x0, y0, dx, dy in adam7]
         if interlaced
         else [(width, height)]
     )
@@ -424,9 +431,10 @@ def _png_row_starts(
 def _check_png_data(path: Path, idat: list, expected: int, row_starts: np.ndarray) -> bool:
     """Decompress the IDAT stream as libpng would, without keeping it; refuse what libpng refuses.
 
-    Returns True when the stream holds more than the image (libpng would
-    decode it but print warnings): the caller then hands the decoder only
-    the image's own bytes.
+    libpng (inside OpenCV) reports broken image data on stderr, so it is
+    found here first. Returns True when the stream holds more than the image
+    (libpng would decode it but print warnings): the caller then hands the
+    decoder only the image's own bytes.
     """
     inflater = zlib.decompressobj()
     produced = 0
@@ -469,28 +477,24 @@ def _check_png_data(path: Path, idat: list, expected: int, row_starts: np.ndarra
 
 
 def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
-    chunks = _png_chunks(path, data)
-    try:
-        first_type, ihdr, _, _ = next(chunks)
-    except StopIteration:  # pragma: no cover - _png_chunks always yields or raises
-        raise ImageReadError(f"{path}: corrupt PNG file (no chunks)") from None
-    if first_type != b"IHDR" or len(ihdr) != 13:
+    import png
+
+    if data[12:16] != b"IHDR":
+        if len(data) < 16:
+            raise ImageReadError(f"{path}: truncated PNG file (it ends before the IEND chunk)")
         raise ImageReadError(f"{path}: corrupt PNG file (no IHDR header)")
-    width, height, depth, color_type, compression, filtering, interlace = struct.unpack(
-        ">IIBBBBB", ihdr
-    )
+    chunks = _png_reader(path, data)
+    _, ihdr = next(chunks)
+    # pypng reads the header and refuses impossible ones (bit depth and colour
+    # type, compression, filter and interlace methods) before any pixel data.
+    header = png.Reader(bytes=data)
+    try:
+        header.process_chunk()
+    except (png.ChunkError, png.FormatError) as exc:
+        raise ImageReadError(f"{path}: {_png_problem(exc)}") from None
+    width, height = header.width, header.height
     _check_size(path, width, height, max_pixels)
-    if color_type not in _PNG_DEPTHS:
-        raise ImageReadError(f"{path}: corrupt PNG file (colour type {color_type})")
-    if depth not in _PNG_DEPTHS[color_type]:
-        raise ImageReadError(
-            f"{path}: corrupt PNG file (bit depth {depth} with colour type {color_type})"
-        )
-    if compression != 0 or filtering != 0 or interlace not in (0, 1):
-        raise ImageReadError(
-            f"{path}: corrupt PNG file (unknown compression {compression}, filter {filtering} "
-            f"or interlace {interlace} method)"
-        )
+    color_type = header.color_type
     # Walk the whole file, up to IEND. Only what the pixels need is handed to
     # the decoder: libpng prints warnings on stderr for many harmless defects
     # of ancillary chunks (colour profiles, text, ...), and errors for broken
@@ -500,14 +504,10 @@ def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
     iccp = exif = None
     idat: list = []
     idat_done = False
-    idat_span = [0, 0]  # byte range of the IDAT chunks in the file
-    for ctype, payload, start, end in chunks:
+    for ctype, payload in chunks:
         if ctype == b"IDAT":
             if idat_done:
                 raise ImageReadError(f"{path}: corrupt PNG file (IDAT chunks are not consecutive)")
-            if not idat:
-                idat_span[0] = start
-            idat_span[1] = end
             idat.append(payload)
             continue
         if idat:
@@ -525,10 +525,10 @@ def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
                 transparency = payload
         elif ctype == b"iCCP":
             if not idat and palette is None and iccp is None:  # where libpng takes it
-                iccp = bytes(payload)
+                iccp = payload
         elif ctype == b"eXIf":
             if exif is None:
-                exif = bytes(payload)
+                exif = payload
         elif not ctype[:1].islower():  # an unknown critical chunk: libpng refuses the file
             name = ctype.decode("latin-1")
             raise ImageReadError(f"{path}: unsupported PNG file (unknown critical chunk {name!r})")
@@ -539,11 +539,11 @@ def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
         if palette is None:
             raise ImageReadError(f"{path}: corrupt PNG file (palette image without a PLTE chunk)")
         entries, rest = divmod(len(palette), 3)
-        if rest or not 1 <= entries <= min(256, 1 << depth):
+        if rest or not 1 <= entries <= min(256, 1 << header.bitdepth):
             raise ImageReadError(
                 f"{path}: corrupt PNG file (invalid palette of {len(palette)} bytes)"
             )
-        keep.append(_png_chunk(b"PLTE", bytes(palette)))
+        keep.append((b"PLTE", palette))
     if transparency is not None:
         allowed = {
             0: len(transparency) == 2,
@@ -551,24 +551,23 @@ def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
             3: palette is not None and 1 <= len(transparency) <= len(palette) // 3,
         }
         if allowed.get(color_type, False):  # otherwise libpng ignores it, with a warning
-            keep.append(_png_chunk(b"tRNS", bytes(transparency)))
+            keep.append((b"tRNS", transparency))
 
     expected, row_starts = _png_row_starts(
-        width, height, depth * _PNG_SAMPLES[color_type], interlace == 1
+        width, height, header.bitdepth * header.planes, header.interlace == 1
     )
     if _check_png_data(path, idat, expected, row_starts):
         # More data than the image holds: pass on exactly the image's bytes.
         raw = zlib.decompressobj().decompress(b"".join(idat), expected)
-        image_data = _png_chunk(b"IDAT", zlib.compress(raw, 1))
-    else:
-        image_data = data[idat_span[0] : idat_span[1]]
-    clean = b"".join(
-        [_PNG_MAGIC, _png_chunk(b"IHDR", bytes(ihdr)), *keep, image_data, _png_chunk(b"IEND", b"")]
+        idat = [zlib.compress(raw, 1)]
+    clean = _io.BytesIO()
+    png.write_chunks(
+        clean, [(b"IHDR", ihdr), *keep, *((b"IDAT", part) for part in idat), (b"IEND", b"")]
     )
 
     with _silent_cv2() as cv2:
         try:
-            pixels = cv2.imdecode(np.frombuffer(clean, np.uint8), cv2.IMREAD_UNCHANGED)
+            pixels = cv2.imdecode(np.frombuffer(clean.getvalue(), np.uint8), cv2.IMREAD_UNCHANGED)
         except cv2.error as exc:  # pragma: no cover - OpenCV normally returns None
             raise ImageReadError(f"{path}: corrupt PNG file ({str(exc).strip()})") from None
     if pixels is None:
@@ -613,49 +612,32 @@ def _png_icc_profile(payload: bytes | None) -> bytes | None:
     return profile
 
 
-def _jpeg_header(path: Path, data: bytes) -> tuple[int, int, int, int]:
-    """(width, height, bits, components) from the SOF marker, without decoding."""
-    sof = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-    pos, n = 2, len(data)
-    while pos + 4 <= n:
-        if data[pos] != 0xFF:
-            raise ImageReadError(f"{path}: corrupt JPEG file (bad marker at byte {pos})")
-        marker = data[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
-            pos += 2
-            continue
-        if marker in (0xD9, 0xDA):
-            break
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        if marker in sof:
-            if pos + 10 > n:
-                break
-            bits = data[pos + 4]
-            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            return width, height, bits, data[pos + 9]
-        pos += 2 + length
-    raise ImageReadError(f"{path}: corrupt or truncated JPEG file (no frame header)")
-
-
 def _read_jpeg(path: Path, data: bytes, max_pixels: int) -> ImageFile:
-    import io
     import warnings
 
-    from PIL import Image
+    from PIL import JpegImagePlugin
 
-    width, height, bits, _ = _jpeg_header(path, data)
-    _check_size(path, width, height, max_pixels)
-    if bits != 8:
-        raise ImageReadError(f"{path}: {bits}-bit JPEG is not supported (only 8-bit)")
-    old_limit = Image.MAX_IMAGE_PIXELS
-    try:
-        Image.MAX_IMAGE_PIXELS = None  # our own limit was checked above
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as im:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # Pillow's JPEG reader reads the markers up to the frame header, not the
+        # pixels. Used directly rather than through Image.open, which would apply
+        # Pillow's own pixel limit (a process-wide setting) instead of ours.
+        try:
+            im = JpegImagePlugin.JpegImageFile(_io.BytesIO(data))
+        except OSError as exc:  # the file ends inside the header
+            raise ImageReadError(f"{path}: corrupt or truncated JPEG file ({exc})") from None
+        except Exception as exc:  # Pillow raises many kinds for a header it cannot read
+            bits = re.search(r"cannot handle (\d+)-bit layers", str(exc))
+            if bits:
+                raise ImageReadError(
+                    f"{path}: {bits.group(1)}-bit JPEG is not supported (only 8-bit)"
+                ) from None
+            raise ImageReadError(
+                f"{path}: corrupt or truncated JPEG file (no frame header)"
+            ) from None
+        with im:
+            _check_size(path, im.width, im.height, max_pixels)
+            try:
                 im.load()
                 exif = im.info.get("exif")
                 icc = im.info.get("icc_profile")
@@ -665,12 +647,10 @@ def _read_jpeg(path: Path, data: bytes, max_pixels: int) -> ImageFile:
                     pixels = np.asarray(im.convert("RGB"))
                 else:
                     raise ImageReadError(f"{path}: unsupported JPEG colour mode {im.mode}")
-    except ImageReadError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageReadError(f"{path}: corrupt or truncated JPEG file ({exc})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old_limit
+            except ImageReadError:
+                raise
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise ImageReadError(f"{path}: corrupt or truncated JPEG file ({exc})") from None
     return ImageFile(
         path=path,
         pixels=np.ascontiguousarray(pixels),
@@ -913,7 +893,21 @@ def atomic_write_bytes(
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process's umask: files written here get ``0o666 & ~umask``, like ``open()`` gives.
+
+    Linux reports it in /proc without changing it. Elsewhere it can only be
+    read by setting another one for an instant; that one is the strictest
+    (0o077), so that a file another thread creates in that instant is too
+    private rather than too open.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
     os.umask(mask)
     return mask
 
@@ -924,6 +918,7 @@ def write_image(
     *,
     like: ImageFile | None = None,
     force: bool = False,
+    protect: tuple[str | os.PathLike, ...] = (),
 ) -> Path:
     """Write ``array`` (channel-last, RGB order) as the format named by ``path``'s extension.
 
@@ -932,7 +927,9 @@ def write_image(
     and clipped); a 2- or 4-channel array is written with an alpha channel
     when ``like`` had one (otherwise 2 and 4 channels are taken as alpha
     anyway); its ICC profile and EXIF data are written with the array as far
-    as the format allows (see the module's notes).
+    as the format allows (see the module's notes). ``protect``: other files
+    that must never be written, whatever ``force`` says (the input of a
+    picture that is not written ``like`` it, for example).
 
     Integer arrays are written as they are (``uint8`` or ``uint16``); float
     arrays go to TIFF, or need ``like`` to say which integer type to use for
@@ -979,7 +976,7 @@ def write_image(
     if not array.flags.c_contiguous:
         array = np.ascontiguousarray(array)
 
-    protect = (like.path,) if like is not None else ()
+    protect = (*((like.path,) if like is not None else ()), *protect)
     # Fail early (before encoding) on the cheap checks; atomic_write_bytes checks again.
     for other in protect:
         if _same_file(path, Path(other)):
@@ -1017,28 +1014,35 @@ def _metadata_for(
     return icc, exif
 
 
-def _with_png_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
-    """``png`` with an iCCP and an eXIf chunk right after IHDR (before PLTE and IDAT, where both belong).
+def _with_png_metadata(data: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
+    """A PNG file with an iCCP and an eXIf chunk right after IHDR (before PLTE and IDAT, where both belong).
 
-    The encoders in use cannot write either (OpenCV, the NumPy encoder), and
-    Pillow, which can, does not write 16-bit colour PNG.
+    The PNG encoders in use (OpenCV, imagecodecs) cannot write either, and
+    Pillow, which can, does not write 16-bit colour PNG: pypng splits the
+    encoded file into its chunks and writes them back with the two added.
     """
-    chunks = []
+    import png
+
+    extra = []
     if icc:
         # keyword (the profile's name), NUL, compression method 0 (zlib), compressed profile
-        chunks.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc, 9)))
+        extra.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc, 9)))
     if exif:
-        chunks.append(_png_chunk(b"eXIf", exif[len(_EXIF_PREFIX) :]))
-    if not chunks:
-        return png
-    ihdr_end = len(_PNG_MAGIC) + 8 + 13 + 4
-    assert png[len(_PNG_MAGIC) + 4 : len(_PNG_MAGIC) + 8] == b"IHDR"
-    return png[:ihdr_end] + b"".join(chunks) + png[ihdr_end:]
+        extra.append((b"eXIf", exif[len(_EXIF_PREFIX) :]))
+    if not extra:
+        return data
+    chunks = list(png.Reader(bytes=data).chunks())
+    assert chunks[0][0] == b"IHDR"
+    out = _io.BytesIO()
+    png.write_chunks(out, [chunks[0], *extra, *chunks[1:]])
+    return out.getvalue()
 
 
 def _encode_png(array: np.ndarray) -> bytes:
     if array.ndim == 3 and array.shape[2] == 2:
-        return _encode_png_numpy(array)  # OpenCV cannot write gray+alpha
+        import imagecodecs  # OpenCV cannot write gray+alpha
+
+        return imagecodecs.png_encode(array, level=6)
     import cv2
 
     if array.ndim == 3:
@@ -1048,50 +1052,6 @@ def _encode_png(array: np.ndarray) -> bytes:
     if not ok:  # pragma: no cover - imencode fails only on unsupported layouts
         raise ImageWriteError("OpenCV could not encode the PNG image")
     return buf.tobytes()
-
-
-def _png_chunk(ctype: bytes, payload: bytes) -> bytes:
-    crc = zlib.crc32(ctype + payload) & 0xFFFFFFFF
-    return struct.pack(">I", len(payload)) + ctype + payload + struct.pack(">I", crc)
-
-
-def _encode_png_numpy(array: np.ndarray) -> bytes:
-    """A small PNG encoder (any of gray, gray+alpha, RGB, RGBA; 8 or 16 bits).
-
-    Filters are chosen per row like libpng does (smallest sum of absolute
-    signed residuals among None, Sub, Up, Average, Paeth), computed for all
-    rows at once: encoding only looks at unfiltered neighbours.
-    """
-    height, width = array.shape[:2]
-    channels = 1 if array.ndim == 2 else array.shape[2]
-    depth = array.dtype.itemsize * 8
-    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    raw = np.ascontiguousarray(array.astype(array.dtype.newbyteorder(">"), copy=False))
-    rows = raw.view(np.uint8).reshape(height, -1).astype(np.int16)
-    bpp = channels * array.dtype.itemsize
-    left = np.zeros_like(rows)
-    left[:, bpp:] = rows[:, :-bpp]
-    up = np.zeros_like(rows)
-    up[1:] = rows[:-1]
-    upleft = np.zeros_like(rows)
-    upleft[1:, bpp:] = rows[:-1, :-bpp]
-    p = left + up - upleft
-    pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - upleft)
-    paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
-    candidates = np.stack(
-        [rows, rows - left, rows - up, rows - ((left + up) >> 1), rows - paeth]
-    ).astype(np.uint8)  # wraps modulo 256, as PNG wants
-    cost = np.abs(candidates.view(np.int8).astype(np.int32)).sum(axis=2)
-    choice = cost.argmin(axis=0)
-    filtered = candidates[choice, np.arange(height)]
-    body = np.concatenate([choice.astype(np.uint8)[:, None], filtered], axis=1)
-    ihdr = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
-    return (
-        _PNG_MAGIC
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", zlib.compress(body.tobytes(), 6))
-        + _png_chunk(b"IEND", b"")
-    )
 
 
 def _encode_tiff(array: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:

@@ -601,6 +601,10 @@ def test_explain(images, tmp_path):
     assert "h 0.05000" in result.stdout
     again = invoke("explain", images["rgb"], "--at", "0,47", "--out", out, "--no-neural")
     _assert_one_line_error(again, "already exists")
+    before = images["rgb"].read_bytes()
+    onto = invoke("explain", images["rgb"], "--at", "0,47", "-o", images["rgb"], "--force")
+    _assert_one_line_error(onto, "refusing to write onto the input file")
+    assert images["rgb"].read_bytes() == before
 
 
 def test_explain_with_neural_weights(images, tmp_path):

@@ -312,3 +312,59 @@ def test_montage_layout_and_crop():
     assert big.shape[1] == 128  # 300 px shrunk so the long side is 256
     with pytest.raises(ValueError):
         ev.make_montage([])
+
+
+def _hand_made_comparison() -> ev.Comparison:
+    """Two images, three methods; one perfect output (infinite PSNR) and one failed run."""
+    rows = [
+        ("a.png", "fast", 30.0, 0.9, 0.5),
+        ("a.png", "exact", 31.5, 0.8, 2.0),
+        ("a.png", "opencv", None, None, None),
+        ("b.png", "fast", float("inf"), 1.0, 0.25),
+        ("b.png", "exact", 28.0, 0.95, 1.0),
+        ("b.png", "opencv", 27.0, 0.7, 0.1),
+    ]
+    records = [
+        ev.Record(image, 15.0, method, psnr, ssim, seconds, ev.OK if psnr else ev.ERROR, "")
+        for image, method, psnr, ssim, seconds in rows
+    ]
+    return ev.Comparison(
+        records, ["fast", "exact", "opencv"], [15.0], ["a.png", "b.png"], "synthetic", 0
+    )
+
+
+def test_best_values_follow_one_rule():
+    result = _hand_made_comparison()
+    assert ev.best_of("psnr", [None, 3.0, 5.0]) == 5.0
+    assert ev.best_of("seconds", [None, 3.0, 5.0]) == 3.0
+    assert ev.best_of("ssim", [None]) is None
+    assert result.best_for_image("a.png", 15.0) == 31.5
+    assert result.best_for_image("b.png", 15.0) == float("inf")
+    assert result.best(15.0, "seconds") == 0.1
+    assert ev.is_best(float("inf"), float("inf")) and not ev.is_best(None, None)
+
+
+def test_terminal_and_markdown_mark_the_same_cells(monkeypatch):
+    """The same values are bold in the Rich table and in report.md, an infinite PSNR included."""
+    import re
+
+    from rich.console import Console
+
+    from nlmeans_cli import compare as cli_compare
+
+    terminal = io.StringIO()
+    console = Console(file=terminal, force_terminal=True, color_system="standard", width=200)
+    monkeypatch.setattr(cli_compare, "stdout_console", lambda: console)
+    result = _hand_made_comparison()
+    cli_compare._print_comparison(result)
+    on_terminal = re.findall(r"\x1b\[1;32m([^\x1b]*)\x1b\[0m", terminal.getvalue())
+    tables = [line for line in ev.report_markdown(result).splitlines() if line.startswith("|")]
+    in_markdown = re.findall(r"\*\*([^*]+)\*\*", "\n".join(tables))
+    # report.md shows "PSNR / SSIM" per image where the terminal shows the PSNR.
+    in_markdown = [text.split(" / ")[0] for text in in_markdown]
+    # per image: 31.50 (a.png), inf (b.png); means: PSNR inf, SSIM 0.9500, time 0.100
+    assert (
+        sorted(on_terminal)
+        == sorted(in_markdown)
+        == sorted(["31.50", "inf", "inf", "0.9500", "0.100"])
+    )

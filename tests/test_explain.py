@@ -155,3 +155,36 @@ def test_explain_pixel_reports_a_missing_model(tmp_path):
     assert result.attention is None
     assert any("neural panel left out" in n for n in result.notes)
     assert result.picture.shape[1] == 3 * 256 + 2 * 6
+
+
+@pytest.mark.parametrize("position", [(10, 12), (0, 1), (39, 38)])
+@pytest.mark.parametrize("colour", [False, True])
+def test_explanation_estimate_is_the_window_averaged_with_the_weights(position, colour):
+    u = _noisy_crop()
+    if colour:
+        u = np.stack([u, u[::-1], u[:, ::-1]], axis=-1)
+    axis = -1 if colour else None
+    result = explain_pixel(
+        u,
+        position,
+        h=0.07,
+        sigma=0.08,
+        patch_size=3,
+        patch_distance=4,
+        channel_axis=axis,
+        neural=False,
+    )
+    chw = np.moveaxis(u if colour else u[..., None], -1, 0)
+    weights = _brute_force(np.moveaxis(chw, 0, -1), *position, 0.07, 0.08, 3, 4)
+    row, col = position
+    want = np.zeros(chw.shape[0])
+    inside = 0
+    for dr in range(-4, 5):
+        for dc in range(-4, 5):
+            r, c = row + dr, col + dc
+            if 0 <= r < u.shape[0] and 0 <= c < u.shape[1]:
+                want += weights[dr + 4, dc + 4] * chw[:, r, c]
+                inside += 1
+    np.testing.assert_allclose(np.atleast_1d(result.estimate), want, rtol=1e-10)
+    np.testing.assert_array_equal(np.atleast_1d(result.value), chw[:, row, col])
+    assert result.window_pixels == inside

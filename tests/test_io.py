@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
+import tracemalloc
 import warnings
 import zlib
 from pathlib import Path
@@ -12,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+from cli_harness import _huge_jpeg, _huge_tiff
 from PIL import Image
 
 from nlmeans import io as nio
@@ -100,8 +103,8 @@ def test_gray_alpha_png_is_a_standard_png(tmp_path):
         np.testing.assert_array_equal(np.asarray(im), pixels)
 
 
-def test_png_encoder_filters_roundtrip():
-    """The NumPy PNG encoder (used for gray+alpha) picks all five filters correctly."""
+def test_png_encoder_roundtrip():
+    """The PNG encoders (OpenCV; imagecodecs for gray+alpha) give what libpng decodes back."""
     rng = np.random.default_rng(1)
     for dtype in (np.uint8, np.uint16):
         for channels in (1, 2, 3, 4):
@@ -109,7 +112,7 @@ def test_png_encoder_filters_roundtrip():
             spikes = rng.integers(0, 200, (30, 40, channels)) * (rng.random((30, 1, 1)) < 0.3)
             pixels = (base + spikes).astype(dtype)
             pixels = pixels[..., 0] if channels == 1 else pixels
-            data = nio._encode_png_numpy(pixels)
+            data = nio._encode_png(pixels)
             decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
             if channels == 1:
                 np.testing.assert_array_equal(decoded, pixels)
@@ -170,6 +173,77 @@ def test_jpeg_named_png_is_read_by_content(tmp_path):
     assert (tmp_path / "out.png").read_bytes().startswith(b"\x89PNG")
 
 
+_PNG_VARIANTS = [
+    # (name, pypng Writer options, depths); "transparent" is a tRNS chunk
+    ("gray", {"greyscale": True}, (1, 2, 4, 8, 16)),
+    ("gray-trns", {"greyscale": True, "transparent": 1}, (1, 8, 16)),
+    ("gray+alpha", {"greyscale": True, "alpha": True}, (8, 16)),
+    ("rgb", {"greyscale": False}, (8, 16)),
+    ("rgb-trns", {"greyscale": False, "transparent": (1, 2, 3)}, (8, 16)),
+    ("rgba", {"greyscale": False, "alpha": True}, (8, 16)),
+    ("palette", {}, (1, 2, 4, 8)),
+    ("palette-trns", {}, (2, 8)),
+]
+
+
+@pytest.mark.parametrize("interlace", [False, True], ids=["plain", "interlaced"])
+@pytest.mark.parametrize(
+    "kind, options, depth",
+    [
+        pytest.param(kind, options, depth, id=f"{kind}-{depth}bit")
+        for kind, options, depths in _PNG_VARIANTS
+        for depth in depths
+    ],
+)
+def test_png_layouts_decode_like_pypng(tmp_path, kind, options, depth, interlace):
+    """Every PNG layout (bit depths 1-16, palettes, tRNS, Adam7) gives pypng's own pixels.
+
+    Expanded as libpng expands them (low bit depths scaled to 8 bits, palettes
+    to RGB, tRNS to alpha), except a gray image's tRNS, which is not read as
+    alpha (OpenCV leaves it out).
+    """
+    import png
+
+    rng = np.random.default_rng(depth)
+    width, height = 13, 7
+    options = dict(options)
+    if kind.startswith("palette"):
+        entries = 1 << depth
+        colours = [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(entries)]
+        if kind == "palette-trns":
+            colours[: entries // 2] = [
+                c + (int(rng.integers(0, 256)),) for c in colours[: entries // 2]
+            ]
+        options["palette"] = colours
+        samples = 1
+    else:
+        samples = (1 if options["greyscale"] else 3) + options.get("alpha", False)
+    top = 1 << depth
+    rows = rng.integers(0, top, (height, width * samples))
+    rows[0, :samples] = 1 if samples == 1 else [1, 2, 3, 4][:samples]  # where tRNS matches
+    path = tmp_path / "variant.png"
+    with open(path, "wb") as handle:
+        png.Writer(width, height, bitdepth=depth, interlace=interlace, **options).write(
+            handle, rows.tolist()
+        )
+
+    reader = png.Reader(filename=str(path))
+    _, _, pixels, _ = reader.asRGBA8() if depth <= 8 else reader.asRGBA()
+    want = np.array([list(row) for row in pixels]).reshape(height, width, 4)
+    if kind.startswith("gray") and kind != "gray+alpha":
+        want, alpha = want[..., 0], False
+    elif kind == "gray+alpha":
+        want, alpha = want[..., [0, 3]], True
+    elif kind in ("rgb", "palette"):
+        want, alpha = want[..., :3], False
+    else:
+        alpha = True
+    image = read_image(path)
+    assert image.has_alpha is alpha
+    assert image.pixels.dtype == (np.uint16 if depth == 16 else np.uint8)
+    np.testing.assert_array_equal(image.pixels, want)
+
+
 def test_sample_images_are_readable():
     expected = {
         "camera.png": ("gray", 8),
@@ -188,7 +262,7 @@ def test_sample_images_are_readable():
 
 
 def _png_bytes(pixels):
-    return nio._encode_png_numpy(pixels)
+    return nio._encode_png(pixels)
 
 
 @pytest.mark.parametrize(
@@ -214,11 +288,17 @@ def test_truncated_and_corrupt_png(tmp_path):
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageReadError, match="truncated"):
         read_image(tmp_path / "cut.png")
+    assert data[37:41] == b"IDAT"  # IHDR ends at byte 33; IDAT's data starts at 41
     broken = bytearray(data)
-    broken[40] ^= 0xFF  # inside IDAT: CRC mismatch
+    broken[45] ^= 0xFF  # inside IDAT: CRC mismatch
     (tmp_path / "crc.png").write_bytes(bytes(broken))
-    with pytest.raises(ImageReadError, match="checksum"):
+    with pytest.raises(ImageReadError, match=r"checksum error in chunk b'IDAT'"):
         read_image(tmp_path / "crc.png")
+    broken = bytearray(data)
+    broken[40] ^= 0xFF  # IDAT's type itself: no chunk of that name can exist
+    (tmp_path / "type.png").write_bytes(bytes(broken))
+    with pytest.raises(ImageReadError, match=r"corrupt PNG file \(invalid chunk type b'IDA"):
+        read_image(tmp_path / "type.png")
     (tmp_path / "magic.png").write_bytes(data[:8])
     with pytest.raises(ImageReadError, match="truncated"):
         read_image(tmp_path / "magic.png")
@@ -283,6 +363,24 @@ def test_decompression_bomb_guard_reads_the_header_only(tmp_path, monkeypatch):
             read_image(other, max_pixels=1000)
 
 
+def test_decompression_bombs_are_refused_without_allocating(tmp_path):
+    files = [tmp_path / "huge.png", _huge_jpeg(tmp_path), _huge_tiff(tmp_path, True)]
+    files[0].write_bytes(_png_header_only(100_000, 100_000))
+    for ext in (".png", ".jpg", ".tif"):  # import the decoders before measuring
+        write_image(tmp_path / f"warm{ext}", np.zeros((8, 8), np.uint8))
+        read_image(tmp_path / f"warm{ext}")
+    for path in files:
+        tracemalloc.start()
+        try:
+            with pytest.raises(ImageReadError, match="limit"):
+                read_image(path)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        # Refused from the header: a decoded image would be 10 GB.
+        assert peak < 8 << 20, (path.name, peak)
+
+
 # --------------------------------------------------------------------------- writing safely
 
 
@@ -307,6 +405,12 @@ def test_never_writes_onto_the_input(tmp_path):
     # also through another spelling of the same path
     with pytest.raises(ImageWriteError, match="input file"):
         write_image(tmp_path / "." / "in.png", image.pixels, like=image, force=True)
+    # a picture made from the input but not written like it (nlmeans explain)
+    (tmp_path / "link.png").symlink_to(path)
+    with pytest.raises(ImageWriteError, match="input file"):
+        write_image(
+            tmp_path / "link.png", np.zeros((4, 4, 3), np.uint8), protect=(path,), force=True
+        )
     assert path.read_bytes() == before
 
 
@@ -318,6 +422,25 @@ def test_unwritable_destination(tmp_path):
         write_image(tmp_path / "file" / "x.png", _random((4, 4), np.uint8))
     with pytest.raises(ImageWriteError, match="extension"):
         write_image(tmp_path / "x.bmp", _random((4, 4), np.uint8))
+
+
+@pytest.mark.parametrize("proc", [True, False], ids=["proc", "no-proc"])
+def test_written_files_get_the_umask_permissions(tmp_path, monkeypatch, proc):
+    """Images and checkpoints alike (one helper): 0o666 less the umask, not mkstemp's 0600."""
+    if not proc:  # a system without /proc/self/status: the umask is read by setting one
+
+        def no_proc(*_args, **_kwargs):
+            raise OSError("no /proc here")
+
+        monkeypatch.setattr(nio, "open", no_proc, raising=False)
+    old = os.umask(0o027)
+    try:
+        assert nio._umask() == 0o027
+        path = nio.atomic_write_bytes(tmp_path / "x.bin", b"data")
+        assert os.umask(0o027) == 0o027  # reading it left it as it was
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640
 
 
 def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
@@ -363,6 +486,7 @@ def test_unit_float_helpers():
 # --------------------------------------------------------------------------- colour profile and EXIF
 
 
+@functools.cache  # made once: LittleCMS stamps each new profile with the time of day
 def _srgb_profile() -> bytes:
     from PIL import ImageCms
 
@@ -687,7 +811,7 @@ def test_profile_of_the_wrong_colour_space_is_not_written(tmp_path):
     # A gray PNG with an RGB profile (libpng ignores it, with a warning): read as stored, not written on.
     path = tmp_path / "gray.png"
     path.write_bytes(
-        _png_with_chunks(nio._encode_png_numpy(_random((8, 8), np.uint8)), _iccp(_srgb_profile()))
+        _png_with_chunks(nio._encode_png(_random((8, 8), np.uint8)), _iccp(_srgb_profile()))
     )
     image = read_image(path)
     assert image.icc_profile == _srgb_profile()
@@ -726,7 +850,7 @@ def test_broken_profile_or_exif_is_ignored(tmp_path, chunk):
         chunk = (chunk[0], chunk[1] + zlib.compress(bytes(32 << 20)))
     pixels = _random((8, 8, 3), np.uint8)
     path = tmp_path / "in.png"
-    path.write_bytes(_png_with_chunks(nio._encode_png_numpy(pixels), chunk))
+    path.write_bytes(_png_with_chunks(nio._encode_png(pixels), chunk))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         image = read_image(path)  # the pixels are fine: no error, no warning

@@ -8,7 +8,7 @@ are not ours:
   scheduler, RNG states, step counter, history, run settings, and the network
   config. Always read with ``torch.load(weights_only=True)``: a file that
   would need to import or call code when unpickled is rejected, never run.
-  Written atomically (temporary file in the same folder + ``os.replace``).
+  Written atomically (:func:`nlmeans.io.atomic_write_bytes`).
 * **Shipped weights** (``.safetensors``): the model tensors only, with the
   network config as JSON in the safetensors metadata (safetensors carries no
   code at all). :func:`export_weights` turns a checkpoint into one.
@@ -19,17 +19,18 @@ config stored in the file.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from ..io import atomic_write_bytes
 from .model import DenoiserConfig, NonLocalDenoiser
 
 __all__ = [
@@ -59,35 +60,19 @@ def default_weights_path() -> Path:
 # ---------------------------------------------------------------------------
 # atomic writing
 # ---------------------------------------------------------------------------
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _atomic_write(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, then replace.
+    """Call ``write(fileobj)`` on an in-memory file, then write its bytes to ``path`` atomically.
 
-    On any failure, KeyboardInterrupt included, the temporary file is removed
-    and ``path`` keeps its previous content.
+    :func:`nlmeans.io.atomic_write_bytes` does the writing, the same as for
+    images (a temporary file next to ``path``, the same permissions rule, an
+    existing file replaced): on any failure, KeyboardInterrupt included, the
+    temporary file is removed and ``path`` keeps its previous content.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates 0600 files; give the result ordinary permissions.
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    buffer = io.BytesIO()
+    write(buffer)
+    atomic_write_bytes(path, buffer.getvalue(), force=True)
 
 
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:

@@ -1,0 +1,107 @@
+"""Threads: a batch with ``--threads 2`` gives the same bytes as each file alone with
+``--threads 1``; library calls from several Python threads agree with sequential calls.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import numpy as np
+import pytest
+from cli_harness import (
+    _in,
+    _noisy,
+    run_cli,
+)
+
+import nlmeans
+from nlmeans.io import write_image
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_batch_with_two_threads_gives_the_same_bytes_as_one_file_at_a_time(tmp_path, capfd, caplog):
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has a single thread here")
+    folder = _in(tmp_path)
+    pixels = [
+        _noisy((40, 44), seed=1),
+        _noisy((40, 44, 3), seed=2),
+        _noisy((33, 41), np.uint16, seed=3),
+        _noisy((40, 44, 3), np.uint16, seed=4),
+        _noisy((36, 36), np.float32, seed=5),
+        np.concatenate([_noisy((40, 44, 3), seed=6), _noisy((40, 44, 1), seed=7)], axis=2),
+    ]
+    names = ["a.png", "b.png", "c.png", "d.png", "e.tif", "f.png"]
+    for name, px in zip(names, pixels):
+        write_image(folder / name, px)
+    args = ["-m", "patchwise", "-p", "5", "-r", "4", "--h", "0.06", "--sigma", "0.02"]
+    batch = run_cli(
+        [
+            "denoise",
+            *[folder / n for n in names],
+            "-d",
+            tmp_path / "batch",
+            "--threads",
+            "2",
+            *args,
+        ],
+        capfd,
+        caplog,
+    )
+    assert batch.exit_code == 0, batch.stderr
+    for name in names:
+        single = run_cli(
+            ["denoise", folder / name, "-d", tmp_path / "single", "--threads", "1", *args],
+            capfd,
+            caplog,
+        )
+        assert single.exit_code == 0, single.stderr
+    outputs = sorted(p.name for p in (tmp_path / "batch").iterdir())
+    assert outputs == sorted(p.name for p in (tmp_path / "single").iterdir()) and len(outputs) == 6
+    for name in outputs:
+        assert (tmp_path / "batch" / name).read_bytes() == (
+            tmp_path / "single" / name
+        ).read_bytes(), name
+
+
+def test_library_calls_from_several_threads_agree_with_sequential_calls():
+    jobs = [
+        (
+            _noisy((40, 40), seed=s),
+            dict(method=m, patch_size=3, patch_distance=3, h=0.07, sigma=0.02, threads=t),
+        )
+        for s, (m, t) in enumerate(
+            [
+                ("fast", 1),
+                ("exact", 2),
+                ("patchwise", 1),
+                ("fast", None),
+                ("exact", 1),
+                ("patchwise", 2),
+                ("fast", 2),
+                ("exact", None),
+            ]
+        )
+    ]
+    import numba
+
+    jobs = [
+        (
+            img,
+            {
+                **kw,
+                "threads": min(kw["threads"], numba.config.NUMBA_NUM_THREADS)
+                if kw["threads"]
+                else None,
+            },
+        )
+        for img, kw in jobs
+    ]
+    sequential = [nlmeans.denoise(img, **kw) for img, kw in jobs]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda job: nlmeans.denoise(job[0], **job[1]), jobs * 2))
+    for i, out in enumerate(parallel):
+        np.testing.assert_array_equal(out, sequential[i % len(jobs)])
