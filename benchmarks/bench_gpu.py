@@ -226,7 +226,7 @@ def network(cfg: dict, torch_reason: str | None) -> list[str]:
         "|---|---|---|---:|---:|---|",
     ]
     t_cpu, _, _ = best_of(
-        lambda: nlmeans.denoise(image, method="neural", threads=threads),
+        lambda: nlmeans.denoise(image, method="neural", sigma=SIGMA, threads=threads),
         max(1, reps // 2),
         budget,
     )
@@ -247,7 +247,9 @@ def network(cfg: dict, torch_reason: str | None) -> list[str]:
 
     auto_tile = neural_tile_size(size, size)
     t_front, _, _ = best_of(
-        lambda: nlmeans.denoise(image, method="neural", device="cuda"), reps, budget
+        lambda: nlmeans.denoise(image, method="neural", sigma=SIGMA, device="cuda"),
+        reps,
+        budget,
     )
     lines.append(
         f"| GPU, nlmeans.denoise(device='cuda') | {label} | "

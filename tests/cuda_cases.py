@@ -141,9 +141,11 @@ def test_larger_images_on_the_gpu(method, shape, rng):
 @gpu_only
 def test_neural_on_the_gpu_matches_the_cpu(rng):
     image = rng.random((96, 80)).astype(np.float32)
-    gpu, params = nlmeans.denoise(image, method="neural", device="cuda", return_params=True)
+    kw = dict(method="neural", sigma=SIGMA)
+    gpu, params = nlmeans.denoise(image, device="cuda", return_params=True, **kw)
     assert params.device == "cuda"
-    np.testing.assert_allclose(gpu, nlmeans.denoise(image, method="neural"), atol=1e-4)
+    # torch runs convolutions in TF32 on Ampere and later GPUs by default.
+    np.testing.assert_allclose(gpu, nlmeans.denoise(image, **kw), atol=3e-3)
 
 
 def test_kernels_module_shifts_cover_the_window():

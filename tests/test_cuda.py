@@ -55,7 +55,7 @@ def test_cpu_is_the_default_and_recorded():
 
 def test_unknown_device_is_refused():
     with pytest.raises(ValueError, match="device must be one of cpu, cuda, auto"):
-        nlmeans.denoise(np.zeros((8, 8)), device="gpu")
+        nlmeans.denoise(np.zeros((8, 8)), sigma=0.1, device="gpu")
     with pytest.raises(ValueError, match="device must be one of"):
         nl_device.resolve_device(None)
 
