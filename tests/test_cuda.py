@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import nlmeans
@@ -122,6 +124,30 @@ def test_neural_tile_follows_free_memory(monkeypatch, free_gib, shape, expected)
         # The largest multiple of 64 whose pass (core and margins) fits.
         pixels = nl_device.NEURAL_MEMORY_SHARE * free / nl_device.NEURAL_BYTES_PER_PIXEL
         assert (tile + 64) ** 2 <= pixels < (tile + 128) ** 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    free=st.integers(min_value=2**20, max_value=200 * 2**30),
+    height=st.integers(min_value=1, max_value=20000),
+    width=st.integers(min_value=1, max_value=20000),
+)
+def test_neural_tile_always_fits_or_is_untiled(free, height, width):
+    import torch
+
+    original = torch.cuda.mem_get_info
+    torch.cuda.mem_get_info = lambda *a: (free, 2 * free)
+    try:
+        tile = nl_device.neural_tile_size(height, width)
+    finally:
+        torch.cuda.mem_get_info = original
+    pixels = nl_device.NEURAL_MEMORY_SHARE * free / nl_device.NEURAL_BYTES_PER_PIXEL
+    if tile is None:
+        assert height * width <= pixels
+    else:
+        assert height * width > pixels
+        assert tile % 64 == 0 and tile >= nl_device.NEURAL_MIN_TILE
+        assert tile == nl_device.NEURAL_MIN_TILE or (tile + 64) ** 2 <= pixels
 
 
 runner = CliRunner()
