@@ -248,10 +248,12 @@ def denoise(
         raise typer.BadParameter(f"{out_dir} exists and is not a folder", param_hint="--out-dir")
     # What would fail for every file is checked once, before any file is read.
     check_threads_option(threads)
-    from nlmeans.device import resolve_device
+    used_device = "cpu"
+    if device is not Device.cpu:
+        from nlmeans.device import resolve_device
 
-    # No GPU for --device cuda: one error line (what is missing), exit 1.
-    used_device = resolve_device(device.value, method=method.value)
+        # No GPU for --device cuda: one error line (what is missing), exit 1.
+        used_device = resolve_device(device.value, method=method.value)
     pairs = _parse_noise_params(noise_params)
     if pairs is not None and noise is not Noise.gaussian:
         raise typer.BadParameter(
