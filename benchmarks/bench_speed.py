@@ -37,6 +37,18 @@ c. 512 x 512 RGB (``astronaut``): nlmeans ``"fast"`` with
    ``hColor``).
 d. 64^3 volume, patch 5, patch_distance 3: nlmeans ``"fast"`` vs scikit-image
    fast mode in 3-D (OpenCV has no 3-D NLM).
+t. Thread scaling (many cores): 2048 x 2048 gray, sigma = 25/255, patch 7,
+   search 21 x 21, h = 0.8 sigma, nlmeans ``"fast"`` and OpenCV
+   ``fastNlMeansDenoising`` (``cv2.setNumThreads``) at 1, 2, 4, 8, 16 threads
+   (those the machine has). To find where the scaling goes, each thread count
+   also times the parallel kernel alone (``kernels.pixelwise_accumulate`` on
+   prepared inputs: what is left of the full call is single-threaded NumPy
+   work in the front end, Amdahl's serial share), the same kernel on a
+   2048 x 256 image (same strips, 1/8 of each strip's working set: if that
+   scales much better, the strips' working set against the caches is what
+   limits), and a parallel triad ``a = b + s c`` over 3 x 128 MB (the memory
+   bandwidth the threads can draw). Outputs at every thread count are
+   compared bit for bit.
 e. Start-up: a fresh subprocess with an empty ``NUMBA_CACHE_DIR`` (cold: the
    first call compiles), a second fresh subprocess on the same cache directory
    (warm start: the first call loads the compiled kernels), and the
@@ -48,6 +60,7 @@ Usage::
     python benchmarks/bench_speed.py                    # full run, writes benchmarks/results/speed.md
     python benchmarks/bench_speed.py --quick            # smoke test (small sizes, 1 repeat)
     python benchmarks/bench_speed.py --out /tmp/speed.md --repeats 7
+    python benchmarks/bench_speed.py --cases t          # thread-scaling table only
 
 Run the full benchmark on a quiet machine: it takes a few minutes (most of it
 in scikit-image and the cold-start compilation).
@@ -56,6 +69,7 @@ in scikit-image and the cold-start compilation).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -118,6 +132,7 @@ class Row:
 class Report:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)  # Markdown tables of their own (case t)
 
     def add(self, row: Row) -> Row:
         self.rows.append(row)
@@ -745,12 +760,157 @@ def case_startup(report: Report, cfg: dict) -> None:
     )
 
 
+def _thread_counts(limit: int) -> list[int]:
+    counts = [n for n in (1, 2, 4, 8, 16) if n <= limit]
+    return counts + ([limit] if limit not in counts else [])
+
+
+def _triad_gbs(threads: int, n: int, repeats: int) -> float:
+    """GB/s of a parallel ``a = b + 3 c`` (3 arrays of n float64) on ``threads`` threads."""
+    import numba
+
+    kernel = _triad_kernel()
+    b = np.ones(n)
+    c = np.ones(n)
+    a = np.empty(n)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        seconds, _, _ = best_of(lambda: kernel(a, b, c), repeats, 10.0)
+    finally:
+        numba.set_num_threads(previous)
+    return 3 * 8 * n / seconds / 1e9
+
+
+@functools.lru_cache(maxsize=None)
+def _triad_kernel():
+    from numba import njit, prange
+
+    @njit(parallel=True)
+    def triad(a, b, c):
+        for i in prange(a.shape[0]):
+            a[i] = b[i] + 3.0 * c[i]
+
+    return triad
+
+
+def _kernel_call(noisy: np.ndarray, h: float):
+    """``kernels.pixelwise_accumulate`` on prepared inputs, as ``_nlm_pass`` calls it for "fast"."""
+    from nlmeans import kernels
+
+    data = np.ascontiguousarray(noisy, np.float32)[np.newaxis, np.newaxis]
+    f, d = 3, 10
+    padded = np.pad(data, ((0, 0), (0, 0), (f, f), (f, f)), mode="reflect")
+    shifts = kernels.half_window_shifts(0, d)
+    ones = kernels.patch_weights(7, "uniform")
+    one = kernels.patch_weights(1, "uniform")
+    norm = np.float32(1.0 / 49)
+    two_sigma2, inv_h2 = np.float32(2 * SIGMA**2), np.float32(1.0 / h**2)
+
+    def run():
+        numerator = np.zeros_like(data)
+        denominator = np.zeros(data.shape[1:], np.float32)
+        max_weight = np.zeros((1, 1, 1), np.float32)
+        kernels.pixelwise_accumulate(
+            data, padded, shifts, 0, d, one, ones, ones, True, norm, two_sigma2, inv_h2,
+            numerator, denominator, max_weight, False,
+        )  # fmt: skip
+        return numerator
+
+    return run
+
+
+def case_threads(report: Report, cfg: dict) -> None:
+    import cv2
+    import numba
+    from skimage import data
+
+    import nlmeans
+
+    size = cfg["scaling_size"]
+    clean = _resize_square(data.astronaut()[..., 1], size).astype(np.float64) / 255.0
+    noisy = _noisy(clean, SEED + 5)
+    noisy8 = _to_uint8(noisy)
+    narrow = np.ascontiguousarray(noisy[:, : size // 8])
+    h = H_FACTOR * SIGMA
+    kw = dict(h=h, sigma=SIGMA, method="fast", patch_size=7, patch_distance=10)
+    reps, budget = cfg["repeats"], cfg["budget"]
+    limit = min(numba.config.NUMBA_NUM_THREADS, os.cpu_count() or 1)
+    counts = _thread_counts(limit)
+    kernel_wide, kernel_narrow = _kernel_call(noisy, h), _kernel_call(narrow, h)
+    triad_n = (1 << 24) if not cfg["quick"] else (1 << 20)  # 128 MB per array (8 MB quick)
+
+    rows, first = [], None
+    identical = True
+    previous = numba.get_num_threads()
+    for n in counts:
+        t_full, _, out = best_of(lambda: nlmeans.denoise(noisy, threads=n, **kw), reps, budget)
+        numba.set_num_threads(n)
+        try:
+            t_kernel, _, _ = best_of(kernel_wide, reps, budget)
+            t_narrow, _, _ = best_of(kernel_narrow, reps, budget)
+        finally:
+            numba.set_num_threads(previous)
+        cv2.setNumThreads(n)
+        t_cv, _, _ = best_of(
+            lambda: cv2.fastNlMeansDenoising(
+                noisy8, None, h=H_FACTOR * 25.0, templateWindowSize=7, searchWindowSize=21
+            ),
+            reps,
+            budget,
+        )
+        gbs = _triad_gbs(n, triad_n, reps)
+        if first is None:
+            first = (t_full, t_kernel, t_narrow, out)
+        else:
+            identical &= bool(np.array_equal(out, first[3]))
+        rows.append((n, t_full, t_kernel, t_narrow, t_cv, gbs))
+        print(
+            f"  t   {n:>2} threads: fast {t_full:.4f} s (kernel {t_kernel:.4f} s, "
+            f"narrow {t_narrow:.4f} s), OpenCV {t_cv:.4f} s, triad {gbs:.1f} GB/s",
+            flush=True,
+        )
+    cv2.setNumThreads(cfg["threads"])
+
+    t1_full, t1_kernel, t1_narrow, _ = first
+    lines = [
+        f"### Thread scaling (case t): {size}x{size} gray, sigma 25/255, patch 7, "
+        "search 21x21, h = 0.8 sigma",
+        "",
+        "| threads | nlmeans fast (s) | speed-up | efficiency | kernel alone (s) | "
+        "kernel speed-up | serial front end (s) | 1/8-width kernel speed-up | "
+        "OpenCV (s) | OpenCV / nlmeans | triad GB/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, t_full, t_kernel, t_narrow, t_cv, gbs in rows:
+        lines.append(
+            f"| {n} | {t_full:.4f} | {t1_full / t_full:.2f}x | {t1_full / t_full / n:.0%} | "
+            f"{t_kernel:.4f} | {t1_kernel / t_kernel:.2f}x | {t_full - t_kernel:.4f} | "
+            f"{t1_narrow / t_narrow:.2f}x | {t_cv:.4f} | {t_cv / t_full:.2f}x | {gbs:.1f} |"
+        )
+    lines += [
+        "",
+        f"Outputs bit-identical across thread counts: {'yes' if identical else 'NO'}. "
+        "Speed-ups are against 1 thread of the same column. *serial front end* = full call "
+        "minus kernel alone (input checks, scaling to float32, padding, the float64 "
+        "correction, output conversion: single-threaded NumPy). *1/8-width kernel*: the "
+        f"kernel on the {size}x{size // 8} left strip (same strip count, 1/8 of each strip's "
+        "working set). *triad*: a parallel `a = b + 3c`, bytes read and written per second.",
+    ]
+    report.tables.append("\n".join(lines))
+    report.notes.append(
+        f"t: thread counts {', '.join(map(str, counts))} (limited by NUMBA_NUM_THREADS="
+        f"{numba.config.NUMBA_NUM_THREADS} and {os.cpu_count()} logical cores)."
+    )
+
+
 CASES = {
     "a": case_gray,
     "b": case_exact,
     "c": case_colour,
     "d": case_volume,
     "e": case_startup,
+    "t": case_threads,
 }
 
 
@@ -792,9 +952,11 @@ def to_markdown(report: Report, info: str, cfg: dict) -> str:
     lines.append(
         "Cases: a = 2-D gray fast; b = exact (crop, vs skimage slow mode) and patchwise; "
         "c = RGB; d = 3-D volume; e = start-up (fresh subprocesses, empty then reused "
-        "NUMBA_CACHE_DIR)."
+        "NUMBA_CACHE_DIR); t = thread scaling (its own table below)."
     )
     lines.extend(f"- {note}" for note in report.notes)
+    for table in report.tables:
+        lines += ["", table]
     return "\n".join(lines) + "\n"
 
 
@@ -827,7 +989,7 @@ def main(argv=None) -> int:
         "--threads", type=int, default=2, help="threads for nlmeans and OpenCV (default 2)"
     )
     parser.add_argument(
-        "--cases", default="abcde", help="which cases to run, e.g. 'ace' (default all: abcde)"
+        "--cases", default="abcdet", help="which cases to run, e.g. 'ace' (default all: abcdet)"
     )
     args = parser.parse_args(argv)
 
@@ -843,6 +1005,7 @@ def main(argv=None) -> int:
         "size": 128 if args.quick else 512,
         "crop": 48 if args.quick else 128,
         "volume": 24 if args.quick else 64,
+        "scaling_size": 256 if args.quick else 2048,
         "repeats": args.repeats if args.repeats is not None else (1 if args.quick else 5),
         "budget": args.budget,
         "threads": threads,

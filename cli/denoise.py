@@ -34,6 +34,12 @@ class ColorSpace(str, Enum):
     opponent = "opponent"
 
 
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+    auto = "auto"
+
+
 class Noise(str, Enum):
     gaussian = "gaussian"
     poisson_gaussian = "poisson-gaussian"
@@ -206,6 +212,16 @@ def denoise(
         ),
     ] = None,
     threads: ThreadsOption = None,
+    device: Annotated[
+        Device,
+        typer.Option(
+            "--device",
+            case_sensitive=False,
+            help="Where to compute: 'cuda' runs the classical methods on CUDA kernels "
+            '(pip install "nlmeans[cuda]") and the network with torch on the GPU; '
+            "'auto' takes the GPU when one is usable.",
+        ),
+    ] = Device.cpu,
     force: ForceOption = False,
 ) -> None:
     """Denoise images; outputs keep the sample type, channels and format.
@@ -232,6 +248,12 @@ def denoise(
         raise typer.BadParameter(f"{out_dir} exists and is not a folder", param_hint="--out-dir")
     # What would fail for every file is checked once, before any file is read.
     check_threads_option(threads)
+    used_device = "cpu"
+    if device is not Device.cpu:
+        from nlmeans.device import resolve_device
+
+        # No GPU for --device cuda: one error line (what is missing), exit 1.
+        used_device = resolve_device(device.value, method=method.value)
     pairs = _parse_noise_params(noise_params)
     if pairs is not None and noise is not Noise.gaussian:
         raise typer.BadParameter(
@@ -317,12 +339,16 @@ def denoise(
         if method is Method.neural:
             _load_neural_model()  # a missing model: refused here (it is cached for the next files)
         # Every check that can fail fast is done: only now the file's line.
-        log(f"{src} ({image.describe()}): {_describe_params(params, image)}")
+        where = f", on {used_device}" if device is not Device.cpu else ""
+        log(f"{src} ({image.describe()}): {_describe_params(params, image)}{where}")
         start = time.perf_counter()
         # The resolved parameters (estimates included) are handed on, so that
         # nothing is estimated twice.
         result = nlmeans.denoise(
-            color, channel_axis=axis, threads=threads, **params.denoise_kwargs()
+            color,
+            channel_axis=axis,
+            threads=threads,
+            **{**params.denoise_kwargs(), "device": used_device},
         )
         seconds = time.perf_counter() - start
         if out_dir is not None and not out_dir.is_dir():

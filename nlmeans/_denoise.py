@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 
 import numpy as np
@@ -66,7 +66,8 @@ class NLMeansParameters:
     ``noise_model`` is the :class:`nlmeans.noise.NoiseModel` of a
     Poisson-Gaussian denoising (None for Gaussian noise); ``sigma``, ``h``
     and ``h_chroma`` are then on the scale of the stabilised image (see
-    :func:`denoise`).
+    :func:`denoise`). ``device`` is where :func:`denoise` ran, ``"cpu"`` or
+    ``"cuda"`` (what ``device="auto"`` chose).
     """
 
     method: str
@@ -79,6 +80,7 @@ class NLMeansParameters:
     color_space: str = "gray"
     h_chroma: float | None = None
     noise_model: object | None = None
+    device: str = "cpu"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +104,8 @@ class NLMeansParameters:
             kwargs["color_space"] = self.color_space
         if self.h_chroma is not None:
             kwargs["h_chroma"] = self.h_chroma
+        if self.device != "cpu":
+            kwargs["device"] = self.device
         return kwargs
 
 
@@ -382,6 +386,7 @@ def denoise(
     h_chroma=None,
     noise=None,
     threads=None,
+    device="cpu",
     return_params=False,
 ):
     """Denoise an image with non-local means.
@@ -445,6 +450,16 @@ def denoise(
     threads : int, optional
         Number of threads (all of Numba's by default). The result is
         bit-identical for any value.
+    device : {"cpu", "cuda", "auto"}
+        Where to compute. ``"cuda"``: the classical methods on CUDA kernels
+        (numba-cuda: ``pip install "nlmeans[cuda]"``), equal to the CPU's
+        result to float32 rounding (1e-5 on the [0, 1] scale), and the network
+        with torch on the GPU, in tiles sized to the free GPU memory.
+        ``"auto"``: the GPU when one is usable, else the CPU; the choice is
+        ``device`` of the returned :class:`NLMeansParameters`. ``"cuda"``
+        where no GPU can be used raises
+        :class:`nlmeans.device.CUDAUnavailableError` (a ``ValueError``)
+        saying what is missing.
     return_params : bool
         Also return the :class:`NLMeansParameters` used.
 
@@ -533,13 +548,16 @@ def denoise(
     )
     n_threads = check_threads(threads)
     axis = _check_channel_axis(image, channel_axis)
+    from .device import resolve_device
+
+    params = replace(params, device=resolve_device(device, method=method))
     logger.info("nlmeans parameters: %s", params)
 
     if params.noise_model is not None:
         result = _denoise_stabilised(image, axis, params, n_threads)
     elif method == "neural":
         result = _denoise_neural(
-            image, axis, params.sigma if sigma is not None else None, n_threads
+            image, axis, params.sigma if sigma is not None else None, n_threads, params.device
         )
     else:
         result = _denoise_classical(image, axis, params, n_threads)
@@ -560,7 +578,7 @@ def _denoise_stabilised(image, axis, params: NLMeansParameters, n_threads: int):
     floats = to_unit_float(image)
     scaled, offset, spread = _stabilise(image, axis, model)
     if params.method == "neural":
-        out = _denoise_neural(scaled, axis, None, n_threads)
+        out = _denoise_neural(scaled, axis, None, n_threads, params.device)
     else:
         out = _denoise_classical(scaled, axis, params, n_threads)
     result = inverse_generalized_anscombe(out * spread + offset, model, channel_axis=axis)
@@ -598,6 +616,10 @@ def _denoise_classical(image, axis, params: NLMeansParameters, n_threads: int):
     data = _to_kernel_layout((floats - lo) / scale, axis)
     volume = len(_spatial_shape(image, axis)) == 3
     sigma, h = params.sigma / scale, params.h / scale
+    if params.device == "cuda":
+        from ._cuda import nlm_pass
+    else:
+        nlm_pass = _nlm_pass
     with _threads_lock:
         import numba
 
@@ -617,15 +639,15 @@ def _denoise_classical(image, axis, params: NLMeansParameters, n_threads: int):
                 )
                 luma = np.ascontiguousarray(opponent[:1])
                 chroma = np.ascontiguousarray(opponent[1:])
-                fix_luma = _nlm_pass(luma, luma, params, volume, sigma, h)
-                fix_chroma = _nlm_pass(
+                fix_luma = nlm_pass(luma, luma, params, volume, sigma, h)
+                fix_chroma = nlm_pass(
                     chroma, opponent, params, volume, sigma, params.h_chroma / scale
                 )
                 correction = np.tensordot(
                     OPPONENT.T, np.concatenate([fix_luma, fix_chroma]).astype(np.float64), axes=1
                 )
             else:
-                correction = _nlm_pass(data, data, params, volume, sigma, h)
+                correction = nlm_pass(data, data, params, volume, sigma, h)
         finally:
             numba.set_num_threads(previous)
 
@@ -734,7 +756,7 @@ def _patch_coverage(shape, f: int, fz: int) -> np.ndarray:
     return counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]
 
 
-def _denoise_neural(image, axis, sigma, n_threads):
+def _denoise_neural(image, axis, sigma, n_threads, device="cpu"):
     try:
         from . import neural
     except ImportError as exc:  # pragma: no cover - torch is a dependency
@@ -744,7 +766,15 @@ def _denoise_neural(image, axis, sigma, n_threads):
         floats = np.moveaxis(floats, axis, -1)
     if floats.ndim == 3 and axis is None:
         raise ValueError("method='neural' supports 2-D images (gray or with channels)")
-    result = neural.denoise(floats, sigma=sigma, threads=n_threads)
+    if device == "cuda":
+        from .device import neural_tile_size
+
+        tile = neural_tile_size(*floats.shape[:2])
+        result = neural.denoise(
+            floats, sigma=sigma, threads=n_threads, device="cuda", tile_size=tile
+        )
+    else:
+        result = neural.denoise(floats, sigma=sigma, threads=n_threads)
     if axis is not None:
         result = np.moveaxis(result, -1, axis)
     return from_unit_float(np.asarray(result, np.float32), image.dtype)
