@@ -202,3 +202,10 @@ def test_compare_on_a_clip(clips, tmp_path):
     result = invoke("compare", "--noisy", clips["avi"], "--clean", clips["avi"], "-m", "noisy")
     assert result.exit_code == 0, result.stderr
     assert "flicker" in result.stdout
+
+
+def test_cli_light_copy_of_video_suffixes():
+    from nlmeans import video
+    from nlmeans_cli import _video
+
+    assert _video.VIDEO_SUFFIXES == video.VIDEO_SUFFIXES
