@@ -100,6 +100,10 @@ def compare(
     listed = list(images or []) + list(clean or []) + list(noisy or [])
     if listed and any(_video.is_sequence_input(i, folders=False) for i in listed):
         # Videos and TIFF stacks: sequence metrics (PSNR/SSIM per frame, flicker).
+        if report is not None:
+            raise typer.BadParameter(
+                "--report is not available for sequences yet; use --json", param_hint="--report"
+            )
         _video.compare_sequences(
             clean_items=list(clean or images or []),
             noisy_items=list(noisy) if noisy else None,

@@ -199,6 +199,8 @@ def test_compare_on_a_clip(clips, tmp_path):
     records = {r["method"]: r for r in payload[0]["records"]}
     assert set(records) == {"noisy", "spacetime", "frames", "opencv-multi"}
     assert records["spacetime"]["flicker"] < records["noisy"]["flicker"]
+    result = invoke("compare", stack, "--report", tmp_path / "r")
+    assert result.exit_code == 2 and "not available for sequences" in result.stderr
     result = invoke("compare", "--noisy", clips["avi"], "--clean", clips["avi"], "-m", "noisy")
     assert result.exit_code == 0, result.stderr
     assert "flicker" in result.stdout
