@@ -85,77 +85,85 @@ def frames_accumulate(
             sx = shifts[s, 2]
             ylo = y0
             yhi = min(y1, n_y - sy)
-            # Frames z whose pair (z, z + sz) touches an output frame: the
-            # hull of [out_lo, out_hi) and [out_lo - sz, out_hi - sz).
-            zlo = max(0, -sz, min(out_lo, out_lo - sz))
-            zhi = min(n_z, n_z - sz, max(out_hi, out_hi - sz))
             xlo = max(0, -sx)
             xhi = min(n_x, n_x - sx)
-            if ylo >= yhi or zlo >= zhi or xlo >= xhi:
-                continue
-            _shift_distances(
-                padded,
-                sz,
-                sy,
-                sx,
-                zlo,
-                zhi,
-                ylo,
-                yhi,
-                xlo,
-                xhi,
-                weights_z,
-                weights_y,
-                weights_x,
-                uniform,
-                norm,
-                row_ring,
-                column_sums,
-                plane_ring,
-                dist,
-            )
-            n = xhi - xlo
-            for z in range(zlo, zhi):
-                a_out = out_lo <= z < out_hi
-                b_out = out_lo <= z + sz < out_hi
-                if not (a_out or b_out):
+            # Frames z whose pair (z, z + sz) touches an output frame:
+            # [out_lo, out_hi) (z is one) and [out_lo - sz, out_hi - sz)
+            # (z + sz is one). One range where they meet, else two, visited
+            # in increasing z (the order of pixelwise_accumulate).
+            lo0, hi0 = min(out_lo, out_lo - sz), min(out_hi, out_hi - sz)
+            lo1, hi1 = max(out_lo, out_lo - sz), max(out_hi, out_hi - sz)
+            if hi0 >= lo1:
+                hi0 = hi1
+                lo1 = hi1
+            for part in range(2):
+                zlo = max(0, -sz, lo0 if part == 0 else lo1)
+                zhi = min(n_z, n_z - sz, hi0 if part == 0 else hi1)
+                if ylo >= yhi or zlo >= zhi or xlo >= xhi:
                     continue
-                za = z - out_lo
-                zb = z + sz - out_lo
-                for y in range(ylo, yhi):
-                    r = y - y0
-                    wrow = dist[z, y - ylo, :n]
-                    for k in range(n):
-                        excess = max(wrow[k] - two_sigma2, np.float32(0.0))
-                        wrow[k] = exp_neg(excess * inv_h2)
-                    if a_out:
-                        den_a = den[za, r, xlo:xhi]
+                _shift_distances(
+                    padded,
+                    sz,
+                    sy,
+                    sx,
+                    zlo,
+                    zhi,
+                    ylo,
+                    yhi,
+                    xlo,
+                    xhi,
+                    weights_z,
+                    weights_y,
+                    weights_x,
+                    uniform,
+                    norm,
+                    row_ring,
+                    column_sums,
+                    plane_ring,
+                    dist,
+                )
+                n = xhi - xlo
+                for z in range(zlo, zhi):
+                    a_out = out_lo <= z < out_hi
+                    b_out = out_lo <= z + sz < out_hi
+                    if not (a_out or b_out):
+                        continue
+                    za = z - out_lo
+                    zb = z + sz - out_lo
+                    for y in range(ylo, yhi):
+                        r = y - y0
+                        wrow = dist[z, y - ylo, :n]
                         for k in range(n):
-                            den_a[k] += wrow[k]
-                    if b_out:
-                        den_b = den[zb, r + sy, xlo + sx : xhi + sx]
-                        for k in range(n):
-                            den_b[k] += wrow[k]
-                    for c in range(n_channels):
-                        u_a = image[c, z, y, xlo:xhi]
-                        u_b = image[c, z + sz, y + sy, xlo + sx : xhi + sx]
+                            excess = max(wrow[k] - two_sigma2, np.float32(0.0))
+                            wrow[k] = exp_neg(excess * inv_h2)
                         if a_out:
-                            num_a = num[c, za, r, xlo:xhi]
+                            den_a = den[za, r, xlo:xhi]
                             for k in range(n):
-                                num_a[k] += wrow[k] * (u_b[k] - u_a[k])
+                                den_a[k] += wrow[k]
                         if b_out:
-                            num_b = num[c, zb, r + sy, xlo + sx : xhi + sx]
+                            den_b = den[zb, r + sy, xlo + sx : xhi + sx]
                             for k in range(n):
-                                num_b[k] += wrow[k] * (u_a[k] - u_b[k])
-                    if track_max:
-                        if a_out:
-                            mx_a = mx[za, r, xlo:xhi]
-                            for k in range(n):
-                                mx_a[k] = max(mx_a[k], wrow[k])
-                        if b_out:
-                            mx_b = mx[zb, r + sy, xlo + sx : xhi + sx]
-                            for k in range(n):
-                                mx_b[k] = max(mx_b[k], wrow[k])
+                                den_b[k] += wrow[k]
+                        for c in range(n_channels):
+                            u_a = image[c, z, y, xlo:xhi]
+                            u_b = image[c, z + sz, y + sy, xlo + sx : xhi + sx]
+                            if a_out:
+                                num_a = num[c, za, r, xlo:xhi]
+                                for k in range(n):
+                                    num_a[k] += wrow[k] * (u_b[k] - u_a[k])
+                            if b_out:
+                                num_b = num[c, zb, r + sy, xlo + sx : xhi + sx]
+                                for k in range(n):
+                                    num_b[k] += wrow[k] * (u_a[k] - u_b[k])
+                        if track_max:
+                            if a_out:
+                                mx_a = mx[za, r, xlo:xhi]
+                                for k in range(n):
+                                    mx_a[k] = max(mx_a[k], wrow[k])
+                            if b_out:
+                                mx_b = mx[zb, r + sy, xlo + sx : xhi + sx]
+                                for k in range(n):
+                                    mx_b[k] = max(mx_b[k], wrow[k])
 
     # Deterministic reduction, strips in order (as pixelwise_accumulate).
     for row in prange(n_y):
