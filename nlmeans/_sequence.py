@@ -41,8 +41,7 @@ from .io import from_unit_float, to_unit_float
 
 logger = logging.getLogger("nlmeans")
 
-#: Frames whose noise estimates (median) give an automatic sigma, and whose
-#: range fixes the float scale of the whole sequence.
+#: Frames whose noise estimates (median) give an automatic sigma.
 ESTIMATE_FRAMES = 5
 #: Frame data (floats) per block that sets how many frames are denoised at once.
 _BLOCK_VALUES = 1 << 23
@@ -307,7 +306,7 @@ def denoise_sequence(
     ``(2k + 1) (2d + 1)**2`` per pixel; the fitted table trades a smaller
     spatial window for the temporal one.
 
-    All frames share one float scale (from the first frames' range), so
+    All frames share one float scale (from the first frame's range), so
     that patch distances between frames are meaningful; each output frame
     is clipped to the [min, max] of the frames in its window.
 
@@ -362,6 +361,7 @@ def denoise_sequence(
         params = resolve_sequence_parameters(
             first, n_frames=moved.shape[0], channel_axis=frame_axis, **options
         )
+        logger.info("nlmeans sequence parameters: %s", params)
         out = np.empty_like(moved)
         for i, frame in enumerate(_run(iter(moved), params, frame_axis, n_threads)):
             out[i] = frame
@@ -377,6 +377,7 @@ def denoise_sequence(
         first, n_frames=n_known, channel_axis=channel_axis, **options
     )
     axis = _frame_axis(first[0], channel_axis)
+    logger.info("nlmeans sequence parameters: %s", params)
     generator = _run(itertools.chain(first, iterator), params, axis, n_threads)
     return (generator, params) if return_params else generator
 
