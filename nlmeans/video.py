@@ -114,13 +114,21 @@ def is_sequence_file(path) -> bool:
     if suffix in VIDEO_SUFFIXES:
         return True
     if suffix in TIFF_SUFFIXES and path.is_file():
+        import logging
+
         import tifffile
 
+        # A damaged TIFF is the image reader's to report, in one line:
+        # tifffile's own log messages would add more.
+        log = logging.getLogger("tifffile")
+        disabled, log.disabled = log.disabled, True
         try:
             with tifffile.TiffFile(path) as tif:
                 return len(tif.pages) > 1
         except Exception:  # noqa: BLE001 - not a readable TIFF: the image reader reports it
             return False
+        finally:
+            log.disabled = disabled
     return False
 
 
