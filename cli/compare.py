@@ -17,6 +17,8 @@ from ._common import (
 )
 from ._options import ThreadsOption
 
+_IMAGE_METHODS = "fast,exact,patchwise,neural,skimage,opencv,bm3d"
+
 
 @handle_errors
 def compare(
@@ -44,9 +46,11 @@ def compare(
             "--methods",
             "-m",
             help="Comma-separated: fast, exact, patchwise, neural, skimage (= skimage-same + skimage-best), "
-            "opencv, bm3d; or ours / all.",
+            "opencv, bm3d; or ours / all. Sequences (videos, TIFF stacks): noisy, spacetime, "
+            "spacetime-patchwise, spacetime-exact, frames, frames-patchwise, frames-exact, "
+            "opencv-multi, or all (default: noisy,spacetime,frames,opencv-multi).",
         ),
-    ] = "fast,exact,patchwise,neural,skimage,opencv,bm3d",
+    ] = _IMAGE_METHODS,
     report: Annotated[
         Optional[Path],
         typer.Option(
@@ -91,6 +95,25 @@ def compare(
 
     Noise is added to clean images (not clipped); every method denoises the same noisy image. Missing optional methods (bm3d, the neural model) are reported as not installed / unavailable. With [bold]--json[/bold] stdout holds only JSON; otherwise a table per noise level (methods as rows, means over the images), best value per column in bold green.
     """
+    from . import _video
+
+    listed = list(images or []) + list(clean or []) + list(noisy or [])
+    if listed and any(_video.is_sequence_input(i, folders=False) for i in listed):
+        # Videos and TIFF stacks: sequence metrics (PSNR/SSIM per frame, flicker).
+        if report is not None:
+            raise typer.BadParameter(
+                "--report is not available for sequences yet; use --json", param_hint="--report"
+            )
+        _video.compare_sequences(
+            clean_items=list(clean or images or []),
+            noisy_items=list(noisy) if noisy else None,
+            sigma=sigma,
+            methods=None if methods == _IMAGE_METHODS else methods,
+            seed=seed,
+            json_output=json_output,
+            threads=threads,
+        )
+        return
     from nlmeans import evaluation as ev
 
     paired = bool(noisy or clean)

@@ -211,6 +211,26 @@ def denoise(
             show_default=False,
         ),
     ] = None,
+    temporal_radius: Annotated[
+        Optional[int],
+        typer.Option(
+            "--temporal-radius",
+            "-k",
+            min=0,
+            help="Sequences: search over 2k+1 frames (default: automatic).",
+            show_default=False,
+        ),
+    ] = None,
+    lossless: Annotated[
+        bool,
+        typer.Option(
+            "--lossless", help="Sequences: write FFV1 video (.mkv) instead of the input's codec."
+        ),
+    ] = False,
+    sequence: Annotated[
+        bool,
+        typer.Option("--sequence", help="Denoise each input folder as the frames of one sequence."),
+    ] = False,
     threads: ThreadsOption = None,
     device: Annotated[
         Device,
@@ -229,10 +249,46 @@ def denoise(
     The output of [bold]photo.png[/bold] is [bold]photo_denoised.png[/bold] next to it (or in [bold]--out-dir[/bold]). An alpha channel is passed through untouched. Existing files are not overwritten without [bold]--force[/bold], and the input never is. With several inputs a failing file is reported and the others are still processed (exit status 1 if any failed).
 
     A file is read as what its content is (a JPEG named .png is read as JPEG); the output is written in the format its name says.
+
+    Videos (.mp4, .mkv, .avi, .mov), multi-page TIFF stacks and, with [bold]--sequence[/bold], folders of frames are denoised as sequences: each frame's search window spans [bold]--temporal-radius[/bold] frames before and after it. Video comes out in the input's codec at high quality (or FFV1 with [bold]--lossless[/bold]), with its frame rate and frame count.
     """
     if output is not None and out_dir is not None:
         raise typer.BadParameter(
             "give either --output or --out-dir, not both", param_hint="--output"
+        )
+    from . import _video
+
+    if sequence or any(_video.is_sequence_input(i, folders=False) for i in inputs):
+        if method is Method.neural or noise is not Noise.gaussian or noise_params is not None:
+            raise typer.BadParameter(
+                "sequences take --method fast, exact or patchwise with Gaussian noise "
+                "(the spacetime network and the Poisson-Gaussian path are for images only)"
+            )
+        check_threads_option(threads)
+        options = dict(
+            method=method.value,
+            h=h,
+            sigma=sigma,
+            patch_size=patch_size,
+            patch_distance=patch_distance,
+            temporal_radius=temporal_radius,
+            color_space=color_space.value,
+            h_chroma=h_chroma,
+        )
+        _video.denoise_sequences(
+            inputs,
+            output=output,
+            out_dir=out_dir,
+            options=options,
+            lossless=lossless,
+            threads=threads,
+            force=force,
+        )
+        return
+    if temporal_radius is not None or lossless:
+        raise typer.BadParameter(
+            "--temporal-radius and --lossless apply to sequences (videos, TIFF stacks, "
+            "folders with --sequence)"
         )
     files, problems = expand_inputs(inputs, skip_suffix="_denoised")
     if output is not None and len(files) + len(problems) != 1:

@@ -7,6 +7,7 @@ which is the only part that imports torch, so ``import nlmeans`` stays light.
 
 from ._checks import check_threads
 from ._denoise import NLMeansParameters, denoise, estimate_sigma, resolve_parameters
+from ._sequence import SequenceParameters, denoise_sequence, resolve_sequence_parameters
 from .noise import NoiseModel, estimate_noise
 
 __version__ = "0.1.0"
@@ -14,10 +15,13 @@ __version__ = "0.1.0"
 __all__ = [
     "NLMeansParameters",
     "NoiseModel",
+    "SequenceParameters",
     "check_threads",
     "denoise",
+    "denoise_sequence",
     "estimate_noise",
     "estimate_sigma",
     "resolve_parameters",
+    "resolve_sequence_parameters",
     "__version__",
 ]

@@ -153,3 +153,75 @@ def nlm_opponent(image, *, h, h_chroma, patchwise=False, **options):
         ]
     )
     return np.tensordot(OPPONENT.T, out, axes=1)
+
+
+def _spacetime_weights(padded, i, radius, patch_distance, temporal_radius, h, sigma, kernel):
+    """{j: w(i, j)} over the spatio-temporal window of pixel i = (t, y, x).
+
+    padded: (C, T, Y + 2r, X + 2r), every frame reflect-padded in 2-D; patches
+    are 2-D (one frame), candidates clipped to the sequence and the frame.
+    """
+    n_t = padded.shape[1]
+    n_y, n_x = padded.shape[2] - 2 * radius, padded.shape[3] - 2 * radius
+    t, y, x = i
+    out = {}
+    for tj in range(max(0, t - temporal_radius), min(n_t, t + temporal_radius + 1)):
+        for yj in range(max(0, y - patch_distance), min(n_y, y + patch_distance + 1)):
+            for xj in range(max(0, x - patch_distance), min(n_x, x + patch_distance + 1)):
+                a = padded[:, t, y : y + 2 * radius + 1, x : x + 2 * radius + 1]
+                b = padded[:, tj, yj : yj + 2 * radius + 1, xj : xj + 2 * radius + 1]
+                d2 = float((((a - b) ** 2).mean(axis=0) * kernel).sum())
+                out[(tj, yj, xj)] = np.exp(-max(d2 - 2 * sigma**2, 0.0) / h**2)
+    return out
+
+
+def nlm_spacetime(
+    frames,
+    *,
+    patch_size,
+    patch_distance,
+    temporal_radius,
+    h,
+    sigma=0.0,
+    gaussian=False,
+    patchwise=False,
+):
+    """Spatio-temporal NLM; frames (C, T, Y, X) float64, 2-D patches, window over t, y, x.
+
+    Pixel-wise (centre weight 1), or patch-wise (IPOL 2011: centre weight the
+    largest other weight, every pixel averaging the estimates of the in-frame
+    patch centres covering it).
+    """
+    radius = patch_size // 2
+    kernel = _kernel(patch_size, 2, gaussian)
+    padded = np.pad(frames, ((0, 0), (0, 0), (radius, radius), (radius, radius)), mode="reflect")
+    n_t, n_y, n_x = frames.shape[1:]
+    out = np.zeros_like(frames, dtype=np.float64)
+    count = np.zeros((n_t, n_y, n_x))
+    for i in np.ndindex(n_t, n_y, n_x):
+        weights = _spacetime_weights(
+            padded, i, radius, patch_distance, temporal_radius, h, sigma, kernel
+        )
+        if not patchwise:
+            total = sum(weights.values())
+            out[(slice(None),) + i] = (
+                sum(w * frames[(slice(None),) + j] for j, w in weights.items()) / total
+            )
+            continue
+        others = [w for j, w in weights.items() if j != i]
+        best = max(others) if others else 0.0
+        weights[i] = best if best > 0 else 1.0
+        total = sum(weights.values())
+        t, y, x = i
+        for ky in range(-radius, radius + 1):
+            for kx in range(-radius, radius + 1):
+                py, px = y + ky, x + kx
+                if not (0 <= py < n_y and 0 <= px < n_x):
+                    continue
+                estimate = sum(
+                    w * padded[:, tj, yj + ky + radius, xj + kx + radius]
+                    for (tj, yj, xj), w in weights.items()
+                )
+                out[:, t, py, px] += estimate / total
+                count[t, py, px] += 1
+    return out / count if patchwise else out

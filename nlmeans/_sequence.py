@@ -1,0 +1,584 @@
+"""Spatio-temporal non-local means: :func:`denoise_sequence`.
+
+A pixel of frame ``t`` is averaged over the pixels of frames ``t - k .. t +
+k`` within ``+-d`` pixels, weighted by 2-D patch similarity: the same object
+in the neighbouring frames is usually the most similar patch, and no motion
+is estimated. Frames are processed in blocks of a few frames plus ``k``
+frames of context on each side, so a sequence of any length needs memory for
+one block only, and an iterator of frames is denoised as it arrives.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ._checks import (
+    CLASSICAL_METHODS,
+    _check_distance,
+    _check_image,
+    _check_positive_odd,
+    _check_real,
+    check_threads,
+)
+from ._denoise import (
+    _MIN_AUTO_SIGMA,
+    OPPONENT,
+    _check_color_space,
+    _parameter_table,
+    _patch_coverage,
+    _table_row,
+    _threads_lock,
+    _weight_constants,
+    estimate_sigma,
+)
+from .io import from_unit_float, to_unit_float
+
+logger = logging.getLogger("nlmeans")
+
+#: Frames whose noise estimates (median) give an automatic sigma.
+ESTIMATE_FRAMES = 5
+#: Frame data (floats) per block that sets how many frames are denoised at once.
+_BLOCK_VALUES = 1 << 23
+_MAX_CHUNK = 8
+
+
+@dataclass(frozen=True)
+class SequenceParameters:
+    """The parameters a :func:`denoise_sequence` call used, resolved once per sequence.
+
+    ``sigma``, ``h`` and ``h_chroma`` are on the frames' float scale ([0, 1]
+    for integer frames); ``temporal_radius`` is ``k`` (the window spans ``2k
+    + 1`` frames); ``automatic`` lists what came from the shipped table or
+    an estimate; ``color_space`` is ``"gray"``, ``"rgb"`` or ``"opponent"``.
+    """
+
+    method: str
+    sigma: float
+    h: float
+    patch_size: int
+    patch_distance: int
+    temporal_radius: int
+    sigma_estimated: bool
+    automatic: tuple[str, ...] = ()
+    color_space: str = "gray"
+    h_chroma: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def denoise_kwargs(self) -> dict:
+        """Keyword arguments that make :func:`denoise_sequence` use exactly these parameters."""
+        kwargs = dict(
+            method=self.method,
+            sigma=self.sigma,
+            h=self.h,
+            patch_size=self.patch_size,
+            patch_distance=self.patch_distance,
+            temporal_radius=self.temporal_radius,
+        )
+        if self.color_space != "gray":
+            kwargs["color_space"] = self.color_space
+        if self.h_chroma is not None:
+            kwargs["h_chroma"] = self.h_chroma
+        return kwargs
+
+
+def _sequence_row(method: str, sigma: float) -> dict:
+    """Row of the shipped table's ``"sequence"`` section for ``sigma`` (on [0, 1])."""
+    rows = _parameter_table()["sequence"]["methods"][method]
+    for row in rows:
+        if sigma * 255.0 <= row["sigma_max"]:
+            return row
+    return rows[-1]
+
+
+def _frame_axis(frame: np.ndarray, channel_axis) -> int | None:
+    """The channel axis of one frame, checked: frames are 2-D, gray or with channels."""
+    if channel_axis is None:
+        if frame.ndim != 2:
+            raise ValueError(
+                f"frames must be 2-D (gray) or 2-D with channels, got a {frame.ndim}-D frame; "
+                "pass channel_axis for frames with channels"
+            )
+        return None
+    if frame.ndim != 3:
+        raise ValueError(f"with channel_axis every frame must be 3-D, got {frame.ndim}-D")
+    if not -3 <= channel_axis < 3:
+        raise ValueError(f"channel_axis={channel_axis} is out of range for a 3-D frame")
+    return int(channel_axis) % 3
+
+
+def _check_temporal_radius(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"temporal_radius must be a non-negative integer, got {value!r}")
+    if value < 0:
+        raise ValueError(f"temporal_radius must be a non-negative integer, got {value}")
+    return int(value)
+
+
+def resolve_sequence_parameters(
+    frames,
+    *,
+    n_frames: int | None = None,
+    temporal_radius=None,
+    channel_axis=None,
+    method="fast",
+    h=None,
+    sigma=None,
+    patch_size=None,
+    patch_distance=None,
+    color_space="auto",
+    h_chroma=None,
+) -> SequenceParameters:
+    """Fill in every parameter of :func:`denoise_sequence` left as ``None``.
+
+    ``frames`` is a list of the first frames (each 2-D, with ``channel_axis``
+    within a frame); at most :data:`ESTIMATE_FRAMES` are used. ``sigma`` is
+    the median of :func:`nlmeans.estimate_sigma` over them; ``patch_size``,
+    ``patch_distance``, ``h`` and ``temporal_radius`` come from the
+    ``"sequence"`` section of the shipped table (fitted on synthetic
+    sequences with motion, ``benchmarks/fit_sequence_parameters.py``).
+    ``n_frames``, when known, caps an automatic ``temporal_radius`` at
+    ``n_frames - 1`` and refuses a given one that reaches beyond the clip.
+    """
+    if not isinstance(method, str) or method not in CLASSICAL_METHODS:
+        if method == "neural":
+            raise ValueError(
+                "method='neural' is not available for sequences yet (the spacetime network is "
+                "not trained); use fast, exact or patchwise, or nlmeans.denoise frame by frame"
+            )
+        raise ValueError(f"method must be one of {', '.join(CLASSICAL_METHODS)}; got {method!r}")
+    sample = [_check_image(f) for f in frames[:ESTIMATE_FRAMES]]
+    if not sample:
+        raise ValueError("the sequence holds no frame")
+    axis = _frame_axis(sample[0], channel_axis)
+    space = _check_color_space(sample[0], axis, color_space)
+    automatic = []
+    if sigma is None:
+        sigma_value = float(np.median([estimate_sigma(f, channel_axis=axis) for f in sample]))
+        automatic.append("sigma")
+    else:
+        sigma_value = _check_real("sigma", sigma, positive=False)
+    needs_row = None in (h, patch_size, patch_distance, temporal_radius)
+    row = _sequence_row(method, max(sigma_value, _MIN_AUTO_SIGMA)) if needs_row else {}
+    if temporal_radius is None:
+        k = int(row["temporal_radius"])
+        if n_frames is not None:
+            k = min(k, n_frames - 1)
+        automatic.append("temporal_radius")
+    else:
+        k = _check_temporal_radius(temporal_radius)
+        if n_frames is not None and k >= n_frames:
+            raise ValueError(
+                f"temporal_radius={k} is larger than the clip allows: {n_frames} frame(s) "
+                f"take a radius of at most {n_frames - 1}"
+            )
+    if patch_size is None:
+        patch_size = int(row["patch_size"])
+        automatic.append("patch_size")
+    else:
+        patch_size = _check_positive_odd("patch_size", patch_size)
+    if patch_distance is None:
+        patch_distance = int(row["patch_distance"])
+        automatic.append("patch_distance")
+    else:
+        patch_distance = _check_distance(patch_distance)
+    spatial = tuple(n for i, n in enumerate(sample[0].shape) if i != axis)
+    if min(spatial) < patch_size:
+        raise ValueError(
+            f"frames of shape {spatial} are smaller than the patch (patch_size={patch_size})"
+        )
+    if h is None:
+        h = float(row["h_over_sigma"]) * max(sigma_value, _MIN_AUTO_SIGMA)
+        automatic.append("h")
+    else:
+        h = _check_real("h", h, positive=True)
+    if space == "opponent":
+        if h_chroma is None:
+            # The chrominance follows the luminance by the factor fitted on
+            # colour images (the table's colour rows).
+            h_chroma = _table_row(method, max(sigma_value, _MIN_AUTO_SIGMA), color=True)[
+                "h_chroma_over_h"
+            ] * float(h)
+            automatic.append("h_chroma")
+        else:
+            h_chroma = _check_real("h_chroma", h_chroma, positive=True)
+        h_chroma = float(h_chroma)
+    elif h_chroma is not None:
+        raise ValueError("h_chroma applies only to color_space='opponent' (3 colour channels)")
+    return SequenceParameters(
+        method,
+        sigma_value,
+        float(h),
+        int(patch_size),
+        int(patch_distance),
+        k,
+        sigma is None,
+        tuple(automatic),
+        space,
+        h_chroma,
+    )
+
+
+def denoise_sequence(
+    frames,
+    *,
+    time_axis=0,
+    temporal_radius=None,
+    channel_axis=None,
+    method="fast",
+    h=None,
+    sigma=None,
+    patch_size=None,
+    patch_distance=None,
+    color_space="auto",
+    h_chroma=None,
+    threads=None,
+    return_params=False,
+):
+    """Denoise a sequence of frames (video, time-lapse, burst) with spatio-temporal non-local means.
+
+    Every pixel of frame ``t`` becomes a weighted mean of the pixels of
+    frames ``t - k .. t + k`` (clipped to the sequence) within ``+-d``
+    pixels of it, weighted by how much their 2-D patches look alike, with
+    the weight of :func:`nlmeans.denoise`. Moving objects need no motion
+    estimate: their patches are found wherever they went within the window.
+
+    Parameters
+    ----------
+    frames : ndarray or iterable of ndarray
+        An array holding the frames along ``time_axis`` (uint8, uint16,
+        float32 or float64), or any other iterable of 2-D frames (gray, or
+        with channels along ``channel_axis``), which is then denoised as it
+        is consumed: the call returns a generator of denoised frames, in
+        order, and holds only a few frames at a time.
+    time_axis : int
+        Axis of the frames in an array input (ignored for iterables).
+    temporal_radius : int, optional
+        ``k``: the search window spans ``2k + 1`` frames. 0 denoises every
+        frame on its own (bit-identical to :func:`nlmeans.denoise` when the
+        frames share their [min, max]). Automatic when None (capped at the
+        number of frames minus one); a given radius must be smaller than the
+        number of frames.
+    channel_axis : int or None
+        Axis of the channels, counted in the input array (or in a frame, for
+        iterables). Channels share one weight.
+    method : {"fast", "exact", "patchwise"}
+        As in :func:`nlmeans.denoise`, with 2-D patches compared across frames.
+    h, sigma, patch_size, patch_distance, color_space, h_chroma
+        As in :func:`nlmeans.denoise`, resolved once for the whole sequence:
+        ``sigma`` from the median noise estimate of the first
+        :data:`ESTIMATE_FRAMES` frames, the others from the table's
+        ``"sequence"`` rows.
+    threads : int, optional
+        Number of threads; the result is bit-identical for any value.
+    return_params : bool
+        Also return the :class:`SequenceParameters` used.
+
+    Returns
+    -------
+    ndarray or generator, or (that, SequenceParameters)
+        For an array, the denoised frames with the input's shape and dtype;
+        for an iterable, a generator yielding each denoised frame (the
+        frame's shape and dtype).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`nlmeans.denoise` for the parameters and frames; also for
+        frames that change shape or dtype, a ``temporal_radius`` the clip
+        cannot hold, ``method="neural"`` (not available for sequences yet).
+
+    Notes
+    -----
+    A block of ``m`` frames is denoised together with ``k`` frames of context
+    on each side; pairs of pixels are visited once and their weight serves
+    both pixels when both are being denoised (the symmetric trick of
+    Darbon et al. 2008 extended over time), and only pairs that touch a
+    frame being denoised are computed. The result does not depend on ``m``.
+    A frame is compared with ``2k + 1`` frames, so the cost grows about as
+    ``(2k + 1) (2d + 1)**2`` per pixel; the fitted table trades a smaller
+    spatial window for the temporal one.
+
+    All frames share one float scale (from the first frame's range), so
+    that patch distances between frames are meaningful; each output frame
+    is clipped to the [min, max] of the frames in its window.
+
+    Patches are 2-D; volumes over time (3-D + t) are not supported.
+
+    References
+    ----------
+    .. [1] A. Buades, B. Coll, J.-M. Morel, "Denoising image sequences does
+       not require motion estimation", IEEE AVSS 2005.
+    .. [2] X. Wang, R. Girshick, A. Gupta, K. He, "Non-local Neural
+       Networks", CVPR 2018 (the spacetime picture: no optical flow).
+    .. [3] J. Darbon, A. Cunha, T. F. Chan, S. Osher, G. J. Jensen, "Fast
+       nonlocal filtering applied to electron cryomicroscopy", ISBI 2008.
+
+    Examples
+    --------
+    >>> import numpy as np, nlmeans
+    >>> rng = np.random.default_rng(0)
+    >>> clip = np.clip(0.5 + 0.1 * rng.standard_normal((6, 32, 32)), 0, 1)
+    >>> out = nlmeans.denoise_sequence(clip, temporal_radius=1)
+    >>> out.shape, out.dtype
+    ((6, 32, 32), dtype('float64'))
+    """
+    options = dict(
+        temporal_radius=temporal_radius,
+        method=method,
+        h=h,
+        sigma=sigma,
+        patch_size=patch_size,
+        patch_distance=patch_distance,
+        color_space=color_space,
+        h_chroma=h_chroma,
+    )
+    n_threads = check_threads(threads)
+    if isinstance(frames, (np.ndarray, list, tuple)):
+        array = _check_image(frames)
+        if array.ndim not in (3, 4):
+            raise ValueError(
+                f"frames must be a 3-D (t, y, x) or 4-D (with channels) array, got {array.ndim}-D"
+            )
+        t_axis = _normalise_axis("time_axis", time_axis, array.ndim)
+        c_axis = None
+        if channel_axis is not None:
+            c_axis = _normalise_axis("channel_axis", channel_axis, array.ndim)
+            if c_axis == t_axis:
+                raise ValueError("channel_axis and time_axis must differ")
+        elif array.ndim == 4:
+            raise ValueError("a 4-D array needs channel_axis (frames are 2-D)")
+        moved = np.moveaxis(array, t_axis, 0)
+        frame_axis = None if c_axis is None else c_axis - (c_axis > t_axis)
+        first = list(moved[:ESTIMATE_FRAMES])
+        params = resolve_sequence_parameters(
+            first, n_frames=moved.shape[0], channel_axis=frame_axis, **options
+        )
+        logger.info("nlmeans sequence parameters: %s", params)
+        out = np.empty_like(moved)
+        for i, frame in enumerate(_run(iter(moved), params, frame_axis, n_threads)):
+            out[i] = frame
+        result = np.moveaxis(out, 0, t_axis)
+        return (result, params) if return_params else result
+
+    iterator = iter(frames)
+    first = []
+    for frame in itertools.islice(iterator, ESTIMATE_FRAMES):
+        first.append(_check_image(np.asarray(frame)))
+    n_known = len(first) if len(first) < ESTIMATE_FRAMES else None
+    params = resolve_sequence_parameters(
+        first, n_frames=n_known, channel_axis=channel_axis, **options
+    )
+    axis = _frame_axis(first[0], channel_axis)
+    logger.info("nlmeans sequence parameters: %s", params)
+    generator = _run(itertools.chain(first, iterator), params, axis, n_threads)
+    return (generator, params) if return_params else generator
+
+
+def _normalise_axis(name: str, value, ndim: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if not -ndim <= value < ndim:
+        raise ValueError(f"{name}={value} is out of range for a {ndim}-D array")
+    return int(value) % ndim
+
+
+@dataclass
+class _Frame:
+    original: np.ndarray  # as given (dtype kept)
+    floats: np.ndarray  # float64 [0, 1] scale, frame layout
+    data: np.ndarray  # float32 (C, Y, X), rescaled to the sequence's scale
+    lo: float
+    hi: float
+
+
+def _run(frames: Iterator, params: SequenceParameters, axis, n_threads) -> Iterator[np.ndarray]:
+    """Denoise ``frames`` block by block; yields denoised frames in order."""
+    k = params.temporal_radius
+    buffer: deque[_Frame] = deque()
+    first_index = 0  # sequence index of buffer[0]
+    next_out = 0  # next frame to denoise
+    scale = None
+    shape = dtype = None
+    chunk = 1
+    exhausted = False
+    n_read = 0
+    while True:
+        # Read until the block [next_out - k, next_out + chunk + k) is in.
+        while not exhausted and first_index + len(buffer) < next_out + chunk + k:
+            try:
+                raw = next(frames)
+            except StopIteration:
+                exhausted = True
+                break
+            frame = _check_image(np.asarray(raw))
+            if shape is None:
+                shape, dtype = frame.shape, frame.dtype
+                floats = to_unit_float(frame)
+                lo, hi = float(floats.min()), float(floats.max())
+                scale = (lo, hi - lo if hi > lo else 1.0)
+                n_values = frame.size
+                chunk = int(max(1, min(_MAX_CHUNK, _BLOCK_VALUES // n_values - 2 * k)))
+            if frame.shape != shape:
+                raise ValueError(
+                    f"frame {n_read} has shape {frame.shape}, the first frame {shape}: "
+                    "all frames of a sequence must have the same size"
+                )
+            if frame.dtype != dtype:
+                raise ValueError(
+                    f"frame {n_read} has dtype {frame.dtype}, the first frame {dtype}: "
+                    "all frames of a sequence must have the same sample type"
+                )
+            buffer.append(_prepare(frame, axis, scale))
+            n_read += 1
+        if exhausted and n_read <= k:
+            raise ValueError(
+                f"temporal_radius={k} is larger than the clip allows: {n_read} frame(s) "
+                f"take a radius of at most {max(n_read - 1, 0)}"
+            )
+        available = first_index + len(buffer)
+        if next_out >= available:
+            return
+        out_hi = min(next_out + chunk, available if exhausted else available - k)
+        block = list(buffer)
+        lo_index = first_index
+        corrections = _denoise_block(
+            block, next_out - lo_index, out_hi - lo_index, params, scale, n_threads
+        )
+        for i, t in enumerate(range(next_out, out_hi)):
+            item = block[t - lo_index]
+            window = block[max(0, t - k - lo_index) : t + k + 1 - lo_index]
+            correction = _from_kernel(corrections[:, i], axis)
+            result = from_unit_float(item.floats + correction * scale[1], dtype)
+            np.clip(
+                result,
+                min(f.lo for f in window),
+                max(f.hi for f in window),
+                out=result,
+            )
+            yield result
+        next_out = out_hi
+        while buffer and first_index < next_out - k:
+            buffer.popleft()
+            first_index += 1
+
+
+def _prepare(frame: np.ndarray, axis, scale) -> _Frame:
+    floats = to_unit_float(frame)
+    lo, hi = scale
+    data = floats if axis is None else np.moveaxis(floats, axis, 0)
+    data = ((data - lo) / hi).astype(np.float32)
+    if axis is None:
+        data = data[np.newaxis]
+    return _Frame(frame, floats, np.ascontiguousarray(data), frame.min(), frame.max())
+
+
+def _from_kernel(correction: np.ndarray, axis) -> np.ndarray:
+    """(C, Y, X) float32 correction -> frame layout, float64."""
+    correction = correction.astype(np.float64)
+    if axis is None:
+        return correction[0]
+    return np.moveaxis(correction, 0, axis)
+
+
+def _denoise_block(block, out_lo, out_hi, params: SequenceParameters, scale, n_threads):
+    """Corrections ``(C, out_hi - out_lo, Y, X)`` (float32) of the block's output frames."""
+    data = np.ascontiguousarray(np.stack([f.data for f in block], axis=1))  # (C, Z, Y, X)
+    sigma, h = params.sigma / scale[1], params.h / scale[1]
+    import numba
+
+    with _threads_lock:
+        previous = numba.get_num_threads()
+        numba.set_num_threads(n_threads)
+        try:
+            if params.color_space == "opponent":
+                opponent = np.ascontiguousarray(
+                    np.tensordot(OPPONENT.astype(np.float32), data, axes=1)
+                )
+                luma = np.ascontiguousarray(opponent[:1])
+                chroma = np.ascontiguousarray(opponent[1:])
+                fix_luma = _pass(luma, luma, params, out_lo, out_hi, sigma, h)
+                fix_chroma = _pass(
+                    chroma, opponent, params, out_lo, out_hi, sigma, params.h_chroma / scale[1]
+                )
+                return np.tensordot(
+                    OPPONENT.T, np.concatenate([fix_luma, fix_chroma]).astype(np.float64), axes=1
+                )
+            return _pass(data, data, params, out_lo, out_hi, sigma, h)
+        finally:
+            numba.set_num_threads(previous)
+
+
+def _pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigma, h):
+    """One spatio-temporal pass in kernel layout; the correction of the output frames."""
+    from . import kernels
+    from ._sequence_kernels import frames_accumulate, frames_patchwise_aggregate
+
+    n_channels, n_z, n_y, n_x = guide.shape
+    n_out = out_hi - out_lo
+    s = params.patch_size
+    f = s // 2
+    d = min(params.patch_distance, max(n_y, n_x) - 1)
+    k = params.temporal_radius
+    pad = ((0, 0), (0, 0), (f, f), (f, f))
+    padded = np.pad(guide, pad, mode="reflect")
+    two_sigma2, inv_h2 = _weight_constants(sigma, h)
+    kind = "gaussian" if params.method == "exact" else "uniform"
+    weights = kernels.patch_weights(s, kind)
+    norm = (
+        np.float32(1.0 / (n_channels * s * s))
+        if kind == "uniform"
+        else np.float32(1.0 / n_channels)
+    )
+    numerator = np.zeros((values.shape[0], n_out, n_y, n_x), np.float32)
+    denominator = np.zeros((n_out, n_y, n_x), np.float32)
+    track_max = params.method == "patchwise"
+    max_weight = np.zeros((n_out, n_y, n_x) if track_max else (1, 1, 1), np.float32)
+    frames_accumulate(
+        values,
+        padded,
+        kernels.half_window_shifts(k, d),
+        d,
+        out_lo,
+        out_hi,
+        weights,
+        weights,
+        kind == "uniform",
+        norm,
+        two_sigma2,
+        inv_h2,
+        numerator,
+        denominator,
+        max_weight,
+        track_max,
+    )
+    if not track_max:
+        return numerator / (denominator + np.float32(1.0))
+    centre = np.where(max_weight > 0, max_weight, np.float32(1.0))
+    normaliser = denominator + centre
+    out_numerator = np.zeros_like(numerator)
+    padded_values = padded if values is guide else np.pad(values, pad, mode="reflect")
+    frames_patchwise_aggregate(
+        values,
+        padded,
+        padded_values,
+        kernels.full_window_shifts(k, d),
+        d,
+        f,
+        out_lo,
+        out_hi,
+        two_sigma2,
+        inv_h2,
+        norm,
+        centre,
+        normaliser,
+        out_numerator,
+    )
+    return out_numerator / _patch_coverage((n_out, n_y, n_x), f, 0)

@@ -1,0 +1,325 @@
+"""Numba kernels for spatio-temporal non-local means (frames of a sequence).
+
+The layout is :mod:`nlmeans.kernels`' ``(C, Z, Y, X)`` with ``Z`` the frames
+of a block of consecutive frames: patches are 2-D (``fz = 0``), the search
+window spans ``+-k`` frames and ``+-d`` pixels, and candidates are restricted
+to the block. A block holds ``k`` frames of context on each side of the
+frames being denoised (``out_lo <= z < out_hi``); these kernels compute only
+the pairs that touch an output frame and return sums for the output frames
+alone, so that a long sequence is denoised one block at a time in bounded
+memory without recomputing the context frames' own sums.
+
+Each output pixel receives exactly the same terms, added in the same order,
+as :func:`nlmeans.kernels.pixelwise_accumulate` /
+:func:`nlmeans.kernels.patchwise_aggregate` would give it on the whole
+sequence: results do not depend on how the sequence is cut into blocks, nor
+on the number of threads, and with one frame of window (``k = 0``) they are
+bit-identical to the image kernels on each frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .kernels import _JIT, STRIP_ROWS, _shift_distances, exp_neg
+
+__all__ = ["frames_accumulate", "frames_patchwise_aggregate"]
+
+
+@njit(parallel=True, **_JIT)
+def frames_accumulate(
+    image,
+    padded,
+    shifts,
+    d,
+    out_lo,
+    out_hi,
+    weights_y,
+    weights_x,
+    uniform,
+    norm,
+    two_sigma2,
+    inv_h2,
+    numerator,
+    denominator,
+    max_weight,
+    track_max,
+):
+    """:func:`nlmeans.kernels.pixelwise_accumulate` for the frames ``[out_lo, out_hi)``.
+
+    ``image`` is a block ``(C, Z, Y, X)`` of frames, ``padded`` its 2-D
+    reflect padding ``(0, 0, f, f)``; ``shifts`` come from
+    ``half_window_shifts(k, d)``. ``numerator`` is ``(C, out_hi - out_lo, Y,
+    X)``, ``denominator`` and (when ``track_max``) ``max_weight`` ``(out_hi -
+    out_lo, Y, X)``, zeroed by the caller: the sums of frame ``out_lo + i``
+    land in plane ``i``. A pair is computed when either of its pixels lies
+    in an output frame, and its weight serves both when both do.
+    """
+    n_channels, n_z, n_y, n_x = image.shape
+    n_out = out_hi - out_lo
+    size = weights_y.shape[0]
+    weights_z = np.ones(1, np.float32)
+    n_strips = (n_y + STRIP_ROWS - 1) // STRIP_ROWS
+    halo = STRIP_ROWS + d
+    num_private = np.zeros((n_strips, n_channels, n_out, halo, n_x), np.float32)
+    den_private = np.zeros((n_strips, n_out, halo, n_x), np.float32)
+    if track_max:
+        max_private = np.zeros((n_strips, n_out, halo, n_x), np.float32)
+    else:
+        max_private = np.zeros((n_strips, 1, 1, 1), np.float32)
+    padded_width = padded.shape[3]
+    for strip in prange(n_strips):
+        y0 = np.int64(strip) * STRIP_ROWS
+        y1 = min(n_y, y0 + STRIP_ROWS)
+        row_ring = np.empty((size, padded_width), np.float32)
+        column_sums = np.empty(padded_width, np.float32)
+        plane_ring = np.empty((1, STRIP_ROWS, n_x), np.float32)
+        dist = np.empty((n_z, STRIP_ROWS, n_x), np.float32)
+        num = num_private[strip]
+        den = den_private[strip]
+        mx = max_private[strip]
+        for s in range(shifts.shape[0]):
+            sz = shifts[s, 0]
+            sy = shifts[s, 1]
+            sx = shifts[s, 2]
+            ylo = y0
+            yhi = min(y1, n_y - sy)
+            xlo = max(0, -sx)
+            xhi = min(n_x, n_x - sx)
+            # Frames z whose pair (z, z + sz) touches an output frame:
+            # [out_lo, out_hi) (z is one) and [out_lo - sz, out_hi - sz)
+            # (z + sz is one). One range where they meet, else two, visited
+            # in increasing z (the order of pixelwise_accumulate).
+            lo0, hi0 = min(out_lo, out_lo - sz), min(out_hi, out_hi - sz)
+            lo1, hi1 = max(out_lo, out_lo - sz), max(out_hi, out_hi - sz)
+            if hi0 >= lo1:
+                hi0 = hi1
+                lo1 = hi1
+            for part in range(2):
+                zlo = max(0, -sz, lo0 if part == 0 else lo1)
+                zhi = min(n_z, n_z - sz, hi0 if part == 0 else hi1)
+                if ylo >= yhi or zlo >= zhi or xlo >= xhi:
+                    continue
+                _shift_distances(
+                    padded,
+                    sz,
+                    sy,
+                    sx,
+                    zlo,
+                    zhi,
+                    ylo,
+                    yhi,
+                    xlo,
+                    xhi,
+                    weights_z,
+                    weights_y,
+                    weights_x,
+                    uniform,
+                    norm,
+                    row_ring,
+                    column_sums,
+                    plane_ring,
+                    dist,
+                )
+                n = xhi - xlo
+                for z in range(zlo, zhi):
+                    a_out = out_lo <= z < out_hi
+                    b_out = out_lo <= z + sz < out_hi
+                    if not (a_out or b_out):
+                        continue
+                    za = z - out_lo
+                    zb = z + sz - out_lo
+                    for y in range(ylo, yhi):
+                        r = y - y0
+                        wrow = dist[z, y - ylo, :n]
+                        for k in range(n):
+                            excess = max(wrow[k] - two_sigma2, np.float32(0.0))
+                            wrow[k] = exp_neg(excess * inv_h2)
+                        if a_out:
+                            den_a = den[za, r, xlo:xhi]
+                            for k in range(n):
+                                den_a[k] += wrow[k]
+                        if b_out:
+                            den_b = den[zb, r + sy, xlo + sx : xhi + sx]
+                            for k in range(n):
+                                den_b[k] += wrow[k]
+                        for c in range(n_channels):
+                            u_a = image[c, z, y, xlo:xhi]
+                            u_b = image[c, z + sz, y + sy, xlo + sx : xhi + sx]
+                            if a_out:
+                                num_a = num[c, za, r, xlo:xhi]
+                                for k in range(n):
+                                    num_a[k] += wrow[k] * (u_b[k] - u_a[k])
+                            if b_out:
+                                num_b = num[c, zb, r + sy, xlo + sx : xhi + sx]
+                                for k in range(n):
+                                    num_b[k] += wrow[k] * (u_a[k] - u_b[k])
+                        if track_max:
+                            if a_out:
+                                mx_a = mx[za, r, xlo:xhi]
+                                for k in range(n):
+                                    mx_a[k] = max(mx_a[k], wrow[k])
+                            if b_out:
+                                mx_b = mx[zb, r + sy, xlo + sx : xhi + sx]
+                                for k in range(n):
+                                    mx_b[k] = max(mx_b[k], wrow[k])
+
+    # Deterministic reduction, strips in order (as pixelwise_accumulate).
+    for row in prange(n_y):
+        last = row // STRIP_ROWS
+        for k in range(last + 1):
+            offset = row - k * STRIP_ROWS
+            if offset >= halo:
+                continue
+            for zi in range(n_out):
+                for c in range(n_channels):
+                    for x in range(n_x):
+                        numerator[c, zi, row, x] += num_private[k, c, zi, offset, x]
+                for x in range(n_x):
+                    denominator[zi, row, x] += den_private[k, zi, offset, x]
+                if track_max:
+                    for x in range(n_x):
+                        max_weight[zi, row, x] = max(
+                            max_weight[zi, row, x], max_private[k, zi, offset, x]
+                        )
+
+
+@njit(parallel=True, **_JIT)
+def frames_patchwise_aggregate(
+    image,
+    padded,
+    padded_values,
+    shifts,
+    d,
+    f,
+    out_lo,
+    out_hi,
+    two_sigma2,
+    inv_h2,
+    norm,
+    centre_weight,
+    normaliser,
+    out_numerator,
+):
+    """:func:`nlmeans.kernels.patchwise_aggregate` (2-D patches) for the frames ``[out_lo, out_hi)``.
+
+    With 2-D patches every pixel ``p`` of frame ``z`` is covered only by
+    patch centres of frame ``z``, whose candidates ``i + t`` lie in frames
+    ``z - k .. z + k``: the output frames need ``centre_weight`` and
+    ``normaliser`` of the output frames only (``(out_hi - out_lo, Y, X)``,
+    from :func:`frames_accumulate`). ``shifts`` come from
+    ``full_window_shifts(k, d)``; ``out_numerator`` is ``(C, out_hi - out_lo,
+    Y, X)``, zeroed by the caller, divided by the patch coverage afterwards.
+    """
+    n_channels, n_z, n_y, n_x = image.shape
+    n_out = out_hi - out_lo
+    size = 2 * f + 1
+    ones_z = np.ones(1, np.float32)
+    ones = np.ones(size, np.float32)
+    n_strips = (n_y + STRIP_ROWS - 1) // STRIP_ROWS
+    rows = STRIP_ROWS + 2 * f
+    padded_width = padded.shape[3]
+    for strip in prange(n_strips):
+        y0 = np.int64(strip) * STRIP_ROWS
+        y1 = min(n_y, y0 + STRIP_ROWS)
+        row_ring = np.empty((size, padded_width), np.float32)
+        column_sums = np.empty(padded_width, np.float32)
+        plane_ring = np.empty((1, rows, n_x), np.float32)
+        dist = np.empty((n_z, rows, n_x), np.float32)
+        wbuf = np.zeros((n_out, rows, n_x + 2 * f), np.float32)
+        box_x = np.empty((n_out, rows, n_x), np.float32)
+        box_xy = np.empty((n_out, STRIP_ROWS, n_x), np.float32)
+        for s in range(shifts.shape[0] + 1):
+            if s < shifts.shape[0]:
+                sz = shifts[s, 0]
+                sy = shifts[s, 1]
+                sx = shifts[s, 2]
+            else:
+                sz = 0
+                sy = 0
+                sx = 0
+            ylo = max(y0 - f, 0, -sy)
+            yhi = min(y1 + f, n_y, n_y - sy)
+            zlo = max(out_lo, -sz)
+            zhi = min(out_hi, n_z - sz)
+            xlo = max(0, -sx)
+            xhi = min(n_x, n_x - sx)
+            wbuf[:] = 0.0
+            if ylo < yhi and zlo < zhi and xlo < xhi:
+                if s < shifts.shape[0]:
+                    _shift_distances(
+                        padded,
+                        sz,
+                        sy,
+                        sx,
+                        zlo,
+                        zhi,
+                        ylo,
+                        yhi,
+                        xlo,
+                        xhi,
+                        ones_z,
+                        ones,
+                        ones,
+                        True,
+                        norm,
+                        row_ring,
+                        column_sums,
+                        plane_ring,
+                        dist,
+                    )
+                n = xhi - xlo
+                for z in range(zlo, zhi):
+                    zo = z - out_lo
+                    for y in range(ylo, yhi):
+                        r = y - (y0 - f)
+                        wrow = wbuf[zo, r, xlo + f : xhi + f]
+                        nrow = normaliser[zo, y, xlo:xhi]
+                        if s < shifts.shape[0]:
+                            drow = dist[z, y - ylo, :n]
+                            for k in range(n):
+                                excess = max(drow[k] - two_sigma2, np.float32(0.0))
+                                wrow[k] = exp_neg(excess * inv_h2) / nrow[k]
+                        else:
+                            crow = centre_weight[zo, y, xlo:xhi]
+                            for k in range(n):
+                                wrow[k] = crow[k] / nrow[k]
+            else:
+                continue
+            # Box sum of the normalised weights over the 2-D patch: x, then y.
+            for zo in range(zlo - out_lo, zhi - out_lo):
+                for r in range(rows):
+                    dst = box_x[zo, r]
+                    for x in range(n_x):
+                        dst[x] = 0.0
+                    for k in range(size):
+                        src = wbuf[zo, r, k : k + n_x]
+                        for x in range(n_x):
+                            dst[x] += src[x]
+                for r in range(y1 - y0):
+                    dst = box_xy[zo, r]
+                    for x in range(n_x):
+                        dst[x] = 0.0
+                    for k in range(size):
+                        src = box_x[zo, r + k]
+                        for x in range(n_x):
+                            dst[x] += src[x]
+            py_lo = max(y0, -f - sy)
+            py_hi = min(y1, n_y + f - sy)
+            px_lo = max(0, -f - sx)
+            px_hi = min(n_x, n_x + f - sx)
+            m = px_hi - px_lo
+            if m <= 0:
+                continue
+            for z in range(zlo, zhi):
+                zo = z - out_lo
+                for y in range(py_lo, py_hi):
+                    r = y - y0
+                    for c in range(n_channels):
+                        out_row = out_numerator[c, zo, y, px_lo:px_hi]
+                        centre = image[c, z, y, px_lo:px_hi]
+                        src = padded_values[c, z + sz, y + f + sy, px_lo + f + sx : px_hi + f + sx]
+                        brow = box_xy[zo, r, px_lo:px_hi]
+                        for k in range(m):
+                            out_row[k] += brow[k] * (src[k] - centre[k])

@@ -1,0 +1,252 @@
+"""Measure and compare denoisers on image sequences (video, time-lapse).
+
+The sequence counterpart of :mod:`nlmeans.evaluation` (same protocol: clean
+frames as floats in [0, 1], ``noisy = clean + N(0, (sigma / 255)^2)`` not
+clipped, outputs clipped to [0, 1] before measuring):
+
+* PSNR and SSIM of every frame, averaged over the frames;
+* flicker: the mean absolute frame-to-frame change of the error,
+  ``mean_t mean_pixels |e_t - e_{t-1}|`` with ``e_t = out_t - clean_t``. A
+  denoiser whose error stays put from frame to frame does not flicker even if
+  its error is large; noise left behind, which is new in every frame, does.
+
+Methods of :func:`compare_sequence` (:data:`SEQUENCE_METHODS`):
+
+``noisy``
+    The noisy input itself (the reference point for flicker).
+``spacetime``, ``spacetime-patchwise``, ``spacetime-exact``
+    :func:`nlmeans.denoise_sequence` with that method and automatic
+    parameters (sigma estimated from the first frames).
+``frames``, ``frames-patchwise``, ``frames-exact``
+    :func:`nlmeans.denoise` on every frame on its own, automatic parameters.
+``opencv-multi``
+    :func:`cv2.fastNlMeansDenoisingMulti` (``...ColoredMulti`` is not used:
+    the 3-channel input goes to the same function, one joint distance, as
+    :mod:`nlmeans.evaluation` does for images) on the frames quantised to
+    8 bits, with the same patch, search window and temporal radius as
+    ``spacetime`` resolves, and the best ``h`` of :data:`OPENCV_H_FACTORS`
+    times sigma (gray levels) by mean PSNR against the clean frames (an
+    oracle choice, in OpenCV's favour). Near the ends of the clip its
+    temporal window is shortened to stay inside the clip.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "OPENCV_H_FACTORS",
+    "SEQUENCE_METHODS",
+    "SequenceRecord",
+    "compare_sequence",
+    "flicker",
+    "measure_sequence",
+    "opencv_multi",
+]
+
+SEQUENCE_METHODS = (
+    "noisy",
+    "spacetime",
+    "spacetime-patchwise",
+    "spacetime-exact",
+    "frames",
+    "frames-patchwise",
+    "frames-exact",
+    "opencv-multi",
+)
+#: OpenCV's h is searched over these multiples of sigma (in gray levels).
+OPENCV_H_FACTORS = (0.6, 0.8, 1.0, 1.2, 1.4)
+
+
+def _clip_unit(frames) -> np.ndarray:
+    return np.clip(np.asarray(frames, dtype=np.float64), 0.0, 1.0)
+
+
+def flicker(clean, output) -> float:
+    """Mean absolute frame-to-frame change of the error ``output - clean``.
+
+    ``clean`` and ``output``: frames along axis 0, floats on the [0, 1]
+    scale (``output`` is clipped to [0, 1] first, as for PSNR). Returns 0 for
+    a single frame. Multiply by 255 for 8-bit gray levels.
+    """
+    clean = np.asarray(clean, dtype=np.float64)
+    output = _clip_unit(output)
+    if clean.shape != output.shape:
+        raise ValueError(f"clean {clean.shape} and output {output.shape} differ in shape")
+    if clean.shape[0] < 2:
+        return 0.0
+    error = output - clean
+    return float(np.mean(np.abs(np.diff(error, axis=0))))
+
+
+def measure_sequence(clean, output, *, channel_axis=None) -> dict:
+    """PSNR and SSIM averaged over frames, and :func:`flicker`.
+
+    ``clean``, ``output``: frames along axis 0 on the [0, 1] scale;
+    ``channel_axis`` counts within a frame (e.g. -1). Returns ``{"psnr",
+    "ssim", "flicker"}``.
+    """
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    clean = np.asarray(clean, dtype=np.float64)
+    output = _clip_unit(output)
+    if clean.shape != output.shape:
+        raise ValueError(f"clean {clean.shape} and output {output.shape} differ in shape")
+    psnr = [peak_signal_noise_ratio(c, o, data_range=1.0) for c, o in zip(clean, output)]
+    ssim = [
+        structural_similarity(c, o, data_range=1.0, channel_axis=channel_axis)
+        for c, o in zip(clean, output)
+    ]
+    return {
+        "psnr": float(np.mean(psnr)),
+        "ssim": float(np.mean(ssim)),
+        "flicker": flicker(clean, output),
+    }
+
+
+def opencv_multi(
+    noisy, *, temporal_radius: int, h: float, patch_size: int, patch_distance: int
+) -> np.ndarray:
+    """:func:`cv2.fastNlMeansDenoisingMulti` on every frame; floats in, floats out.
+
+    ``noisy``: frames along axis 0 on [0, 1] (channels last, 1 or 3),
+    quantised to 8 bits for OpenCV (its L2 version takes 8-bit only); ``h``
+    in gray levels. The temporal window is ``2 * temporal_radius + 1``
+    frames, shortened near the ends of the clip.
+    """
+    import cv2
+
+    frames = [
+        np.ascontiguousarray(np.clip(np.rint(f * 255.0), 0, 255).astype(np.uint8)) for f in noisy
+    ]
+    n = len(frames)
+    out = np.empty(np.shape(noisy), dtype=np.float64)
+    for t in range(n):
+        r = min(temporal_radius, t, n - 1 - t)
+        window = frames[t - r : t + r + 1]
+        result = cv2.fastNlMeansDenoisingMulti(
+            window, r, 2 * r + 1, None, float(h), patch_size, 2 * patch_distance + 1
+        )
+        out[t] = result.astype(np.float64) / 255.0
+    return out
+
+
+@dataclass
+class SequenceRecord:
+    """One method's result on one sequence."""
+
+    method: str
+    psnr: float | None = None
+    ssim: float | None = None
+    flicker: float | None = None
+    seconds: float | None = None
+    params: dict = field(default_factory=dict)
+    status: str = "ok"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_sequence_methods(text) -> list[str]:
+    """Comma-separated method names (or an iterable); ``all`` for every method."""
+    names = [p.strip() for p in text.split(",")] if isinstance(text, str) else list(text)
+    names = [n for n in names if n]
+    if names == ["all"]:
+        return list(SEQUENCE_METHODS)
+    unknown = [n for n in names if n not in SEQUENCE_METHODS]
+    if unknown or not names:
+        raise ValueError(
+            f"unknown method(s) {', '.join(unknown) or '(none)'}; "
+            f"choose from {', '.join(SEQUENCE_METHODS)} or all"
+        )
+    return list(dict.fromkeys(names))
+
+
+def compare_sequence(
+    clean,
+    noisy,
+    *,
+    sigma: float | None,
+    methods=("noisy", "spacetime", "frames", "opencv-multi"),
+    channel_axis=None,
+    temporal_radius=None,
+    threads=None,
+    progress=None,
+) -> list[SequenceRecord]:
+    """Run ``methods`` on ``noisy`` and measure them against ``clean``.
+
+    ``clean``, ``noisy``: frames along axis 0 on the [0, 1] scale,
+    ``channel_axis`` within a frame (None or -1). ``sigma``: the noise level
+    on [0, 1] when known (it sets OpenCV's ``h`` grid; the nlmeans methods
+    always estimate it, as a user's call would), else estimated.
+    ``temporal_radius``: passed to the spacetime methods (automatic when
+    None); OpenCV uses what ``spacetime`` resolves. ``progress``: called with
+    each method name before it runs.
+    """
+    import nlmeans
+
+    clean = np.asarray(clean, dtype=np.float64)
+    noisy = np.asarray(noisy, dtype=np.float64)
+    if clean.shape != noisy.shape:
+        raise ValueError(f"clean {clean.shape} and noisy {noisy.shape} differ in shape")
+    axis = None if channel_axis is None else -1
+    records = []
+    resolved = nlmeans.resolve_sequence_parameters(
+        list(noisy[: nlmeans._sequence.ESTIMATE_FRAMES]),
+        n_frames=len(noisy),
+        channel_axis=axis,
+        temporal_radius=temporal_radius,
+    )
+    if sigma is None:
+        sigma = resolved.sigma
+    for method in parse_sequence_methods(methods):
+        if progress is not None:
+            progress(method)
+        start = time.perf_counter()
+        params: dict = {}
+        if method == "noisy":
+            out = noisy
+        elif method.startswith("spacetime"):
+            kind = method.partition("-")[2] or "fast"
+            out, used = nlmeans.denoise_sequence(
+                noisy,
+                channel_axis=None if axis is None else axis,
+                method=kind,
+                temporal_radius=temporal_radius,
+                threads=threads,
+                return_params=True,
+            )
+            params = used.as_dict()
+        elif method.startswith("frames"):
+            kind = method.partition("-")[2] or "fast"
+            out = np.stack(
+                [nlmeans.denoise(f, method=kind, channel_axis=axis, threads=threads) for f in noisy]
+            )
+        else:  # opencv-multi: the best h of the grid
+            best = None
+            for factor in OPENCV_H_FACTORS:
+                h = factor * sigma * 255.0
+                candidate = opencv_multi(
+                    noisy,
+                    temporal_radius=resolved.temporal_radius,
+                    h=h,
+                    patch_size=resolved.patch_size,
+                    patch_distance=resolved.patch_distance,
+                )
+                score = measure_sequence(clean, candidate, channel_axis=axis)["psnr"]
+                if best is None or score > best[0]:
+                    best = (score, candidate, h)
+            out = best[1]
+            params = {
+                "h_levels": best[2],
+                "temporal_radius": resolved.temporal_radius,
+                "patch_size": resolved.patch_size,
+                "patch_distance": resolved.patch_distance,
+            }
+        seconds = time.perf_counter() - start
+        scores = measure_sequence(clean, out, channel_axis=axis)
+        records.append(SequenceRecord(method, seconds=seconds, params=params, **scores))
+    return records

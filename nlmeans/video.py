@@ -1,0 +1,578 @@
+"""Read and write image sequences: video files, multi-page TIFF stacks, folders of frames.
+
+Frames are streamed both ways (one frame at a time, never the whole clip),
+so that :func:`nlmeans.denoise_sequence` can denoise a clip of any length
+between :func:`open_sequence` and :class:`SequenceWriter`.
+
+* Video files (``.mp4``, ``.mkv``, ``.avi``, ``.mov``) are read and written
+  with PyAV (``pip install av``, or ``pip install nlmeans[video]``). Frames
+  come out as 8-bit RGB (``uint8`` ``(H, W, 3)``), 8-bit gray for gray
+  video, and 16-bit for pixel formats of more than 8 bits. The output keeps
+  the frame rate and the frame count, and by default the input's codec at
+  high quality (H.264/HEVC ``crf 17``, VP9 ``crf 20``, others at a high bit
+  rate); ``lossless=True`` writes FFV1 (into ``.mkv``). Audio and subtitle
+  tracks are not copied.
+* Multi-page TIFF stacks: one frame per page (:mod:`tifffile`).
+* Folders of frames: the folder's PNG, TIFF and JPEG files in name order, all
+  of the same size; written as ``frame_000000.png`` ... (``.tif`` for float
+  frames).
+
+Outputs are written under a temporary name next to the destination and
+renamed only once every frame is in: an interrupted or failed run leaves no
+half-written file under the destination's name. Bad input (an unreadable or
+truncated video, frames of different sizes, an output container that cannot
+hold the codec) raises :class:`SequenceError` (a ``ValueError``) with one
+clear message.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "SequenceError",
+    "SequenceSource",
+    "SequenceWriter",
+    "is_sequence_file",
+    "open_sequence",
+]
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov")
+TIFF_SUFFIXES = (".tif", ".tiff")
+FRAME_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+#: FFmpeg muxer of each video suffix (given explicitly: outputs are written
+#: under a temporary name first).
+CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".avi": "avi", ".mov": "mov"}
+#: Frame rate given to a video made from frames that have none (a folder, a TIFF stack).
+DEFAULT_FPS = Fraction(25)
+
+
+class SequenceError(ValueError):
+    """A sequence could not be read or written; the message says which and why."""
+
+
+def _av():
+    try:
+        import av
+    except ImportError:
+        raise SequenceError(
+            "reading and writing video files needs PyAV: pip install av "
+            "(or pip install nlmeans[video])"
+        ) from None
+    return av
+
+
+@dataclass
+class SequenceSource:
+    """An input sequence: what it is and how to stream its frames (:meth:`frames`)."""
+
+    path: Path
+    kind: str  #: "video", "tiff" or "folder"
+    n_frames: int
+    frame_shape: tuple
+    dtype: np.dtype
+    fps: Fraction | None = None
+    codec: str | None = None  #: video codec name (FFmpeg's), e.g. "h264"
+    pix_fmt: str | None = None
+    bit_rate: int | None = None
+    has_audio: bool = False
+    files: list = field(default_factory=list, repr=False)
+
+    @property
+    def is_color(self) -> bool:
+        return len(self.frame_shape) == 3
+
+    def describe(self) -> str:
+        h, w = self.frame_shape[:2]
+        what = {"video": f"{self.codec} video", "tiff": "TIFF stack", "folder": "frame folder"}
+        rate = f", {float(self.fps):g} fps" if self.fps else ""
+        mode = "rgb" if self.is_color else "gray"
+        return f"{w}x{h} {mode} {what[self.kind]}, {self.n_frames} frames{rate}"
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Yield the frames in order, one at a time (channel-last, RGB)."""
+        if self.kind == "video":
+            yield from _video_frames(self)
+        elif self.kind == "tiff":
+            yield from _tiff_frames(self)
+        else:
+            yield from _folder_frames(self)
+
+
+def is_sequence_file(path) -> bool:
+    """True for a video file name, or a TIFF file holding more than one page."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return True
+    if suffix in TIFF_SUFFIXES and path.is_file():
+        import logging
+
+        import tifffile
+
+        # A damaged TIFF is the image reader's to report, in one line:
+        # tifffile's own log messages would add more.
+        log = logging.getLogger("tifffile")
+        disabled, log.disabled = log.disabled, True
+        try:
+            with tifffile.TiffFile(path) as tif:
+                return len(tif.pages) > 1
+        except Exception:  # noqa: BLE001 - not a readable TIFF: the image reader reports it
+            return False
+        finally:
+            log.disabled = disabled
+    return False
+
+
+def open_sequence(path) -> SequenceSource:
+    """Probe a video file, a multi-page TIFF or a folder of frames (nothing is decoded in bulk).
+
+    Raises :class:`SequenceError` for a file that cannot be read as a
+    sequence, a folder without frames or with frames of different sizes,
+    and ``FileNotFoundError`` for a missing path.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file or folder", str(path))
+    if path.is_dir():
+        return _open_folder(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        return _open_tiff(path)
+    return _open_video(path)
+
+
+# --------------------------------------------------------------------------- video
+
+
+def _frame_format(pix_fmt: str) -> tuple[str, np.dtype, bool]:
+    """PyAV ndarray format, dtype and colour for a stream's pixel format."""
+    gray = pix_fmt.startswith(("gray", "ya", "mono"))
+    deep = any(tag in pix_fmt for tag in ("10", "12", "14", "16"))
+    if gray:
+        return ("gray16le" if deep else "gray"), np.dtype(np.uint16 if deep else np.uint8), False
+    return ("rgb48le" if deep else "rgb24"), np.dtype(np.uint16 if deep else np.uint8), True
+
+
+def _open_video(path: Path) -> SequenceSource:
+    av = _av()
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise SequenceError(
+            f"{path}: cannot read it as a video: the file is truncated, corrupt or not a video "
+            f"({_reason(exc)})"
+        ) from None
+    try:
+        if not container.streams.video:
+            raise SequenceError(f"{path}: the file holds no video stream")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        pix_fmt = ctx.pix_fmt or "yuv420p"
+        fmt, dtype, colour = _frame_format(pix_fmt)
+        width, height = ctx.width, ctx.height
+        if not width or not height:
+            raise SequenceError(f"{path}: the video stream has no frame size (corrupt file?)")
+        fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+        has_audio = bool(container.streams.audio)
+        n_frames = int(stream.frames or 0)
+        if n_frames <= 0:
+            # Matroska and others do not store the count: count the packets.
+            try:
+                n_frames = sum(1 for p in container.demux(stream) if p.size)
+            except av.error.FFmpegError as exc:
+                raise SequenceError(
+                    f"{path}: the video is truncated or corrupt ({_reason(exc)})"
+                ) from None
+            # The header's duration (written last by the muxer) tells a
+            # truncated file: fewer packets than the duration holds.
+            duration = (
+                float(stream.duration * stream.time_base)
+                if stream.duration and stream.time_base
+                else (container.duration or 0) / 1e6
+            )
+            expected = int(round(duration * float(fps))) if fps and duration else 0
+            if expected and n_frames < expected - 1:
+                raise SequenceError(
+                    f"{path}: the video is truncated: {n_frames} frames where its header "
+                    f"says {expected}"
+                )
+        if n_frames <= 0:
+            raise SequenceError(f"{path}: the video holds no frame")
+        return SequenceSource(
+            path,
+            "video",
+            n_frames,
+            (height, width, 3) if colour else (height, width),
+            dtype,
+            Fraction(fps) if fps else None,
+            ctx.name,
+            pix_fmt,
+            int(ctx.bit_rate or stream.bit_rate or container.bit_rate or 0) or None,
+            has_audio,
+            [fmt],
+        )
+    finally:
+        container.close()
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split())[:200] or type(exc).__name__
+
+
+def _video_frames(source: SequenceSource) -> Iterator[np.ndarray]:
+    av = _av()
+    fmt = source.files[0]
+    count = 0
+    try:
+        with av.open(str(source.path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                pixels = frame.to_ndarray(format=fmt)
+                if pixels.shape != source.frame_shape:
+                    raise SequenceError(
+                        f"{source.path}: frame {count} is {pixels.shape[1]}x{pixels.shape[0]}, "
+                        f"the video {source.frame_shape[1]}x{source.frame_shape[0]} "
+                        "(size changes within a video are not supported)"
+                    )
+                count += 1
+                yield pixels
+    except av.error.FFmpegError as exc:
+        raise SequenceError(
+            f"{source.path}: the video is truncated or corrupt: decoding failed after "
+            f"{count} of {source.n_frames} frames ({_reason(exc)})"
+        ) from None
+    if count != source.n_frames:
+        raise SequenceError(
+            f"{source.path}: the video is truncated or corrupt: {count} of "
+            f"{source.n_frames} frames could be decoded"
+        )
+
+
+# --------------------------------------------------------------------------- TIFF, folders
+
+
+def _open_tiff(path: Path) -> SequenceSource:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            pages = tif.pages
+            n = len(pages)
+            if n == 0:
+                raise SequenceError(f"{path}: the TIFF file holds no image")
+            first = pages[0]
+            shape, dtype = tuple(first.shape), np.dtype(first.dtype)
+            for i in range(1, n):
+                page = pages[i]
+                if tuple(page.shape) != shape:
+                    raise SequenceError(
+                        f"{path}: page {i} has shape {tuple(page.shape)}, page 0 {shape}: "
+                        "all frames of a sequence must have the same size"
+                    )
+    except SequenceError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many types for bad files
+        raise SequenceError(f"{path}: cannot read it as a TIFF stack ({_reason(exc)})") from None
+    _check_frame(path, shape, dtype)
+    return SequenceSource(path, "tiff", n, shape, dtype)
+
+
+def _check_frame(path, shape, dtype) -> None:
+    if dtype.type not in (np.uint8, np.uint16, np.float32, np.float64):
+        raise SequenceError(f"{path}: frames of sample type {dtype} are not supported")
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)):
+        raise SequenceError(
+            f"{path}: frames of shape {shape} are not gray or RGB images (alpha is not supported)"
+        )
+
+
+def _tiff_frames(source: SequenceSource) -> Iterator[np.ndarray]:
+    import tifffile
+
+    with tifffile.TiffFile(source.path) as tif:
+        for i in range(source.n_frames):
+            yield tif.pages[i].asarray()
+
+
+def _open_folder(path: Path) -> SequenceSource:
+    from PIL import Image
+
+    files = sorted(
+        (p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES),
+        key=lambda p: p.name,
+    )
+    files = [p for p in files if not p.name.startswith(".")]
+    if not files:
+        raise SequenceError(f"{path}: the folder holds no PNG, TIFF or JPEG frame")
+    # Sizes from the headers alone, so that a folder of mixed sizes is
+    # refused before any frame is denoised.
+    sizes = []
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                sizes.append(im.size)
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
+            raise SequenceError(f"{p}: cannot read it as an image ({_reason(exc)})") from None
+    for p, size in zip(files, sizes):
+        if size != sizes[0]:
+            raise SequenceError(
+                f"{path}: frames of different sizes: {files[0].name} is {sizes[0][0]}x{sizes[0][1]}, "
+                f"{p.name} is {size[0]}x{size[1]}"
+            )
+    first = _read_frame(files[0])
+    _check_frame(files[0], first.shape, first.dtype)
+    return SequenceSource(path, "folder", len(files), first.shape, first.dtype, files=files)
+
+
+def _read_frame(path: Path) -> np.ndarray:
+    from .io import read_image
+
+    image = read_image(path)
+    if image.has_alpha:
+        raise SequenceError(f"{path}: frames with an alpha channel are not supported")
+    return image.pixels
+
+
+def _folder_frames(source: SequenceSource) -> Iterator[np.ndarray]:
+    for p in source.files:
+        pixels = _read_frame(p)
+        if pixels.shape != source.frame_shape or pixels.dtype != source.dtype:
+            raise SequenceError(
+                f"{p}: shape {pixels.shape} {pixels.dtype} differs from the first frame's "
+                f"{source.frame_shape} {source.dtype}"
+            )
+        yield pixels
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _encoder_settings(codec: str, source: SequenceSource) -> tuple[dict, int | None]:
+    """Encoder options and bit rate for high quality in ``codec``."""
+    if codec in ("h264", "hevc", "libx264", "libx265"):
+        return {"crf": "17", "preset": "medium"}, None
+    if codec in ("vp9", "libvpx-vp9", "vp8", "libvpx"):
+        return {"crf": "20", "b": "0"}, None
+    if codec == "ffv1":
+        return {"level": "3", "slicecrc": "1"}, None
+    h, w = source.frame_shape[:2]
+    fps = float(source.fps or DEFAULT_FPS)
+    # Intra or older codecs: a generous bit rate (about 1 bit per pixel).
+    high = int(w * h * fps)
+    return {}, max(high, 2 * (source.bit_rate or 0))
+
+
+class SequenceWriter:
+    """Write frames to a video file, a multi-page TIFF or a folder, one at a time.
+
+    Use as a context manager; :meth:`write` each frame, in order. The output
+    is assembled under a temporary name in the destination's folder and moved
+    to ``dst`` when the block exits without an error and every expected
+    frame was written; otherwise the temporary output is removed.
+
+    Parameters
+    ----------
+    dst : path
+        ``.mp4``/``.mkv``/``.avi``/``.mov`` (video), ``.tif``/``.tiff`` (TIFF
+        stack) or a name without a suffix (a folder of frames).
+    like : SequenceSource
+        The input: frame count, size, frame rate, codec.
+    lossless : bool
+        Video: FFV1 (``.mkv`` only) instead of the input's codec.
+    force : bool
+        Replace an existing ``dst``.
+
+    Notes
+    -----
+    Everything that can be refused is checked in the constructor (before any
+    frame is denoised): an existing destination, a container that cannot
+    hold the codec, a missing PyAV.
+    """
+
+    def __init__(self, dst, *, like: SequenceSource, lossless: bool = False, force: bool = False):
+        self.dst = Path(dst)
+        self.like = like
+        self.count = 0
+        suffix = self.dst.suffix.lower()
+        if self.dst.exists() and not force:
+            raise FileExistsError(f"{self.dst} already exists (use --force to overwrite)")
+        if self.dst.exists() and _same(self.dst, like.path):
+            raise SequenceError(f"{self.dst}: refusing to write onto the input")
+        if suffix in VIDEO_SUFFIXES:
+            self.kind = "video"
+        elif suffix in TIFF_SUFFIXES:
+            self.kind = "tiff"
+        elif suffix == "":
+            self.kind = "folder"
+        else:
+            raise SequenceError(
+                f"{self.dst}: cannot tell the output kind from {suffix!r}; use "
+                f"{', '.join(VIDEO_SUFFIXES)}, .tif, or a folder name without a suffix"
+            )
+        if lossless and self.kind == "video" and suffix != ".mkv":
+            raise SequenceError(
+                f"{self.dst}: lossless video is FFV1 in Matroska: name the output .mkv "
+                "(or a .tif stack or a folder of frames)"
+            )
+        if self.kind == "video" and like.dtype.kind == "f":
+            raise SequenceError(
+                f"{self.dst}: float frames cannot go into a video; write a .tif stack or a folder"
+            )
+        self.tmp = self.dst.with_name(f".{self.dst.stem}.partial-{os.getpid()}{self.dst.suffix}")
+        self._handle = None
+        self._stream = None
+        if self.kind == "video":
+            self._open_video(lossless)
+        elif self.kind == "tiff":
+            import tifffile
+
+            big = like.n_frames * int(np.prod(like.frame_shape)) * like.dtype.itemsize > 2**31
+            self._handle = tifffile.TiffWriter(self.tmp, bigtiff=big)
+        else:
+            self.tmp.mkdir(parents=False)
+
+    def _open_video(self, lossless: bool) -> None:
+        av = _av()
+        like = self.like
+        codec = "ffv1" if lossless else (like.codec or "h264")
+        fmt = CONTAINERS[self.dst.suffix.lower()]
+        try:
+            container = av.open(str(self.tmp), "w", format=fmt)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise SequenceError(f"{self.dst}: cannot write it ({_reason(exc)})") from None
+        self._handle = container
+        try:
+            if codec not in container.supported_codecs:
+                raise SequenceError(
+                    f"{self.dst}: a {self.dst.suffix} file cannot hold {codec} video; "
+                    "choose another container (.mkv holds most codecs) or --lossless with .mkv"
+                )
+            try:
+                stream = container.add_stream(codec, rate=like.fps or DEFAULT_FPS)
+            except (av.error.FFmpegError, ValueError) as exc:
+                raise SequenceError(
+                    f"{self.dst}: no encoder for {codec} video in this PyAV build ({_reason(exc)})"
+                ) from None
+            h, w = like.frame_shape[:2]
+            stream.width, stream.height = w, h
+            formats = [f.name for f in (stream.codec_context.codec.video_formats or [])]
+            want = like.pix_fmt if like.kind == "video" else ("gray" if not like.is_color else None)
+            if lossless:
+                want = (
+                    "gray" if not like.is_color else ("bgr0" if like.dtype.itemsize == 1 else None)
+                )
+            if want is not None and (want in formats or not formats):
+                stream.pix_fmt = want  # no list: the encoder takes any format (rawvideo)
+            elif formats:
+                stream.pix_fmt = formats[0] if "yuv420p" not in formats else "yuv420p"
+            options, bit_rate = _encoder_settings(codec, like)
+            stream.options = options
+            if bit_rate:
+                stream.bit_rate = bit_rate
+            self._stream = stream
+        except BaseException:
+            self._discard()
+            raise
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one frame (the input's shape and dtype)."""
+        frame = np.asarray(frame)
+        if self.kind == "video":
+            av = _av()
+            fmt = self.like.files[0] if self.like.kind == "video" else None
+            if fmt is None:
+                deep = frame.dtype == np.uint16
+                fmt = (
+                    ("rgb48le" if deep else "rgb24")
+                    if frame.ndim == 3
+                    else ("gray16le" if deep else "gray")
+                )
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=fmt)
+            video_frame.pts = self.count
+            video_frame.time_base = 1 / Fraction(
+                self._stream.codec_context.framerate or DEFAULT_FPS
+            )
+            try:
+                for packet in self._stream.encode(video_frame):
+                    self._handle.mux(packet)
+            except av.error.FFmpegError as exc:
+                raise SequenceError(f"{self.dst}: encoding failed ({_reason(exc)})") from None
+        elif self.kind == "tiff":
+            self._handle.write(
+                frame, contiguous=True, photometric="rgb" if frame.ndim == 3 else "minisblack"
+            )
+        else:
+            from .io import write_image
+
+            suffix = ".tif" if frame.dtype.kind == "f" else ".png"
+            write_image(self.tmp / f"frame_{self.count:06d}{suffix}", frame)
+        self.count += 1
+
+    def _close_handle(self) -> None:
+        if self._handle is None:
+            return
+        handle, self._handle = self._handle, None
+        handle.close()
+
+    def _discard(self) -> None:
+        try:
+            self._close_handle()
+        except Exception:  # noqa: BLE001 - already failing: the temporary output goes anyway
+            pass
+        if self.tmp.is_dir():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        elif self.tmp.exists():
+            self.tmp.unlink()
+
+    def finish(self) -> Path:
+        """Flush, check the frame count and move the output to its name."""
+        if self.count != self.like.n_frames:
+            raise SequenceError(
+                f"{self.dst}: {self.count} of {self.like.n_frames} frames were written"
+            )
+        if self.kind == "video":
+            av = _av()
+            try:
+                for packet in self._stream.encode(None):
+                    self._handle.mux(packet)
+            except av.error.FFmpegError as exc:
+                raise SequenceError(f"{self.dst}: encoding failed ({_reason(exc)})") from None
+        self._close_handle()
+        if self.dst.is_dir():
+            old = self.dst.with_name(f".{self.dst.name}.old-{os.getpid()}")
+            self.dst.rename(old)
+            self.tmp.rename(self.dst)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.dst)
+        return self.dst
+
+    def __enter__(self) -> SequenceWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.finish()
+            except BaseException:
+                self._discard()
+                raise
+        else:
+            self._discard()
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()

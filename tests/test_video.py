@@ -1,0 +1,213 @@
+"""Video files, TIFF stacks and frame folders (nlmeans.video) and their command line.
+
+Tiny clips are made with PyAV itself; searches are small so the file runs in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+import nlmeans
+from nlmeans.io import write_image
+from nlmeans.synthetic import make_sequence
+from nlmeans.video import SequenceError, SequenceWriter, open_sequence
+from nlmeans_cli.main import app
+
+av = pytest.importorskip("av")
+
+FAST = ["--patch-size", "3", "--patch-distance", "2", "--temporal-radius", "1"]
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _clean(n=6, shape=(40, 48), colour=True, seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[: shape[0] * 4 // 3, : shape[1] * 4 // 3]
+    base = 0.5 + 0.35 * np.sin(x / 4.0) * np.cos(y / 6.0)
+    image = np.stack([base, base[::-1], base[:, ::-1]], axis=-1) if colour else base
+    clip = make_sequence(image, n, seed=seed, motion="pan", max_speed=1.0, frame_shape=shape)
+    noisy = clip + 0.08 * rng.standard_normal(clip.shape)
+    return np.clip(np.rint(noisy * 255), 0, 255).astype(np.uint8)
+
+
+def _write_video(path, frames, codec="libx264", pix_fmt="yuv420p", rate=Fraction(12)):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = pix_fmt
+        fmt = "rgb24" if frames.ndim == 4 else "gray"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format=fmt)):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return Path(path)
+
+
+def _read_all(path):
+    source = open_sequence(path)
+    return source, np.stack(list(source.frames()))
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    frames = _clean()
+    return {
+        "frames": frames,
+        "mp4": _write_video(folder / "clip.mp4", frames),
+        "mkv": _write_video(folder / "clip.mkv", frames, "ffv1", "yuv444p"),
+        "avi": _write_video(folder / "clip.avi", frames, "rawvideo", "bgr24"),
+        "mov": _write_video(folder / "clip.mov", frames, "mpeg4"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["mp4", "mkv", "avi", "mov"])
+def test_cli_denoises_video_keeping_container_codec_rate_and_count(clips, tmp_path, kind):
+    src = clips[kind]
+    before = src.read_bytes()
+    dst = tmp_path / f"out.{kind}"
+    result = invoke("denoise", src, "-o", dst, *FAST)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert result.stdout.strip() == str(dst)
+    source, original = _read_all(src)
+    out, frames = _read_all(dst)
+    assert (out.codec, out.n_frames, out.fps) == (source.codec, source.n_frames, source.fps)
+    assert frames.shape == original.shape and frames.dtype == np.uint8
+    assert not np.array_equal(frames, original)  # something was denoised
+    assert src.read_bytes() == before
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_lossless_output_is_the_library_result(clips, tmp_path):
+    dst = tmp_path / "out.mkv"
+    result = invoke("denoise", clips["avi"], "-o", dst, "--lossless", "--sigma", "0.08", *FAST)
+    assert result.exit_code == 0, result.stderr
+    out, frames = _read_all(dst)
+    assert out.codec == "ffv1"
+    _, original = _read_all(clips["avi"])  # rawvideo: exactly the frames written
+    expected = nlmeans.denoise_sequence(
+        original, channel_axis=-1, sigma=0.08, patch_size=3, patch_distance=2, temporal_radius=1
+    )
+    np.testing.assert_array_equal(frames, expected)
+
+
+def test_tiff_stack_and_frame_folder(tmp_path):
+    frames = _clean(5, colour=False)
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, frames)
+    result = invoke("denoise", stack, *FAST, "--sigma", "0.08")
+    assert result.exit_code == 0, result.stderr
+    out = tifffile.imread(tmp_path / "stack_denoised.tif")
+    expected = nlmeans.denoise_sequence(
+        frames, sigma=0.08, patch_size=3, patch_distance=2, temporal_radius=1
+    )
+    np.testing.assert_array_equal(out, expected)
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        write_image(folder / f"f{i:03d}.png", f)
+    result = invoke("denoise", folder, "--sequence", "-o", tmp_path / "clean_frames", *FAST)
+    assert result.exit_code == 0, result.stderr
+    written = sorted((tmp_path / "clean_frames").iterdir())
+    assert len(written) == 5
+    # A folder of frames to a lossless video keeps the frames too.
+    result = invoke("denoise", folder, "--sequence", "-o", tmp_path / "v.mkv", "--lossless", *FAST)
+    assert result.exit_code == 0, result.stderr
+    out, decoded = _read_all(tmp_path / "v.mkv")
+    assert out.n_frames == 5 and decoded.shape == frames.shape
+
+
+def test_bad_inputs_give_one_line_and_leave_nothing(clips, tmp_path):
+    # Truncated Matroska: the header's duration says more frames than there are.
+    data = clips["mkv"].read_bytes()
+    truncated = tmp_path / "cut.mkv"
+    truncated.write_bytes(data[: len(data) // 2])
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 50)
+    cut_mp4 = tmp_path / "cut.mp4"
+    cut_mp4.write_bytes(clips["mp4"].read_bytes()[:-200])
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_image(folder / "a.png", np.zeros((16, 16), np.uint8))
+    write_image(folder / "b.png", np.zeros((16, 20), np.uint8))
+    cases = [
+        ([truncated], "truncated"),
+        ([junk], "cannot read it as a video"),
+        ([cut_mp4], "truncated, corrupt or not a video"),
+        ([folder, "--sequence"], "different sizes"),
+        ([clips["mp4"], "--temporal-radius", "9"], "larger than the clip"),
+        ([clips["avi"], "-o", tmp_path / "raw.mp4"], "cannot hold rawvideo"),
+        ([clips["mp4"], "-o", tmp_path / "x.mp4", "--lossless"], "FFV1 in Matroska"),
+        ([clips["mp4"], "--method", "neural"], "sequences take"),
+    ]
+    for args, message in cases:
+        before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+        result = invoke("denoise", *args, "-p", "3", "-r", "2")
+        assert result.exit_code in (1, 2), (args, result.output)
+        assert message in " ".join(result.stderr.split()), (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+        assert after == before, args  # nothing written, nothing changed
+
+
+def test_existing_output_needs_force(clips, tmp_path):
+    dst = tmp_path / "o.mkv"
+    dst.write_bytes(b"keep")
+    result = invoke("denoise", clips["mkv"], "-o", dst, *FAST)
+    assert result.exit_code == 1 and "already exists" in result.stderr
+    assert dst.read_bytes() == b"keep"
+    result = invoke("denoise", clips["mkv"], "-o", dst, "--force", *FAST)
+    assert result.exit_code == 0 and open_sequence(dst).n_frames == 6
+
+
+def test_writer_discards_incomplete_output(clips, tmp_path):
+    source = open_sequence(clips["mkv"])
+    dst = tmp_path / "partial.mkv"
+    with pytest.raises(SequenceError, match="3 of 6 frames"):
+        with SequenceWriter(dst, like=source) as writer:
+            for frame in list(source.frames())[:3]:
+                writer.write(frame)
+    assert not dst.exists() and not list(tmp_path.iterdir())
+
+
+def test_compare_on_a_clip(clips, tmp_path):
+    stack = tmp_path / "clean.tif"
+    tifffile.imwrite(stack, clips["frames"][:5])
+    result = invoke(
+        "compare",
+        stack,
+        "--sigma",
+        "20",
+        "--methods",
+        "noisy,spacetime,frames,opencv-multi",
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    records = {r["method"]: r for r in payload[0]["records"]}
+    assert set(records) == {"noisy", "spacetime", "frames", "opencv-multi"}
+    assert records["spacetime"]["flicker"] < records["noisy"]["flicker"]
+    result = invoke("compare", stack, "--report", tmp_path / "r")
+    assert result.exit_code == 2 and "not available for sequences" in result.stderr
+    result = invoke("compare", "--noisy", clips["avi"], "--clean", clips["avi"], "-m", "noisy")
+    assert result.exit_code == 0, result.stderr
+    assert "flicker" in result.stdout
+
+
+def test_cli_light_copy_of_video_suffixes():
+    from nlmeans import video
+    from nlmeans_cli import _video
+
+    assert _video.VIDEO_SUFFIXES == video.VIDEO_SUFFIXES
