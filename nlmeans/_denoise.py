@@ -535,7 +535,15 @@ def denoise(
     axis = _check_channel_axis(image, channel_axis)
     logger.info("nlmeans parameters: %s", params)
 
-    if params.noise_model is not None:
+    if (
+        method == "neural"
+        and (isinstance(noise, NoiseModel) or params.noise_model is not None)
+        and _neural_takes_noise_map(image, axis)
+    ):
+        # A non-blind network takes the noise model's per-pixel sigma map
+        # directly, without the variance-stabilising transform.
+        result = _denoise_neural(image, axis, None, n_threads, noise=params.noise_model or noise)
+    elif params.noise_model is not None:
         result = _denoise_stabilised(image, axis, params, n_threads)
     elif method == "neural":
         result = _denoise_neural(
@@ -734,17 +742,28 @@ def _patch_coverage(shape, f: int, fz: int) -> np.ndarray:
     return counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]
 
 
-def _denoise_neural(image, axis, sigma, n_threads):
+def _import_neural():
     try:
         from . import neural
     except ImportError as exc:  # pragma: no cover - torch is a dependency
         raise ImportError("method='neural' needs torch: pip install torch==2.13.0") from exc
+    return neural
+
+
+def _neural_takes_noise_map(image, axis) -> bool:
+    """Whether the shipped network for this image is non-blind."""
+    channels = 1 if axis is None else image.shape[axis]
+    return not _import_neural().inference.get_model(channels=channels).blind
+
+
+def _denoise_neural(image, axis, sigma, n_threads, noise=None):
+    neural = _import_neural()
     floats = to_unit_float(image).astype(np.float32)
     if axis is not None:
         floats = np.moveaxis(floats, axis, -1)
     if floats.ndim == 3 and axis is None:
         raise ValueError("method='neural' supports 2-D images (gray or with channels)")
-    result = neural.denoise(floats, sigma=sigma, threads=n_threads)
+    result = neural.denoise(floats, sigma=sigma, noise=noise, threads=n_threads)
     if axis is not None:
         result = np.moveaxis(result, -1, axis)
     return from_unit_float(np.asarray(result, np.float32), image.dtype)

@@ -5,13 +5,14 @@
   classical algorithm: :class:`ClassicalNonLocalMeans`,
   :func:`classical_non_local_means`.
 * The denoiser: :class:`NonLocalDenoiser` built from a
-  :class:`DenoiserConfig` (residual CNN with non-local blocks, one blind
-  model for sigma in [0, 55/255]).
+  :class:`DenoiserConfig` (residual CNN with non-local blocks; gray or RGB,
+  blind or taking a per-pixel noise-level map).
 * Training: :func:`train` (:class:`TrainConfig`, :class:`TrainResult`,
   :class:`TrainingInterrupted`).
 * Files: :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`load_model`,
   :func:`export_weights`, :func:`default_weights_path`.
-* Inference: :func:`denoise` (tiled, seamless, bounded memory).
+* Inference: :func:`denoise` (tiled, seamless, bounded memory; the colour
+  model for RGB images when it is shipped).
 """
 
 from .block import NonLocalBlock1d, NonLocalBlock2d, NonLocalBlock3d, non_local_attention

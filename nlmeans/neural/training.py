@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
-NOISE_KINDS = ("gaussian", "poisson-gaussian")
+NOISE_KINDS = ("gaussian", "poisson-gaussian", "mixture")
 SCHEDULES = ("cosine", "step", "constant")
 VAL_CROP = 256  # validation images are centre-cropped to at most this size
 
@@ -91,6 +91,7 @@ class TrainConfig:
     sigma: tuple[float, float] = (0.0, 55.0)
     noise: str = "gaussian"
     poisson_peak: tuple[float, float] = (4.0, 255.0)
+    gaussian_fraction: float = 0.5
     epochs: int = 20
     steps: int | None = None
     steps_per_epoch: int | None = None
@@ -137,6 +138,8 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.grad_clip is not None and not (self.grad_clip > 0):
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
+        if not (0.0 <= self.gaussian_fraction <= 1.0):
+            raise ValueError(f"gaussian_fraction must be in [0, 1], got {self.gaussian_fraction!r}")
         if not (0.0 <= self.val_fraction < 1.0):
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if not (self.val_sigma >= 0):
@@ -233,9 +236,7 @@ def list_images(data_dir: str | os.PathLike) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def read_gray(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as 2-D float32 gray in [0, 1] (see module docstring)."""
-    path = Path(path)
+def _read_pixels(path: Path) -> np.ndarray:
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
@@ -248,25 +249,47 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
     except Exception as exc:
         raise ValueError(f"{path}: cannot read image ({exc})") from None
     arr = np.asarray(arr)
-    if arr.dtype == bool:
-        arr = arr.astype(np.float32)
-    elif np.issubdtype(arr.dtype, np.integer):
-        info = np.iinfo(arr.dtype)
-        arr = arr.astype(np.float64) / float(info.max)
-    elif np.issubdtype(arr.dtype, np.floating):
-        arr = np.clip(np.nan_to_num(arr.astype(np.float64)), 0.0, 1.0)
-    else:
+    if arr.dtype.kind not in "biuf":
         raise ValueError(f"{path}: unsupported pixel type {arr.dtype}")
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
-    if arr.ndim == 3 and arr.shape[-1] in (2, 3, 4):
-        if arr.shape[-1] == 2:  # gray + alpha
-            arr = arr[..., 0]
-        else:
-            arr = arr[..., :3] @ np.array([0.2125, 0.7154, 0.0721])
-    if arr.ndim != 2:
+    if arr.ndim == 3 and arr.shape[-1] == 2:  # gray + alpha
+        arr = arr[..., 0]
+    if arr.ndim == 3 and arr.shape[-1] == 4:  # drop alpha
+        arr = arr[..., :3]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] != 3):
         raise ValueError(f"{path}: expected a 2-D gray or colour image, got shape {arr.shape}")
+    return arr
+
+
+def _unit_float(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == bool:
+        return arr.astype(np.float64)
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(np.float64) / float(np.iinfo(arr.dtype).max)
+    return np.clip(np.nan_to_num(arr.astype(np.float64)), 0.0, 1.0)
+
+
+def read_gray(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as 2-D float32 gray in [0, 1] (see module docstring)."""
+    arr = _unit_float(_read_pixels(Path(path)))
+    if arr.ndim == 3:
+        arr = arr @ np.array([0.2125, 0.7154, 0.0721])
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def read_rgb(path: str | os.PathLike, *, keep_uint8: bool = False) -> np.ndarray:
+    """Read an image as ``(3, H, W)`` RGB in [0, 1] (gray is repeated 3 times).
+
+    float32, or with ``keep_uint8`` the file's own uint8 values when it has
+    them (a quarter of the memory; the sampler scales patches by 1/255).
+    """
+    arr = _read_pixels(Path(path))
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if not (keep_uint8 and arr.dtype == np.uint8):
+        arr = _unit_float(arr).astype(np.float32)
+    return np.ascontiguousarray(np.moveaxis(arr, -1, 0))
 
 
 def _split(n: int, val_fraction: float) -> tuple[list[int], list[int]]:
@@ -291,51 +314,114 @@ def _fingerprint(files: Sequence[Path], root: Path) -> str:
 # batches
 # ---------------------------------------------------------------------------
 class _PatchSampler:
-    """Random noisy/clean patch batches, driven only by one torch.Generator."""
+    """Random noisy/clean patch batches, driven only by one torch.Generator.
+
+    Every image lives in one flat buffer on the generator's device, so that
+    a batch is gathered with one indexing operation and its noise drawn
+    there too: no Python loop over patches and no host-to-device copy of
+    the batch. Images are ``(H, W)`` (gray) or ``(C, H, W)`` tensors, float
+    in [0, 1] or uint8 (scaled by 1/255 after the gather).
+
+    ``batch()`` returns ``(noisy, clean, sigma)``; ``sigma`` is one level per
+    patch, ``(B,)``, for ``"gaussian"`` and ``"poisson-gaussian"``, and the
+    true per-pixel standard deviation ``(B, C, p, p)`` for ``"mixture"``.
+    """
 
     def __init__(
         self, images: list[torch.Tensor], settings: TrainConfig, generator: torch.Generator
     ):
-        self.images = images
         self.s = settings
         self.g = generator
+        dev = generator.device
         p = settings.patch_size
-        counts = torch.tensor(
-            [(im.shape[0] - p + 1) * (im.shape[1] - p + 1) for im in images], dtype=torch.float64
-        )
-        self.weights = counts / counts.sum()
+        planes = [im if im.ndim == 3 else im[None] for im in images]
+        self.channels = planes[0].shape[0]
+        if any(im.shape[0] != self.channels for im in planes):
+            raise ValueError("training images must all have the same number of channels")
+        self.uint8 = all(im.dtype == torch.uint8 for im in planes)
+        if not self.uint8:
+            planes = [im if im.dtype == torch.float32 else _to_float(im) for im in planes]
+        heights = torch.tensor([im.shape[1] for im in planes], dtype=torch.int64)
+        widths = torch.tensor([im.shape[2] for im in planes], dtype=torch.int64)
+        sizes = heights * widths
+        self.offsets = (torch.cumsum(sizes, 0) - sizes).to(dev)
+        self.heights, self.widths = heights.to(dev), widths.to(dev)
+        self.flat = torch.cat([im.reshape(self.channels, -1) for im in planes], dim=1).to(dev)
+        counts = ((heights - p + 1) * (widths - p + 1)).to(torch.float64)
+        self.weights = (counts / counts.sum()).to(dev)
+        self.grid = torch.arange(p, device=dev)
 
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        s, g, p = self.s, self.g, self.s.patch_size
+    def _rand(self, *shape: int) -> torch.Tensor:
+        return torch.rand(shape, generator=self.g, dtype=torch.float64, device=self.g.device)
+
+    def _gather(self) -> torch.Tensor:
+        s, g, p, dev = self.s, self.g, self.s.patch_size, self.g.device
         b = s.batch_size
         idx = torch.multinomial(self.weights, b, replacement=True, generator=g)
-        u = torch.rand((b, 2), generator=g, dtype=torch.float64)
-        sym = torch.randint(0, 8, (b,), generator=g)
-        clean = torch.empty((b, 1, p, p), dtype=torch.float32)
-        for k in range(b):
-            im = self.images[int(idx[k])]
-            y = int(u[k, 0] * (im.shape[0] - p + 1))
-            x = int(u[k, 1] * (im.shape[1] - p + 1))
-            patch = im[y : y + p, x : x + p]
-            t = int(sym[k])
-            if t & 4:
-                patch = patch.flip(-1)
-            clean[k, 0] = torch.rot90(patch, t & 3, (0, 1))
+        u = self._rand(b, 2)
+        sym = torch.randint(0, 8, (b,), generator=g, device=dev)
+        heights, widths = self.heights[idx], self.widths[idx]
+        y = (u[:, 0] * (heights - p + 1)).long()  # truncation: floor of a positive number
+        x = (u[:, 1] * (widths - p + 1)).long()
+        start = self.offsets[idx] + y * widths + x
+        where = start[:, None, None] + self.grid[None, :, None] * widths[:, None, None] + self.grid
+        clean = self.flat[:, where].transpose(0, 1)  # (b, C, p, p)
+        clean = _to_float(clean) if self.uint8 else clean.clone()
+        # The 8 symmetries of the square: a flip, then 0-3 quarter turns.
+        for t in range(8):
+            sel = (sym == t).nonzero().flatten()
+            if len(sel) and t:
+                part = clean[sel]
+                if t & 4:
+                    part = part.flip(-1)
+                clean[sel] = torch.rot90(part, t & 3, (-2, -1))
+        return clean
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        s, g = self.s, self.g
+        clean = self._gather()
+        b = clean.shape[0]
         lo, hi = s.sigma
-        sigma = (
-            lo + (hi - lo) * torch.rand((b,), generator=g, dtype=torch.float64)
-        ).float() / 255.0
+        if s.noise == "mixture":
+            return self._mixture(clean, lo / 255.0, hi / 255.0)
+        sigma = (lo + (hi - lo) * self._rand(b)).float() / 255.0
         if s.noise == "poisson-gaussian":
             plo, phi = s.poisson_peak
-            logp = math.log(plo) + (math.log(phi) - math.log(plo)) * torch.rand(
-                (b,), generator=g, dtype=torch.float64
-            )
+            logp = math.log(plo) + (math.log(phi) - math.log(plo)) * self._rand(b)
             peak = torch.exp(logp).float().view(b, 1, 1, 1)
             noisy = torch.poisson(clean * peak, generator=g) / peak
         else:
             noisy = clean.clone()
-        noisy = noisy + sigma.view(b, 1, 1, 1) * torch.randn((b, 1, p, p), generator=g)
+        noise = torch.randn(clean.shape, generator=g, device=g.device)
+        noisy = noisy + sigma.view(b, 1, 1, 1) * noise
         return noisy, clean, sigma
+
+    def _mixture(self, clean: torch.Tensor, lo: float, hi: float):
+        """Gaussian or Poisson-Gaussian noise per patch, with its true sigma map.
+
+        Gaussian patches: one sigma, uniform in [lo, hi], for every pixel and
+        channel. Poisson-Gaussian patches: variance ``a * y + b`` per channel
+        (the Gaussian approximation of Foi et al. 2008), with two standard
+        deviations drawn uniformly in [lo, hi] per channel, the smaller the
+        one at black (``b``) and the larger the one at white (``a + b``), so
+        that the noise level spans the same range across intensities.
+        """
+        b, c = clean.shape[:2]
+        gaussian = self._rand(b) < self.s.gaussian_fraction
+        flat = (lo + (hi - lo) * self._rand(b, 1)).expand(b, c)
+        ends = lo + (hi - lo) * self._rand(b, c, 2)
+        dark, bright = ends.min(-1).values, ends.max(-1).values
+        a_ = torch.where(gaussian[:, None], 0.0, bright**2 - dark**2)
+        b_ = torch.where(gaussian[:, None], flat**2, dark**2)
+        variance = a_[..., None, None] * clean.double() + b_[..., None, None]
+        sigma = variance.clamp_min(0).sqrt().float()
+        noise = torch.randn(clean.shape, generator=self.g, device=self.g.device)
+        return clean + sigma * noise, clean, sigma
+
+
+def _to_float(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float32 in [0, 1], rounded exactly as ``uint8 / 255.0`` in float64."""
+    return (pixels.double() / 255.0).float()
 
 
 def _lr_lambda(schedule: str, total: int) -> Callable[[int], float]:
@@ -368,10 +454,11 @@ def _validation_set(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     pairs = []
     for i, im in enumerate(images):
-        h, w = im.shape
+        h, w = im.shape[-2:]
         ch, cw = min(h, VAL_CROP), min(w, VAL_CROP)
         y, x = (h - ch) // 2, (w - cw) // 2
-        clean = im[y : y + ch, x : x + cw].clone()[None, None]
+        clean = im[..., y : y + ch, x : x + cw].clone()
+        clean = clean[None, None] if clean.ndim == 2 else clean[None]
         gen = torch.Generator().manual_seed(10_000 + i)
         noisy = clean + (sigma255 / 255.0) * torch.randn(clean.shape, generator=gen)
         pairs.append((noisy, clean))
@@ -468,10 +555,12 @@ def train(
     sigma: tuple[float, float] | float = (0.0, 55.0),
     noise: str = "gaussian",
     poisson_peak: tuple[float, float] = (4.0, 255.0),
+    gaussian_fraction: float = 0.5,
     epochs: int = 20,
     steps: int | None = None,
     steps_per_epoch: int | None = None,
     max_steps: int | None = None,
+    max_time: float | None = None,
     batch_size: int = 64,
     patch_size: int = 40,
     lr: float = 1e-3,
@@ -488,18 +577,28 @@ def train(
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
-    """Train a blind :class:`NonLocalDenoiser` on a folder of clean images.
+    """Train a :class:`NonLocalDenoiser` on a folder of clean images.
 
     Args:
         data_dir: folder of clean images (PNG / TIFF / JPEG / BMP, searched
-            recursively; colour is converted to gray, see module docstring).
+            recursively). For a gray network (``config.in_channels == 1``)
+            colour is converted to gray (see module docstring); for a colour
+            network (``in_channels == 3``) images are read as RGB, gray ones
+            repeated on the three channels.
         out: checkpoint file, rewritten atomically after every epoch
             (default: the ``resume`` file, else ``./neural_denoiser.pt``).
         sigma: noise standard deviation range (low, high) on the /255 scale,
             drawn uniformly per patch; a single number trains at that sigma.
-        noise: ``"gaussian"`` or ``"poisson-gaussian"`` (Poisson noise at a
+        noise: ``"gaussian"``, ``"poisson-gaussian"`` (Poisson noise at a
             peak drawn log-uniformly from ``poisson_peak`` per patch, plus the
-            Gaussian part).
+            Gaussian part) or ``"mixture"``: per patch, with probability
+            ``gaussian_fraction``, Gaussian noise of one sigma drawn from
+            ``sigma``, else signal-dependent noise of variance ``a * y + b``
+            per channel whose standard deviation goes from one value drawn
+            from ``sigma`` at black to another at white. A non-blind network
+            (``config.noise_level_input``) is given the true per-pixel
+            standard deviation of that noise as its noise-level map (with
+            the other kinds: the Gaussian sigma of each patch).
         epochs: number of epochs (ignored when ``steps`` is given).
         steps: total optimizer steps (overrides ``epochs``; the last epoch may
             be shorter).
@@ -509,6 +608,10 @@ def train(
         max_steps: stop this call once the global step reaches ``max_steps``
             (checkpoint written; the schedule is unchanged, so a later
             ``resume`` continues the same run). Not stored in the checkpoint.
+        max_time: stop this call after the first optimizer step that ends
+            ``max_time`` seconds of training after it started (checkpoint
+            written, resumable like ``max_steps``). Not stored in the
+            checkpoint.
         batch_size, patch_size: patches per step, patch side in pixels.
         lr, schedule, weight_decay, grad_clip: Adam learning rate; schedule
             ``"cosine"`` (to 1 % of lr), ``"step"`` (x0.1 at 60 % and 85 %) or
@@ -547,6 +650,7 @@ def train(
         sigma=tuple(sigma),
         noise=noise,
         poisson_peak=tuple(poisson_peak),
+        gaussian_fraction=gaussian_fraction,
         epochs=epochs,
         steps=steps,
         steps_per_epoch=steps_per_epoch,
@@ -564,6 +668,10 @@ def train(
         isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
     ):
         raise ValueError(f"max_steps must be a positive integer or None, got {max_steps!r}")
+    if max_time is not None and (
+        isinstance(max_time, bool) or not isinstance(max_time, (int, float)) or not max_time > 0
+    ):
+        raise ValueError(f"max_time must be a positive number of seconds or None, got {max_time!r}")
     if config is not None and not isinstance(config, DenoiserConfig):
         raise TypeError(f"config must be a DenoiserConfig, got {type(config).__name__}")
 
@@ -615,13 +723,21 @@ def train(
             "the result will not match an uninterrupted run",
             stacklevel=2,
         )
+    if net_config.in_channels not in (1, 3):
+        raise ValueError(
+            f"training reads gray (in_channels=1) or RGB (in_channels=3) images; the network "
+            f"config has in_channels={net_config.in_channels}"
+        )
+    color = net_config.in_channels == 3
     train_idx, val_idx = _split(len(files), settings.val_fraction)
     p = settings.patch_size
     train_images: list[torch.Tensor] = []
     skipped = []
     for i in train_idx:
-        im = read_gray(files[i])
-        if im.shape[0] < p or im.shape[1] < p:
+        # RGB patches stay uint8 until they are drawn: CBSD432 takes 200 MB
+        # instead of 800 MB.
+        im = read_rgb(files[i], keep_uint8=True) if color else read_gray(files[i])
+        if im.shape[-2] < p or im.shape[-1] < p:
             skipped.append(files[i].name)
             continue
         train_images.append(torch.from_numpy(im))
@@ -632,13 +748,14 @@ def train(
         )
     if not train_images:
         raise ValueError(f"no training image in {root} is at least {p}x{p} pixels")
+    read = read_rgb if color else read_gray
     val_pairs = _validation_set(
-        [torch.from_numpy(read_gray(files[i])) for i in val_idx], settings.val_sigma
+        [torch.from_numpy(read(files[i])) for i in val_idx], settings.val_sigma
     )
 
     spe = settings.steps_per_epoch
     if spe is None:
-        n_patches = sum((im.shape[0] // p) * (im.shape[1] // p) for im in train_images)
+        n_patches = sum((im.shape[-2] // p) * (im.shape[-1] // p) for im in train_images)
         spe = max(1, round(n_patches / settings.batch_size))
     total = settings.steps if settings.steps is not None else settings.epochs * spe
     stop_at = total if max_steps is None else min(total, max_steps)
@@ -653,13 +770,21 @@ def train(
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _lr_lambda(settings.schedule, total)
         )
-        gen = torch.Generator().manual_seed(settings.seed)
+        # The data generator lives on the training device, so that patches
+        # and noise are drawn there (on CPU: the same draws as always).
+        gen = torch.Generator(device=dev).manual_seed(settings.seed)
         step, epoch, history, wall = 0, 0, [], 0.0
         if state is not None:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            gen.set_state(state["rng"]["data"])
+            try:
+                gen.set_state(state["rng"]["data"])
+            except RuntimeError:
+                raise ValueError(
+                    f"{resume}: its random state was saved by a run on another kind of device; "
+                    f"resume it on that device (this run: device={str(device)!r})"
+                ) from None
             torch.set_rng_state(state["rng"]["torch"])
             step, epoch = int(state["step"]), int(state["epoch"])
             history = list(state.get("history", []))
@@ -694,6 +819,7 @@ def train(
             )
 
         model.train()
+        deadline = None if max_time is None else time.monotonic() + float(max_time)
         try:
             with _Progress(progress, total, step) as bar:
                 while step < stop_at:
@@ -723,6 +849,9 @@ def train(
                         step += 1
                         losses.append(loss.detach().item())
                         bar.update(step, f"loss {losses[-1]:.2e}")
+                        if deadline is not None and time.monotonic() >= deadline:
+                            stop_at = step  # checkpoint now, then stop
+                            break
                     epoch_done = step % spe == 0 or step >= total
                     if epoch_done:
                         epoch += 1
