@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import warnings
 from dataclasses import asdict, dataclass
 from importlib import resources
 
@@ -26,6 +25,7 @@ from .io import from_unit_float, to_unit_float
 from .noise import (
     NoiseModel,
     estimate_noise,
+    estimate_sigma,
     generalized_anscombe,
     inverse_generalized_anscombe,
 )
@@ -133,53 +133,6 @@ def _table_row(method: str, sigma: float, *, color: bool = False) -> dict:
         if sigma255 <= row["sigma_max"]:
             return row
     return rows[-1]
-
-
-def estimate_sigma(image, *, channel_axis=None) -> float:
-    """Estimate the standard deviation of Gaussian noise in ``image``.
-
-    A thin wrapper of :func:`skimage.restoration.estimate_sigma` (wavelet
-    median absolute deviation) that accepts the same inputs as
-    :func:`denoise` and averages over channels.
-
-    Parameters
-    ----------
-    image : ndarray
-        2-D or 3-D image, optionally with a channel axis.
-    channel_axis : int or None, optional
-        Axis of the channels, if any.
-
-    Returns
-    -------
-    float
-        Noise standard deviation on the image's float scale (integer images
-        are mapped to [0, 1] first, so 25 gray levels of a uint8 image read
-        as ``25 / 255``).
-
-    Notes
-    -----
-    The estimate assumes additive white Gaussian noise; on clean images with
-    fine texture it reads a little above zero.
-
-    References
-    ----------
-    .. [1] D. L. Donoho and I. M. Johnstone, "Ideal spatial adaptation by
-       wavelet shrinkage", Biometrika 81(3), 1994.
-    """
-    from skimage.restoration import estimate_sigma as _sk_estimate_sigma
-
-    image = _check_image(image)
-    axis = _check_channel_axis(image, channel_axis)
-    floats = to_unit_float(image)
-    with warnings.catch_warnings():
-        # Gray images a few pixels wide make scikit-image guess that the last
-        # axis holds channels; ours says it does not. A constant image gives
-        # an empty wavelet band (NaN, with warnings): its noise is 0.
-        warnings.filterwarnings("ignore", message=".*channel_axis.*", category=UserWarning)
-        warnings.filterwarnings("ignore", category=RuntimeWarning)
-        sigma = _sk_estimate_sigma(floats, channel_axis=axis, average_sigmas=True)
-    sigma = float(sigma)
-    return sigma if np.isfinite(sigma) else 0.0
 
 
 def _check_color_space(image: np.ndarray, axis: int | None, color_space) -> str:

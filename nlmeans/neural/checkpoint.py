@@ -30,6 +30,7 @@ from typing import Any, Mapping
 
 import torch
 
+from .device import resolve_device
 from .model import DenoiserConfig, NonLocalDenoiser
 
 __all__ = [
@@ -305,8 +306,6 @@ def load_model(
         IsADirectoryError: ``weights`` is a folder.
         ValueError: the file is not a valid nlmeans denoiser file.
     """
-    from .training import resolve_device
-
     dev = resolve_device(device)
     if weights is None:
         path = default_weights_path()

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..noise import NOISE_KINDS, NoiseModel, estimate_noise, estimate_sigma
 from .checkpoint import default_weights_path, load_model
 from .model import NonLocalDenoiser
 
@@ -283,8 +284,6 @@ def denoise(
         source = "noise model"
     estimated = False
     if sigma is None and levels is None and (not model.blind or return_info):
-        from nlmeans import estimate_sigma
-
         sigma = float(estimate_sigma(arr, channel_axis=-1 if arr.ndim == 3 else None))
         estimated = True
         source = "estimated"
@@ -360,8 +359,6 @@ def _check_noise_map(noise_map, arr: np.ndarray, channel_axis) -> np.ndarray:
 
 def _noise_model_map(noise, arr: np.ndarray) -> np.ndarray:
     """The per-pixel noise standard deviation a noise model gives ``arr``."""
-    from nlmeans.noise import NOISE_KINDS, NoiseModel, estimate_noise
-
     axis = -1 if arr.ndim == 3 else None
     if isinstance(noise, str):
         options = ("auto",) + NOISE_KINDS

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .device import resolve_device
 from .model import DenoiserConfig, NonLocalDenoiser
 
 __all__ = [
@@ -202,27 +203,6 @@ class TrainResult:
 # ---------------------------------------------------------------------------
 # devices, images
 # ---------------------------------------------------------------------------
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"cpu"`` / ``"cuda"`` / ``"cuda:N"`` -> torch.device, with clear errors."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}") from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(
-                f"device={str(device)!r} requested but CUDA is not available "
-                f"(torch {torch.__version__}); use device='cpu'"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise RuntimeError(
-                f"device={str(device)!r}: only {torch.cuda.device_count()} CUDA device(s)"
-            )
-    elif dev.type != "cpu":
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    return dev
-
-
 def list_images(data_dir: str | os.PathLike) -> list[Path]:
     """Image files (by extension, case-insensitive) under ``data_dir``, sorted."""
     root = Path(data_dir)
