@@ -46,7 +46,7 @@ from .data import (
 from .device import resolve_device
 from .model import DenoiserConfig, NonLocalDenoiser
 from .train_config import NOISE_KINDS, SCHEDULES, TrainConfig, TrainingInterrupted, TrainResult
-from .train_loop import Run, _lr_lambda, _num_threads, fit
+from .train_loop import Run, _num_threads, fit, make_scheduler
 from .train_state import read_resume, restore
 
 __all__ = [
@@ -227,9 +227,7 @@ def train(
         optimizer = torch.optim.Adam(
             model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
         )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _lr_lambda(settings.schedule, total)
-        )
+        scheduler = make_scheduler(optimizer, settings.schedule, total)
         # The data generator lives on the training device, so that patches
         # and noise are drawn there (on CPU: the same draws as always).
         gen = torch.Generator(device=dev).manual_seed(settings.seed)
