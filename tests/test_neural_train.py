@@ -362,3 +362,17 @@ def test_divergence_is_reported_not_saved(data_dir, tmp_path):
     with pytest.raises(FloatingPointError, match="diverged"):
         _run(data_dir, tmp_path / "m.pt", lr=1e30, steps=20, steps_per_epoch=20)
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_training_reads_the_files_the_cli_reads(tmp_path):
+    from nlmeans._checks import IMAGE_SUFFIXES
+    from nlmeans.io import IMAGE_EXTENSIONS as IO_EXTENSIONS
+
+    assert train_mod.IMAGE_EXTENSIONS == IMAGE_SUFFIXES
+    assert set(IMAGE_SUFFIXES) == set(IO_EXTENSIONS)
+    (tmp_path / "a.bmp").write_bytes(b"BM")
+    (tmp_path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert [p.name for p in train_mod.list_images(tmp_path)] == ["b.png"]
+    # unreadable files get nlmeans.io's message, naming the file
+    with pytest.raises(ValueError, match="b.png"):
+        train_mod.read_gray(tmp_path / "b.png")

@@ -23,6 +23,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .._checks import IMAGE_SUFFIXES
+from ..io import read_image
 from .train_config import TrainConfig
 
 __all__ = [
@@ -35,7 +37,8 @@ __all__ = [
     "read_rgb",
 ]
 
-IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+#: The suffixes training looks for: those the CLI reads.
+IMAGE_EXTENSIONS = IMAGE_SUFFIXES
 VAL_CROP = 256  # validation images are centre-cropped to at most this size
 
 
@@ -53,20 +56,9 @@ def list_images(data_dir: str | os.PathLike) -> list[Path]:
 
 
 def _read_pixels(path: Path) -> np.ndarray:
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            arr = tifffile.imread(path)
-        else:
-            import imageio.v3 as iio
-
-            arr = iio.imread(path)
-    except Exception as exc:
-        raise ValueError(f"{path}: cannot read image ({exc})") from None
-    arr = np.asarray(arr)
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{path}: unsupported pixel type {arr.dtype}")
+    """Pixels of an image file as :func:`nlmeans.io.read_image` reads it
+    (the same files and checks as the CLI), alpha dropped."""
+    arr = read_image(path).pixels
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim == 3 and arr.shape[-1] == 2:  # gray + alpha

@@ -1,12 +1,14 @@
-"""Training the blind non-local denoiser on a folder of clean images.
+"""Training the non-local denoiser (gray or colour, blind or taking a noise
+map) on a folder of clean images.
 
 Entry point: :func:`train`. What it does, step by step:
 
-* reads every PNG / TIFF / JPEG / BMP image under ``data_dir`` (recursively,
+* reads every PNG / TIFF / JPEG image under ``data_dir`` (recursively,
   sorted by path). Colour images are converted to gray with the Rec. 709
   luminance weights (as ``skimage.color.rgb2gray``), alpha is dropped;
   integers are scaled to [0, 1] by their dtype's range, floats are clipped
-  to [0, 1]. A fixed, seed-independent subset (every k-th file,
+  to [0, 1]; a colour network (``in_channels=3``) reads RGB instead. A
+  fixed, seed-independent subset (every k-th file,
   ``val_fraction`` of them) is held out for validation;
 * draws random ``patch_size`` patches (uniform over positions, images chosen
   in proportion to their area) with a random flip / 90 degree rotation (the
@@ -99,7 +101,7 @@ def train(
     """Train a :class:`NonLocalDenoiser` on a folder of clean images.
 
     Args:
-        data_dir: folder of clean images (PNG / TIFF / JPEG / BMP, searched
+        data_dir: folder of clean images (PNG / TIFF / JPEG, the files the CLI reads, searched
             recursively). For a gray network (``config.in_channels == 1``)
             colour is converted to gray (see module docstring); for a colour
             network (``in_channels == 3``) images are read as RGB, gray ones
