@@ -72,6 +72,7 @@ _PatchSampler = PatchSampler
 def train(
     data_dir: str | os.PathLike,
     *,
+    settings: TrainConfig | None = None,
     out: str | os.PathLike | None = None,
     sigma: tuple[float, float] | float = (0.0, 55.0),
     noise: str = "gaussian",
@@ -106,6 +107,9 @@ def train(
             colour is converted to gray (see module docstring); for a colour
             network (``in_channels == 3``) images are read as RGB, gray ones
             repeated on the three channels.
+        settings: every training setting at once, as a :class:`TrainConfig`
+            (instead of the keywords ``sigma`` ... ``val_sigma``, which must
+            then be left at their defaults).
         out: checkpoint file, rewritten atomically after every epoch
             (default: the ``resume`` file, else ``./neural_denoiser.pt``).
         sigma: noise standard deviation range (low, high) on the /255 scale,
@@ -185,6 +189,15 @@ def train(
         val_fraction=val_fraction,
         val_sigma=val_sigma,
     )
+    if settings is not None:
+        if not isinstance(settings, TrainConfig):
+            raise TypeError(f"settings must be a TrainConfig, got {type(settings).__name__}")
+        if requested != TrainConfig():
+            raise ValueError(
+                "give the training settings either as settings=TrainConfig(...) or as "
+                "keywords, not both"
+            )
+        requested = settings
     if max_steps is not None and (
         isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
     ):
