@@ -705,8 +705,7 @@ def _import_neural():
 
 def _neural_takes_noise_map(image, axis) -> bool:
     """Whether the shipped network for this image is non-blind."""
-    channels = 1 if axis is None else image.shape[axis]
-    return not _import_neural().inference.get_model(channels=channels).blind
+    return _import_neural().uses_noise_level(1 if axis is None else image.shape[axis])
 
 
 def _denoise_neural(image, axis, sigma, n_threads, noise=None):

@@ -360,3 +360,23 @@ def test_without_colour_weights_rgb_uses_the_gray_model_per_channel(tmp_path, mo
     out, info = nn_.denoise(img, return_info=True)
     assert info["weights"] == str(real(1))
     np.testing.assert_array_equal(out[..., 2], nn_.denoise(img[..., 2]))
+
+
+def test_cli_says_the_colour_network_takes_the_noise_map(shipped_colour, tmp_path):
+    from typer.testing import CliRunner
+
+    from nlmeans.io import read_image, write_image
+    from nlmeans_cli.main import app
+
+    src = tmp_path / "rgb.png"
+    write_image(src, (_colour_image(7) * 255).round().astype(np.uint8))
+    gray = tmp_path / "gray.png"
+    write_image(gray, (_colour_image(7)[..., 0] * 255).round().astype(np.uint8))
+    result = CliRunner().invoke(
+        app, ["denoise", str(src), str(gray), "--method", "neural", "--sigma", "0.04"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert any("rgb.png" in line and "the network's noise map" in line for line in lines)
+    assert any("gray.png" in line and "the blind model does not use it" in line for line in lines)
+    assert read_image(tmp_path / "rgb_denoised.png").pixels.shape == (30, 34, 3)

@@ -25,7 +25,7 @@ from .checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from .inference import denoise
+from .inference import denoise, uses_noise_level
 from .model import BLOCK_MODES, DenoiserConfig, NonLocalDenoiser, count_parameters
 from .training import TrainConfig, TrainingInterrupted, TrainResult, resolve_device, train
 
@@ -52,4 +52,5 @@ __all__ = [
     "save_checkpoint",
     "save_weights",
     "train",
+    "uses_noise_level",
 ]

@@ -30,7 +30,7 @@ from ..noise import NOISE_KINDS, NoiseModel, estimate_noise, estimate_sigma
 from .checkpoint import default_weights_path, load_model
 from .model import NonLocalDenoiser
 
-__all__ = ["denoise", "denoise_array", "get_model"]
+__all__ = ["default_model_path", "denoise", "denoise_array", "get_model", "uses_noise_level"]
 
 DEFAULT_TILE = 512
 _MODEL_CACHE: dict[tuple[str, int, int, str], NonLocalDenoiser] = {}
@@ -76,6 +76,16 @@ def get_model(
             _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
         _MODEL_CACHE[key] = model
     return model
+
+
+def uses_noise_level(channels: int = 1) -> bool:
+    """Whether the shipped model for ``channels``-channel images is non-blind.
+
+    A non-blind model (the colour model) takes the noise level as a map; a
+    blind one (the gray model) needs none, and a Poisson-Gaussian image must
+    be stabilised before it.
+    """
+    return not get_model(channels=channels).blind
 
 
 def _tiles(n: int, core: int) -> list[tuple[int, int]]:
