@@ -380,3 +380,9 @@ def test_cli_says_the_colour_network_takes_the_noise_map(shipped_colour, tmp_pat
     assert any("rgb.png" in line and "the network's noise map" in line for line in lines)
     assert any("gray.png" in line and "the blind model does not use it" in line for line in lines)
     assert read_image(tmp_path / "rgb_denoised.png").pixels.shape == (30, 34, 3)
+
+
+def test_one_channel_images_with_a_channel_axis_use_the_gray_model():
+    img = _colour_image(8)[..., :1]
+    out = nn_.denoise(img)
+    np.testing.assert_array_equal(out[..., 0], nn_.denoise(img[..., 0]))

@@ -279,7 +279,7 @@ def denoise(
     levels = None if noise_map is None else _check_noise_map(noise_map, arr, channel_axis)
 
     model = get_model(weights, device, channels=channels)
-    joint = arr.ndim == 3 and model.config.in_channels == channels
+    joint = arr.ndim == 3 and channels > 1 and model.config.in_channels == channels
     if model.config.in_channels != 1 and not joint:
         raise ValueError(
             f"the model takes {model.config.in_channels}-channel images; this image has "
