@@ -81,6 +81,12 @@ def _output_path(
     return (out_dir / name) if out_dir is not None else src.with_name(name)
 
 
+def _neural_takes_map(params) -> bool:
+    from nlmeans.neural import uses_noise_level
+
+    return uses_noise_level(3 if params.color_space == "rgb" else 1)
+
+
 def _describe_params(params, image) -> str:
     top = image.max_value
     if params.noise_model is not None:
@@ -91,7 +97,11 @@ def _describe_params(params, image) -> str:
         return (
             f"method {params.method}, noise {describe_noise(params.noise_model, top)} ({how}); "
             + (
-                "stabilised by the generalized Anscombe transform"
+                (
+                    "its per-pixel sigma map given to the network"
+                    if _neural_takes_map(params)
+                    else "stabilised by the generalized Anscombe transform"
+                )
                 if params.method == "neural"
                 else f"on the stabilised image: sigma {params.sigma:.5f}, h {params.h:.5f}, "
                 f"patch {params.patch_size}x{params.patch_size}, "
@@ -101,7 +111,12 @@ def _describe_params(params, image) -> str:
     if params.method == "neural":
         scale = f" ({params.sigma * top:.2f}/{top:g})" if top != 1 else ""
         how = "estimated" if params.sigma_estimated else "given"
-        return f"method neural, sigma {params.sigma:.5f}{scale} ({how}; the blind model does not use it)"
+        use = (
+            "the network's noise map"
+            if _neural_takes_map(params)
+            else "the blind model does not use it"
+        )
+        return f"method neural, sigma {params.sigma:.5f}{scale} ({how}; {use})"
     scale = f" = {params.sigma * top:.2f}/{top:g}" if top != 1 else ""
     how = "estimated" if params.sigma_estimated else "given"
     colour = ""

@@ -1,5 +1,6 @@
-"""``nlmeans train-neural``: train the blind non-local neural denoiser on clean images."""
+"""``nlmeans train-neural``: train the non-local neural denoiser on clean images."""
 
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,6 +19,24 @@ def _default_train_data() -> Optional[Path]:
         if candidate.is_dir():
             return candidate
     return None
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|min|h)?\s*$")
+_UNIT_SECONDS = {None: 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def _parse_duration(text: Optional[str]) -> Optional[float]:
+    """``"90"``, ``"90s"``, ``"40m"``, ``"1.5h"`` -> seconds."""
+    if text is None:
+        return None
+    found = _DURATION.match(text)
+    seconds = float(found.group(1)) * _UNIT_SECONDS[found.group(2)] if found else 0.0
+    if seconds <= 0:
+        raise typer.BadParameter(
+            f"expected a positive duration such as 90s, 40m or 1.5h, got {text!r}",
+            param_hint="--max-time",
+        )
+    return seconds
 
 
 @handle_errors
@@ -40,9 +59,33 @@ def train_neural(
         str,
         typer.Option(
             "--noise",
-            help="gaussian or poisson-gaussian (Poisson at a random peak, plus the Gaussian part).",
+            help="gaussian, poisson-gaussian (Poisson at a random peak, plus the Gaussian "
+            "part) or mixture (per patch: Gaussian, or variance a*y+b per channel with the "
+            "noise level going from one --sigma value at black to another at white).",
         ),
     ] = "gaussian",
+    channels: Annotated[
+        int,
+        typer.Option(
+            "--channels",
+            min=1,
+            max=3,
+            help="1: gray network (colour images converted to gray); "
+            "3: colour network (RGB in, RGB out).",
+        ),
+    ] = 1,
+    noise_map: Annotated[
+        bool,
+        typer.Option(
+            "--noise-map",
+            help="Non-blind network: give it the true per-pixel noise level as extra input "
+            "channels (FFDNet style).",
+        ),
+    ] = False,
+    features: Annotated[
+        int, typer.Option("--features", min=1, help="Feature channels of the hidden layers.")
+    ] = 48,
+    depth: Annotated[int, typer.Option("--depth", min=3, help="Number of 3x3 convolutions.")] = 12,
     steps: Annotated[
         Optional[int],
         typer.Option(
@@ -63,6 +106,15 @@ def train_neural(
             "--max-steps",
             min=1,
             help="Stop this run at this global step (resume later); the schedule is unchanged.",
+            show_default=False,
+        ),
+    ] = None,
+    max_time: Annotated[
+        Optional[str],
+        typer.Option(
+            "--max-time",
+            help="Stop this run after this much training time, e.g. 40m or 2h (checkpoint "
+            "written; resume later); the schedule is unchanged.",
             show_default=False,
         ),
     ] = None,
@@ -100,7 +152,7 @@ def train_neural(
         ),
     ] = False,
 ) -> None:
-    """Train the blind non-local neural denoiser (nlmeans.neural.train) on clean images."""
+    """Train the non-local neural denoiser (nlmeans.neural.train) on clean images."""
     if data is None:
         data = _default_train_data()
         if data is None:
@@ -124,6 +176,9 @@ def train_neural(
         raise typer.BadParameter(
             f"expected 0 <= MIN <= MAX <= 255 gray levels, got {sigma!r}", param_hint="--sigma"
         )
+    if channels == 2:
+        raise typer.BadParameter("expected 1 (gray) or 3 (colour)", param_hint="--channels")
+    seconds = _parse_duration(max_time)
     if resume is not None and resume.is_dir():
         raise typer.BadParameter(
             f"{resume}: is a folder, not a checkpoint file", param_hint="--resume"
@@ -146,9 +201,18 @@ def train_neural(
     import warnings
 
     try:
-        from nlmeans.neural import TrainingInterrupted, export_weights, train
+        from nlmeans.neural import DenoiserConfig, TrainingInterrupted, export_weights, train
     except ImportError as exc:
         raise ValueError(f"train-neural needs torch: {exc}") from None
+    architecture = dict(
+        in_channels=channels, noise_level_input=noise_map, channels=features, depth=depth
+    )
+    # A resumed run keeps its checkpoint's network unless one was asked for.
+    config = (
+        None
+        if resume is not None and DenoiserConfig(**architecture) == DenoiserConfig()
+        else DenoiserConfig(**architecture)
+    )
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         warn(str(message))
@@ -164,6 +228,8 @@ def train_neural(
             epochs=epochs,
             steps=steps,
             max_steps=max_steps,
+            max_time=seconds,
+            config=config,
             batch_size=batch_size,
             patch_size=patch_size,
             lr=lr,

@@ -15,6 +15,9 @@ SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 #: same names without importing the library, so that ``--help`` stays light).
 METHODS = ("fast", "exact", "patchwise", "neural")
 CLASSICAL_METHODS = ("fast", "exact", "patchwise")
+#: File suffixes of the images nlmeans reads (:func:`nlmeans.io.read_image`),
+#: looked for in folders by the CLI and by training.
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
 def _check_image(image) -> np.ndarray:

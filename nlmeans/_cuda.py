@@ -461,7 +461,7 @@ def nlm_pass(values, guide, params, volume: bool, sigma, h, *, tile=None) -> np.
     several blocks on tiny images).
     """
     from . import kernels
-    from ._denoise import _weight_constants
+    from .kernels import weight_constants
 
     n_guide, n_z, n_y, n_x = guide.shape
     n_values = values.shape[0]
@@ -478,7 +478,7 @@ def nlm_pass(values, guide, params, volume: bool, sigma, h, *, tile=None) -> np.
                 f"patch_size={s} is too large for the CUDA kernels' shared memory "
                 f"({'volume' if volume else '2-D'}); use device='cpu'"
             )
-    two_sigma2, inv_h2 = _weight_constants(sigma, h)
+    two_sigma2, inv_h2 = weight_constants(sigma, h)
     kind = "gaussian" if params.method == "exact" else "uniform"
     if kind == "uniform":
         norm = np.float32(1.0 / (n_guide * (2 * fz + 1) * s * s))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import warnings
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
 
@@ -26,6 +25,7 @@ from .io import from_unit_float, to_unit_float
 from .noise import (
     NoiseModel,
     estimate_noise,
+    estimate_sigma,
     generalized_anscombe,
     inverse_generalized_anscombe,
 )
@@ -137,53 +137,6 @@ def _table_row(method: str, sigma: float, *, color: bool = False) -> dict:
         if sigma255 <= row["sigma_max"]:
             return row
     return rows[-1]
-
-
-def estimate_sigma(image, *, channel_axis=None) -> float:
-    """Estimate the standard deviation of Gaussian noise in ``image``.
-
-    A thin wrapper of :func:`skimage.restoration.estimate_sigma` (wavelet
-    median absolute deviation) that accepts the same inputs as
-    :func:`denoise` and averages over channels.
-
-    Parameters
-    ----------
-    image : ndarray
-        2-D or 3-D image, optionally with a channel axis.
-    channel_axis : int or None, optional
-        Axis of the channels, if any.
-
-    Returns
-    -------
-    float
-        Noise standard deviation on the image's float scale (integer images
-        are mapped to [0, 1] first, so 25 gray levels of a uint8 image read
-        as ``25 / 255``).
-
-    Notes
-    -----
-    The estimate assumes additive white Gaussian noise; on clean images with
-    fine texture it reads a little above zero.
-
-    References
-    ----------
-    .. [1] D. L. Donoho and I. M. Johnstone, "Ideal spatial adaptation by
-       wavelet shrinkage", Biometrika 81(3), 1994.
-    """
-    from skimage.restoration import estimate_sigma as _sk_estimate_sigma
-
-    image = _check_image(image)
-    axis = _check_channel_axis(image, channel_axis)
-    floats = to_unit_float(image)
-    with warnings.catch_warnings():
-        # Gray images a few pixels wide make scikit-image guess that the last
-        # axis holds channels; ours says it does not. A constant image gives
-        # an empty wavelet band (NaN, with warnings): its noise is 0.
-        warnings.filterwarnings("ignore", message=".*channel_axis.*", category=UserWarning)
-        warnings.filterwarnings("ignore", category=RuntimeWarning)
-        sigma = _sk_estimate_sigma(floats, channel_axis=axis, average_sigmas=True)
-    sigma = float(sigma)
-    return sigma if np.isfinite(sigma) else 0.0
 
 
 def _check_color_space(image: np.ndarray, axis: int | None, color_space) -> str:
@@ -553,7 +506,17 @@ def denoise(
     params = replace(params, device=resolve_device(device, method=method))
     logger.info("nlmeans parameters: %s", params)
 
-    if params.noise_model is not None:
+    if (
+        method == "neural"
+        and (isinstance(noise, NoiseModel) or params.noise_model is not None)
+        and _neural_takes_noise_map(image, axis)
+    ):
+        # A non-blind network takes the noise model's per-pixel sigma map
+        # directly, without the variance-stabilising transform.
+        result = _denoise_neural(
+            image, axis, None, n_threads, params.device, noise=params.noise_model or noise
+        )
+    elif params.noise_model is not None:
         result = _denoise_stabilised(image, axis, params, n_threads)
     elif method == "neural":
         result = _denoise_neural(
@@ -676,7 +639,7 @@ def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h):
 
     pad = ((0, 0), (fz, fz), (f, f), (f, f))
     padded = np.pad(guide, pad, mode="reflect")
-    two_sigma2, inv_h2 = _weight_constants(sigma, h)
+    two_sigma2, inv_h2 = kernels.weight_constants(sigma, h)
     kind = "gaussian" if params.method == "exact" else "uniform"
     weights_y = kernels.patch_weights(s, kind)
     weights_z = kernels.patch_weights(2 * fz + 1, kind)
@@ -732,19 +695,6 @@ def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h):
     return out_numerator / _patch_coverage(values.shape[1:], f, fz)
 
 
-def _weight_constants(sigma: float, h: float) -> tuple[np.float32, np.float32]:
-    """``2 sigma**2`` and ``1 / h**2`` as float32, saturated instead of overflowing.
-
-    A saturated ``1 / h**2`` keeps the limit h -> 0 exact: a zero excess still
-    gives weight 1 and any positive excess weight 0 (inf would make 0 * inf
-    a NaN).
-    """
-    big = float(np.finfo(np.float32).max) / 4
-    two_sigma2 = 2.0 * sigma * sigma if sigma < 1e18 else big
-    inv_h2 = 1.0 / (h * h) if h > 1e-18 else big
-    return np.float32(min(two_sigma2, big)), np.float32(min(inv_h2, big))
-
-
 def _patch_coverage(shape, f: int, fz: int) -> np.ndarray:
     """How many in-image patch centres cover each pixel (separable counts)."""
     counts = []
@@ -756,11 +706,21 @@ def _patch_coverage(shape, f: int, fz: int) -> np.ndarray:
     return counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]
 
 
-def _denoise_neural(image, axis, sigma, n_threads, device="cpu"):
+def _import_neural():
     try:
         from . import neural
     except ImportError as exc:  # pragma: no cover - torch is a dependency
         raise ImportError("method='neural' needs torch: pip install torch==2.13.0") from exc
+    return neural
+
+
+def _neural_takes_noise_map(image, axis) -> bool:
+    """Whether the shipped network for this image is non-blind."""
+    return _import_neural().uses_noise_level(1 if axis is None else image.shape[axis])
+
+
+def _denoise_neural(image, axis, sigma, n_threads, device="cpu", noise=None):
+    neural = _import_neural()
     floats = to_unit_float(image).astype(np.float32)
     if axis is not None:
         floats = np.moveaxis(floats, axis, -1)
@@ -771,10 +731,10 @@ def _denoise_neural(image, axis, sigma, n_threads, device="cpu"):
 
         tile = neural_tile_size(*floats.shape[:2])
         result = neural.denoise(
-            floats, sigma=sigma, threads=n_threads, device="cuda", tile_size=tile
+            floats, sigma=sigma, noise=noise, threads=n_threads, device="cuda", tile_size=tile
         )
     else:
-        result = neural.denoise(floats, sigma=sigma, threads=n_threads)
+        result = neural.denoise(floats, sigma=sigma, noise=noise, threads=n_threads)
     if axis is not None:
         result = np.moveaxis(result, -1, axis)
     return from_unit_float(np.asarray(result, np.float32), image.dtype)

@@ -34,7 +34,6 @@ from ._denoise import (
     _patch_coverage,
     _table_row,
     _threads_lock,
-    _weight_constants,
     estimate_sigma,
 )
 from .io import from_unit_float, to_unit_float
@@ -529,7 +528,7 @@ def _pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigma, h):
     k = params.temporal_radius
     pad = ((0, 0), (0, 0), (f, f), (f, f))
     padded = np.pad(guide, pad, mode="reflect")
-    two_sigma2, inv_h2 = _weight_constants(sigma, h)
+    two_sigma2, inv_h2 = kernels.weight_constants(sigma, h)
     kind = "gaussian" if params.method == "exact" else "uniform"
     weights = kernels.patch_weights(s, kind)
     norm = (

@@ -121,6 +121,19 @@ def full_window_shifts(dz: int, d: int) -> np.ndarray:
     return np.array(out, dtype=np.int64).reshape(-1, 3)
 
 
+def weight_constants(sigma: float, h: float) -> tuple[np.float32, np.float32]:
+    """``2 sigma**2`` and ``1 / h**2`` as float32, saturated instead of overflowing.
+
+    A saturated ``1 / h**2`` keeps the limit h -> 0 exact: a zero excess still
+    gives weight 1 and any positive excess weight 0 (inf would make 0 * inf
+    a NaN).
+    """
+    big = float(np.finfo(np.float32).max) / 4
+    two_sigma2 = 2.0 * sigma * sigma if sigma < 1e18 else big
+    inv_h2 = 1.0 / (h * h) if h > 1e-18 else big
+    return np.float32(min(two_sigma2, big)), np.float32(min(inv_h2, big))
+
+
 @njit(inline="always", **_JIT)
 def exp_neg(x):
     """``exp(-x)`` for ``0 <= x`` in float32.

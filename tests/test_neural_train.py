@@ -362,3 +362,39 @@ def test_divergence_is_reported_not_saved(data_dir, tmp_path):
     with pytest.raises(FloatingPointError, match="diverged"):
         _run(data_dir, tmp_path / "m.pt", lr=1e30, steps=20, steps_per_epoch=20)
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_training_reads_the_files_the_cli_reads(tmp_path):
+    from nlmeans._checks import IMAGE_SUFFIXES
+    from nlmeans.io import IMAGE_EXTENSIONS as IO_EXTENSIONS
+
+    assert train_mod.IMAGE_EXTENSIONS == IMAGE_SUFFIXES
+    assert set(IMAGE_SUFFIXES) == set(IO_EXTENSIONS)
+    (tmp_path / "a.bmp").write_bytes(b"BM")
+    (tmp_path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert [p.name for p in train_mod.list_images(tmp_path)] == ["b.png"]
+    # unreadable files get nlmeans.io's message, naming the file
+    with pytest.raises(ValueError, match="b.png"):
+        train_mod.read_gray(tmp_path / "b.png")
+
+
+def test_settings_dataclass_equals_the_keywords(data_dir, tmp_path):
+    a = _run(data_dir, tmp_path / "a.pt", steps=2)
+    settings = nn_.TrainConfig(
+        steps=2, steps_per_epoch=2, batch_size=4, patch_size=16, seed=3, val_fraction=0.2
+    )
+    b = nn_.train(
+        data_dir,
+        settings=settings,
+        out=tmp_path / "b.pt",
+        config=TINY,
+        progress=False,
+        threads=1,
+    )
+    assert a.settings == b.settings == settings
+    wa, wb = (nn_.load_checkpoint(r.out)["model"] for r in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    with pytest.raises(ValueError, match="not both"):
+        nn_.train(data_dir, settings=settings, steps=3, out=tmp_path / "c.pt")
+    with pytest.raises(TypeError, match="TrainConfig"):
+        nn_.train(data_dir, settings={"steps": 2}, out=tmp_path / "c.pt")

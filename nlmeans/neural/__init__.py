@@ -5,13 +5,14 @@
   classical algorithm: :class:`ClassicalNonLocalMeans`,
   :func:`classical_non_local_means`.
 * The denoiser: :class:`NonLocalDenoiser` built from a
-  :class:`DenoiserConfig` (residual CNN with non-local blocks, one blind
-  model for sigma in [0, 55/255]).
+  :class:`DenoiserConfig` (residual CNN with non-local blocks; gray or RGB,
+  blind or taking a per-pixel noise-level map).
 * Training: :func:`train` (:class:`TrainConfig`, :class:`TrainResult`,
   :class:`TrainingInterrupted`).
 * Files: :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`load_model`,
   :func:`export_weights`, :func:`default_weights_path`.
-* Inference: :func:`denoise` (tiled, seamless, bounded memory).
+* Inference: :func:`denoise` (tiled, seamless, bounded memory; the colour
+  model for RGB images when it is shipped).
 """
 
 from .block import NonLocalBlock1d, NonLocalBlock2d, NonLocalBlock3d, non_local_attention
@@ -24,7 +25,7 @@ from .checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from .inference import denoise
+from .inference import denoise, uses_noise_level
 from .model import BLOCK_MODES, DenoiserConfig, NonLocalDenoiser, count_parameters
 from .training import TrainConfig, TrainingInterrupted, TrainResult, resolve_device, train
 
@@ -51,4 +52,5 @@ __all__ = [
     "save_checkpoint",
     "save_weights",
     "train",
+    "uses_noise_level",
 ]

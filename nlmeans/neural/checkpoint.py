@@ -31,6 +31,7 @@ from typing import Any, Mapping
 import torch
 
 from ..io import atomic_write_bytes
+from .device import resolve_device
 from .model import DenoiserConfig, NonLocalDenoiser
 
 __all__ = [
@@ -48,13 +49,22 @@ CHECKPOINT_FORMAT = "nlmeans-neural-checkpoint"
 WEIGHTS_FORMAT = "nlmeans-neural-weights"
 FORMAT_VERSION = 1
 
-#: File name of the shipped model inside ``nlmeans/neural/weights/``.
+#: File names of the shipped models inside ``nlmeans/neural/weights/``: the
+#: gray model, and the colour (RGB) model used for 3-channel images.
 DEFAULT_WEIGHTS_NAME = "denoiser.safetensors"
+DEFAULT_COLOR_WEIGHTS_NAME = "denoiser_color.safetensors"
 
 
-def default_weights_path() -> Path:
-    """Where the shipped weights live (the file may not exist yet)."""
-    return Path(__file__).resolve().parent / "weights" / DEFAULT_WEIGHTS_NAME
+def default_weights_path(channels: int = 1) -> Path:
+    """Where the shipped weights for ``channels``-channel models live.
+
+    ``channels=1``: the gray model; ``channels=3``: the colour model. The
+    file may not exist (the colour model may not be shipped).
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (gray) or 3 (colour), got {channels!r}")
+    name = DEFAULT_WEIGHTS_NAME if channels == 1 else DEFAULT_COLOR_WEIGHTS_NAME
+    return Path(__file__).resolve().parent / "weights" / name
 
 
 # ---------------------------------------------------------------------------
@@ -229,12 +239,15 @@ def _load_safetensors(path: Path, map_location) -> dict[str, Any]:
 def export_weights(checkpoint: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
     """Turn a training checkpoint into a shipped-style safetensors file.
 
-    ``dest`` defaults to :func:`default_weights_path`. Also writes a readable
+    ``dest`` defaults to :func:`default_weights_path` for the model's channel
+    count (the gray or the colour model). Also writes a readable
     ``<dest stem>.json`` next to it with the config and the training summary.
     """
     data = load_checkpoint(checkpoint)
     model = _build(Path(checkpoint), data, "cpu")
-    dest = Path(dest) if dest is not None else default_weights_path()
+    if dest is None:
+        dest = default_weights_path(3 if model.config.in_channels == 3 else 1)
+    dest = Path(dest)
     history = data.get("history") or []
     info = {
         "step": data.get("step"),
@@ -278,8 +291,6 @@ def load_model(
         IsADirectoryError: ``weights`` is a folder.
         ValueError: the file is not a valid nlmeans denoiser file.
     """
-    from .training import resolve_device
-
     dev = resolve_device(device)
     if weights is None:
         path = default_weights_path()

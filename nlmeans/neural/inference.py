@@ -6,11 +6,19 @@ is run with a margin of at least the network's receptive radius
 only its core is kept; since a core pixel never "sees" the tile border, the
 result equals the untiled result (up to float rounding, ~1e-6) and there are
 no seams. Tile origins are multiples of the network's alignment (2 for the
-pixel-unshuffle), so that every tile sees the same pixel grid.
+pixel-unshuffle), so that every tile sees the same pixel grid (and the same
+cells of a noise-level map).
+
+Which model: gray images use the gray model; 3-channel images the colour
+model (RGB in, RGB out) when its weights are shipped, else the gray model on
+each channel. Non-blind models take a noise-level map: from ``sigma``, from a
+:class:`nlmeans.noise.NoiseModel` evaluated on the noisy image, from an
+explicit ``noise_map``, or estimated.
 """
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -18,22 +26,44 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..noise import NOISE_KINDS, NoiseModel, estimate_noise, estimate_sigma
 from .checkpoint import default_weights_path, load_model
 from .model import NonLocalDenoiser
 
-__all__ = ["denoise", "denoise_array", "get_model"]
+__all__ = ["default_model_path", "denoise", "denoise_array", "get_model", "uses_noise_level"]
 
 DEFAULT_TILE = 512
 _MODEL_CACHE: dict[tuple[str, int, int, str], NonLocalDenoiser] = {}
+_CACHE_SIZE = 4  # the gray and the colour model, on one or two devices
+
+
+def default_model_path(channels: int = 1) -> Path:
+    """The shipped weights :func:`denoise` uses for ``channels``-channel images.
+
+    The colour model for 3 channels when it is shipped, else the gray model
+    (run on each channel).
+    """
+    if channels == 3:
+        color = default_weights_path(3)
+        if color.is_file():
+            return color
+    return default_weights_path()
 
 
 def get_model(
-    weights: str | os.PathLike | NonLocalDenoiser | None = None, device: str = "cpu"
+    weights: str | os.PathLike | NonLocalDenoiser | None = None,
+    device: str = "cpu",
+    *,
+    channels: int = 1,
 ) -> NonLocalDenoiser:
-    """Load (and cache, per file and modification time) a denoiser."""
+    """Load (and cache, per file and modification time) a denoiser.
+
+    ``weights=None`` picks the shipped model for ``channels``-channel images
+    (:func:`default_model_path`).
+    """
     if isinstance(weights, NonLocalDenoiser):
         return weights
-    path = Path(weights) if weights is not None else default_weights_path()
+    path = Path(weights) if weights is not None else default_model_path(channels)
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -42,9 +72,20 @@ def get_model(
     model = _MODEL_CACHE.get(key)
     if model is None:
         model = load_model(path, device)
-        _MODEL_CACHE.clear()
+        while len(_MODEL_CACHE) >= _CACHE_SIZE:
+            _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
         _MODEL_CACHE[key] = model
     return model
+
+
+def uses_noise_level(channels: int = 1) -> bool:
+    """Whether the shipped model for ``channels``-channel images is non-blind.
+
+    A non-blind model (the colour model) takes the noise level as a map; a
+    blind one (the gray model) needs none, and a Poisson-Gaussian image must
+    be stabilised before it.
+    """
+    return not get_model(channels=channels).blind
 
 
 def _tiles(n: int, core: int) -> list[tuple[int, int]]:
@@ -55,17 +96,19 @@ def _tiles(n: int, core: int) -> list[tuple[int, int]]:
 def denoise_array(
     model: NonLocalDenoiser,
     image: np.ndarray,
-    sigma: float | None = None,
+    sigma: float | np.ndarray | None = None,
     *,
     tile_size: int | None = DEFAULT_TILE,
     margin: int | None = None,
 ) -> np.ndarray:
-    """Denoise one 2-D float array with ``model`` (eval mode), tiled.
+    """Denoise one float array with ``model`` (eval mode), tiled.
 
     Args:
         model: the network (its device is used).
-        image: (H, W) float array.
-        sigma: noise level on the [0, 1] scale (non-blind models only).
+        image: (H, W) float array for a one-channel model, (H, W, C) for a
+            model of C channels.
+        sigma: noise level on the [0, 1] scale (non-blind models only): a
+            number, or a per-pixel map of the image's shape.
         tile_size: core tile side in pixels (rounded up to the network
             alignment); ``None`` or a size >= the image: one pass.
         margin: context around each tile; default: the receptive radius
@@ -73,37 +116,65 @@ def denoise_array(
             the tiled result is then an approximation).
     """
     cfg = model.config
-    if cfg.in_channels != 1:
+    channels = 1 if image.ndim == 2 else image.shape[-1]
+    if (
+        image.ndim not in (2, 3)
+        or channels != cfg.in_channels
+        or (image.ndim == 3 and cfg.in_channels == 1)
+    ):
+        want = "(H, W)" if cfg.in_channels == 1 else f"(H, W, {cfg.in_channels})"
         raise ValueError(
-            f"denoise_array expects a gray model, this one has {cfg.in_channels} input channels"
+            f"this model has {cfg.in_channels} input channel(s) and expects a {want} array, "
+            f"got shape {image.shape}"
         )
     device = next(model.parameters()).device
-    h, w = image.shape
+    h, w = image.shape[:2]
     a = cfg.alignment
     # Pad once, for the tiled and untiled paths alike, to a multiple of the
     # alignment (symmetric: works for 1-pixel images too).
     ph, pw = (-h) % a, (-w) % a
-    src = np.pad(image, ((0, ph), (0, pw)), mode="symmetric") if (ph or pw) else image
-    x = torch.from_numpy(np.ascontiguousarray(src, dtype=np.float32))
-    H, W = x.shape
-    sig = None if cfg.blind else float(sigma if sigma is not None else 0.0)
+
+    def to_tensor(arr: np.ndarray) -> torch.Tensor:
+        planes = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+        if ph or pw:
+            planes = np.pad(planes, ((0, 0), (0, ph), (0, pw)), mode="symmetric")
+        return torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))
+
+    x = to_tensor(image)
+    C, H, W = x.shape
+    sig: float | torch.Tensor | None = None
+    if not cfg.blind:
+        if isinstance(sigma, np.ndarray) and sigma.ndim:
+            if sigma.shape != image.shape:
+                raise ValueError(
+                    f"noise map shape {sigma.shape} differs from the image's {image.shape}"
+                )
+            sig = to_tensor(sigma)
+        else:
+            sig = float(sigma if sigma is not None else 0.0)
+
+    def run(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        tile = x[:, y0:y1, x0:x1][None].to(device)
+        s = sig[:, y0:y1, x0:x1][None].to(device) if isinstance(sig, torch.Tensor) else sig
+        return model(tile, s)[0].cpu()
+
     if tile_size is None or (tile_size >= H and tile_size >= W):
-        out = model(x[None, None].to(device), sig)[0, 0].cpu()
-        return out[:h, :w].numpy()
-    if margin is None:
-        r = cfg.receptive_radius
-        margin = r if r is not None else 64
-    core = max(a, -(-int(tile_size) // a) * a)
-    m = -(-int(margin) // a) * a
-    out = torch.empty((H, W), dtype=torch.float32)
-    for y0, y1 in _tiles(H, core):
-        for x0, x1 in _tiles(W, core):
-            ty0, ty1 = max(0, y0 - m), min(H, y1 + m)
-            tx0, tx1 = max(0, x0 - m), min(W, x1 + m)
-            tile = x[ty0:ty1, tx0:tx1][None, None].to(device)
-            res = model(tile, sig)[0, 0].cpu()
-            out[y0:y1, x0:x1] = res[y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0]
-    return out[:h, :w].numpy()
+        out = run(0, H, 0, W)
+    else:
+        if margin is None:
+            r = cfg.receptive_radius
+            margin = r if r is not None else 64
+        core = max(a, -(-int(tile_size) // a) * a)
+        m = -(-int(margin) // a) * a
+        out = torch.empty((C, H, W), dtype=torch.float32)
+        for y0, y1 in _tiles(H, core):
+            for x0, x1 in _tiles(W, core):
+                ty0, ty1 = max(0, y0 - m), min(H, y1 + m)
+                tx0, tx1 = max(0, x0 - m), min(W, x1 + m)
+                res = run(ty0, ty1, tx0, tx1)
+                out[:, y0:y1, x0:x1] = res[:, y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0]
+    out = out[:, :h, :w].numpy()
+    return out[0] if image.ndim == 2 else np.moveaxis(out, 0, -1)
 
 
 def denoise(
@@ -113,6 +184,8 @@ def denoise(
     device: str = "cpu",
     *,
     channel_axis: int | None = None,
+    noise=None,
+    noise_map: np.ndarray | None = None,
     tile_size: int | None = DEFAULT_TILE,
     threads: int | None = None,
     return_info: bool = False,
@@ -121,29 +194,51 @@ def denoise(
 
     Args:
         image: float array, 2-D gray ``(H, W)`` or colour ``(H, W, C)``
-            (channels last; or give ``channel_axis``). Colour images are
-            denoised one channel at a time with the gray model.
-        sigma: noise standard deviation on the [0, 1] scale. ``None``:
-            estimated with :func:`nlmeans.estimate_sigma` when needed. The
-            shipped model is blind (one model for sigma in [0, 55/255]), so
-            sigma does not change its output; it is only reported (see
-            ``return_info``).
-        weights: a ``.safetensors`` / checkpoint path or a loaded model;
-            ``None``: the shipped weights (``FileNotFoundError`` naming the
-            expected path if they are missing).
+            (channels last; or give ``channel_axis``). With the default
+            weights, 3-channel images use the shipped colour model (the
+            channels denoised jointly) when it is installed; otherwise, and
+            for other channel counts, each channel is denoised with the gray
+            model.
+        sigma: noise standard deviation on the [0, 1] scale, the same for
+            every pixel. ``None``: taken from ``noise`` or ``noise_map``, or
+            estimated with :func:`nlmeans.estimate_sigma` when needed.
+        weights: a ``.safetensors`` / checkpoint path or a loaded model
+            (one channel, or as many as the image); ``None``: the shipped
+            weights (``FileNotFoundError`` naming the expected path if they
+            are missing).
         device: ``"cpu"`` or ``"cuda"``.
         channel_axis: axis of the channels for colour input (default: last
             axis of a 3-D array).
+        noise: a :class:`nlmeans.noise.NoiseModel` (its standard deviation
+            ``sqrt(a * y + b)`` evaluated per pixel and channel on the noisy
+            image, :meth:`~nlmeans.noise.NoiseModel.sigma_map`), or
+            ``"gaussian"``, ``"poisson-gaussian"`` or ``"auto"`` to estimate
+            that model with :func:`nlmeans.estimate_noise`.
+        noise_map: the noise standard deviation at every pixel, on the [0, 1]
+            scale: an array of the image's shape, or of its spatial shape
+            (one map for every channel).
         tile_size: core tile side (memory bound: a 2048x2048 gray image stays
             well under 3 GB with the default 512); ``None`` disables tiling.
             Tiling is seamless (identical result up to float rounding).
         threads: torch CPU threads for this call (``None``: unchanged).
         return_info: also return a dict ``{"sigma", "sigma_estimated",
-            "blind", "weights"}``.
+            "blind", "weights", "noise"}`` (``noise``: where the noise level
+            came from: ``"sigma"``, ``"noise_map"``, ``"noise model"``,
+            ``"estimated"`` or ``None`` when a blind model needed none).
+
+    Only non-blind models (``DenoiserConfig.noise_level_input``) use the
+    noise level; the shipped gray model is blind (one model for sigma in
+    [0, 55/255]), so for it the noise level is only reported.
 
     Returns:
         float32 array of the input's shape (values not clipped), and the info
         dict when ``return_info``.
+
+    Raises:
+        TypeError / ValueError: a non-float image, a bad shape or axis,
+            NaN/Inf, a negative ``sigma``, more than one of ``sigma``,
+            ``noise`` and ``noise_map``, a noise model or map whose channel
+            count or shape does not fit the image, each naming the parameter.
     """
     arr = np.asarray(image)
     if not np.issubdtype(arr.dtype, np.floating):
@@ -165,44 +260,123 @@ def denoise(
         raise ValueError("image is empty")
     if not np.all(np.isfinite(arr)):
         raise ValueError("image contains NaN or infinite values")
-    if sigma is not None and not (np.isfinite(sigma) and sigma >= 0):
+    given = [
+        n
+        for n, v in (("sigma", sigma), ("noise", noise), ("noise_map", noise_map))
+        if v is not None
+    ]
+    if len(given) > 1:
+        raise ValueError(
+            f"give at most one of sigma, noise and noise_map, got {' and '.join(given)}"
+        )
+    if sigma is not None and (
+        isinstance(sigma, bool)
+        or not isinstance(sigma, numbers.Real)
+        or not (np.isfinite(sigma) and sigma >= 0)
+    ):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    channels = 1 if arr.ndim == 2 else arr.shape[-1]
+    levels = None if noise_map is None else _check_noise_map(noise_map, arr, channel_axis)
 
-    model = get_model(weights, device)
+    model = get_model(weights, device, channels=channels)
+    joint = arr.ndim == 3 and channels > 1 and model.config.in_channels == channels
+    if model.config.in_channels != 1 and not joint:
+        raise ValueError(
+            f"the model takes {model.config.in_channels}-channel images; this image has "
+            f"{channels} channel(s)"
+        )
+
+    source = "sigma" if sigma is not None else None
+    if levels is not None:
+        source = "noise_map"
+    elif noise is not None:
+        levels = _noise_model_map(noise, arr)
+        source = "noise model"
     estimated = False
-    if sigma is None and (not model.blind or return_info):
-        from nlmeans import estimate_sigma
-
+    if sigma is None and levels is None and (not model.blind or return_info):
         sigma = float(estimate_sigma(arr, channel_axis=-1 if arr.ndim == 3 else None))
         estimated = True
+        source = "estimated"
+    level = sigma if levels is None else levels
 
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(int(threads))
     try:
-        if arr.ndim == 2:
-            out = denoise_array(model, arr, sigma, tile_size=tile_size)
+        if arr.ndim == 2 or joint:
+            out = denoise_array(model, arr, level, tile_size=tile_size)
         else:
             out = np.stack(
                 [
-                    denoise_array(model, arr[..., c], sigma, tile_size=tile_size)
-                    for c in range(arr.shape[-1])
+                    denoise_array(
+                        model,
+                        arr[..., c],
+                        level[..., c] if isinstance(level, np.ndarray) else level,
+                        tile_size=tile_size,
+                    )
+                    for c in range(channels)
                 ],
                 axis=-1,
             )
-            if channel_axis is not None:
-                out = np.moveaxis(out, -1, channel_axis)
+        if arr.ndim == 3 and channel_axis is not None:
+            out = np.moveaxis(out, -1, channel_axis)
     finally:
         if threads is not None:
             torch.set_num_threads(old_threads)
     out = out.astype(np.float32, copy=False)
     if return_info:
-        src = weights if not isinstance(weights, NonLocalDenoiser) else "<model>"
+        if isinstance(weights, NonLocalDenoiser):
+            src = "<model>"
+        else:
+            src = weights if weights is not None else default_model_path(channels)
         info = {
-            "sigma": None if sigma is None else float(sigma),
+            "sigma": (
+                float(np.mean(levels))
+                if levels is not None
+                else None
+                if sigma is None
+                else float(sigma)
+            ),
             "sigma_estimated": estimated,
             "blind": model.blind,
-            "weights": str(src if src is not None else default_weights_path()),
+            "weights": str(src),
+            "noise": source,
         }
         return out, info
     return out
+
+
+def _check_noise_map(noise_map, arr: np.ndarray, channel_axis) -> np.ndarray:
+    """``noise_map`` as float32 of ``arr``'s (channels-last) shape."""
+    levels = np.asarray(noise_map)
+    if levels.dtype.kind not in "fiu":
+        raise TypeError(f"noise_map must be a numeric array, got dtype {levels.dtype}")
+    if arr.ndim == 3 and levels.ndim == 3:
+        axis = -1 if channel_axis is None else channel_axis
+        levels = np.moveaxis(levels, axis, -1)
+    if levels.shape not in (arr.shape, arr.shape[:2]):
+        raise ValueError(
+            f"noise_map must have the image's shape {arr.shape}"
+            + (f" or its spatial shape {arr.shape[:2]}" if arr.ndim == 3 else "")
+            + f", got {np.shape(noise_map)}"
+        )
+    if not np.all(np.isfinite(levels)) or np.any(levels < 0):
+        raise ValueError("noise_map must hold finite standard deviations >= 0")
+    if levels.shape != arr.shape:
+        levels = np.broadcast_to(levels[..., None], arr.shape)
+    return np.ascontiguousarray(levels, dtype=np.float32)
+
+
+def _noise_model_map(noise, arr: np.ndarray) -> np.ndarray:
+    """The per-pixel noise standard deviation a noise model gives ``arr``."""
+    axis = -1 if arr.ndim == 3 else None
+    if isinstance(noise, str):
+        options = ("auto",) + NOISE_KINDS
+        if noise not in options:
+            raise ValueError(
+                f"noise must be one of {', '.join(options)} or a NoiseModel; got {noise!r}"
+            )
+        noise = estimate_noise(arr, channel_axis=axis, model=noise)
+    elif not isinstance(noise, NoiseModel):
+        raise TypeError(f"noise must be a NoiseModel or a string, got {type(noise).__name__}")
+    return noise.sigma_map(arr, channel_axis=axis).astype(np.float32)

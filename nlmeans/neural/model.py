@@ -50,8 +50,9 @@ class DenoiserConfig:
     """Architecture of :class:`NonLocalDenoiser` (stored inside checkpoints).
 
     Attributes:
-        in_channels: image channels the network sees (1: gray; colour images
-            are denoised one channel at a time by :func:`nlmeans.neural.denoise`).
+        in_channels: image channels the network sees (1: gray, 3: RGB colour
+            denoised jointly; :func:`nlmeans.neural.denoise` runs a gray model
+            on colour images one channel at a time).
         channels: feature channels of every hidden layer.
         depth: number of 3x3 convolutions (head + body + tail), at least 3.
         downscale: pixel-unshuffle factor before the convolutions (1 = full
@@ -69,9 +70,12 @@ class DenoiserConfig:
         residual: build the body from residual units ``x + conv(relu(conv(x)))``
             (True, trains much faster from scratch) or from plain conv-ReLU
             layers as in DnCNN (False).
-        noise_level_input: if True the network is non-blind: it receives a
-            constant sigma map as an extra input channel. The default (False)
-            is one blind model for the whole training sigma range.
+        noise_level_input: if True the network is non-blind (FFDNet style): it
+            receives a noise-level map, the standard deviation of the noise at
+            every pixel of every channel on the [0, 1] scale, as
+            ``in_channels`` extra input channels (averaged to the reduced
+            resolution). The default (False) is one blind model for the whole
+            training sigma range.
     """
 
     in_channels: int = 1
@@ -142,6 +146,11 @@ class DenoiserConfig:
     def blind(self) -> bool:
         """True when the network does not take sigma as an input."""
         return not self.noise_level_input
+
+    @property
+    def noise_channels(self) -> int:
+        """Noise-level map channels the network takes (0 when blind)."""
+        return self.in_channels if self.noise_level_input else 0
 
     @property
     def alignment(self) -> int:
@@ -219,7 +228,7 @@ class NonLocalDenoiser(nn.Module):
         io_channels = config.in_channels * s * s
         batch_norm = config.norm == "batch"
 
-        self.head = nn.Conv2d(io_channels + int(config.noise_level_input), c, 3, padding=1)
+        self.head = nn.Conv2d(io_channels + config.noise_channels, c, 3, padding=1)
         # Body: (depth - 2) 3x3 convolutions grouped in units -- residual
         # units of two convolutions (plus one plain layer first when the count
         # is odd) or plain conv-ReLU layers -- with the blocks between units.
@@ -301,10 +310,7 @@ class NonLocalDenoiser(nn.Module):
         s = self.config.downscale
         y = F.pixel_unshuffle(x, s) if s > 1 else x
         if self.config.noise_level_input:
-            if sigma is None:
-                raise ValueError("this denoiser is not blind: sigma is required")
-            sig = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).reshape(-1, 1, 1, 1)
-            y = torch.cat([y, sig.expand(y.shape[0], 1, y.shape[2], y.shape[3])], dim=1)
+            y = torch.cat([y, self._noise_input(sigma, x, (h, w), y.shape[-2:])], dim=1)
         y = torch.relu(self.head(y))
         y = self.body(y)
         y = self.tail(y)
@@ -312,9 +318,52 @@ class NonLocalDenoiser(nn.Module):
             y = F.pixel_shuffle(y, s)
         return y[..., :h, :w]
 
+    def _noise_input(self, sigma, x: torch.Tensor, image_size, size) -> torch.Tensor:
+        """The noise-level map at the reduced resolution, ``(B, C, h, w)``.
+
+        ``x`` is the (padded) input of spatial size ``image_size`` before
+        padding; a full-resolution map is padded the same way and averaged
+        over each ``downscale`` x ``downscale`` cell, as FFDNet feeds its map
+        next to the pixel-unshuffled image.
+        """
+        if sigma is None:
+            raise ValueError("this denoiser is not blind: sigma (a noise level or map) is required")
+        b, c = x.shape[:2]
+        sig = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        if sig.ndim <= 2:
+            # a scalar, one value per batch item, or (B, C): constant maps
+            try:
+                sig = torch.broadcast_to(sig.reshape(sig.shape + (1,) * (2 - sig.ndim)), (b, c))
+            except RuntimeError:
+                raise ValueError(
+                    f"sigma must be a scalar, one value per batch item ({b}), (B, {c}) or a "
+                    f"(B, {c} or 1, H, W) map; got shape {tuple(sig.shape)}"
+                ) from None
+            return sig[..., None, None].expand(b, c, *size)
+        if sig.ndim != 4 or sig.shape[0] not in (1, b) or sig.shape[1] not in (1, c):
+            raise ValueError(
+                f"a noise-level map must have shape (B, {c} or 1, H, W); got {tuple(sig.shape)}"
+            )
+        if tuple(sig.shape[-2:]) != tuple(image_size):
+            raise ValueError(
+                f"the noise-level map is {tuple(sig.shape[-2:])}, the image "
+                f"{tuple(image_size)} (spatial sizes must agree)"
+            )
+        ph, pw = x.shape[-2] - image_size[0], x.shape[-1] - image_size[1]
+        if ph or pw:
+            sig = F.pad(sig, (0, pw, 0, ph), mode="replicate")
+        s = self.config.downscale
+        if s > 1:
+            sig = F.avg_pool2d(sig, s)
+        return sig.expand(b, c, *size)
+
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Denoised ``x``: ``x - predict_noise(x)``. ``sigma`` (on the [0, 1]
-        scale, scalar or one per batch item) is used only by non-blind models."""
+        """Denoised ``x``: ``x - predict_noise(x)``.
+
+        ``sigma`` is used only by non-blind models: the noise standard
+        deviation on the [0, 1] scale, as a scalar, one value per batch item,
+        ``(B, C)`` (per channel), or a per-pixel map ``(B, C or 1, H, W)``.
+        """
         return x - self.predict_noise(x, sigma)
 
     @classmethod
