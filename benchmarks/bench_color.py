@@ -8,6 +8,8 @@ sorted list, not clipped) and is denoised by
   automatic (sigma estimated, ``color_space="auto"``, i.e. the opponent path);
 * nlmeans ``fast`` with ``color_space="rgb"`` (joint RGB distance, the colour
   behaviour of earlier versions), automatic;
+* nlmeans ``neural`` (the colour network when it is shipped), with sigma
+  estimated and with the true sigma given;
 * scikit-image ``denoise_nl_means`` fast mode, joint RGB, given the true
   sigma, at the best setting of a grid (patch size x search distance x
   h/sigma): the grid is scored on every ``--stage1``-th image first, and its
@@ -21,6 +23,7 @@ and ``.json``.
 Usage::
 
     python benchmarks/bench_color.py [--data ../shared/data/mcmaster] [--sigmas 15,25,50] [--bm3d]
+        [--methods fast,exact,patchwise,rgb,neural,neural-true] [--no-skimage] [--out PATH]
 """
 
 from __future__ import annotations
@@ -44,6 +47,17 @@ SKIMAGE_GRID = dict(
     patch_distance=(5, 7, 10),
     h_over_sigma=(0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8),
 )
+
+
+#: --methods key -> (row name, nlmeans.denoise options; true_sigma: give it sigma).
+OURS = {
+    "fast": ("nlmeans fast", dict(method="fast")),
+    "exact": ("nlmeans exact", dict(method="exact")),
+    "patchwise": ("nlmeans patchwise", dict(method="patchwise")),
+    "rgb": ("nlmeans fast, color_space=rgb", dict(method="fast", color_space="rgb")),
+    "neural": ("nlmeans neural", dict(method="neural")),
+    "neural-true": ("nlmeans neural, true σ", dict(method="neural", true_sigma=True)),
+}
 
 
 def score(clean: np.ndarray, out: np.ndarray) -> tuple[float, float]:
@@ -95,6 +109,14 @@ def main() -> None:
         help="score the whole scikit-image grid on every N-th image first",
     )
     parser.add_argument("--finalists", type=int, default=5)
+    parser.add_argument(
+        "--methods",
+        default="fast,exact,patchwise,rgb",
+        help=f"nlmeans rows, from {','.join(OURS)}",
+    )
+    parser.add_argument(
+        "--no-skimage", action="store_true", help="skip the scikit-image grid search"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/color_mcmaster"))
     args = parser.parse_args()
 
@@ -102,12 +124,10 @@ def main() -> None:
         p for p in Path(args.data).iterdir() if p.suffix.lower() in (".png", ".tif", ".jpg")
     )
     clean = [iio.imread(f)[..., :3].astype(np.float64) / 255.0 for f in files]
-    ours = {
-        "nlmeans fast": dict(method="fast"),
-        "nlmeans exact": dict(method="exact"),
-        "nlmeans patchwise": dict(method="patchwise"),
-        "nlmeans fast, color_space=rgb": dict(method="fast", color_space="rgb"),
-    }
+    unknown = set(args.methods.split(",")) - set(OURS)
+    if unknown:
+        parser.error(f"unknown --methods {sorted(unknown)}; choose from {','.join(OURS)}")
+    ours = {OURS[key][0]: OURS[key][1] for key in args.methods.split(",")}
     results = []
     for level in (float(s) for s in args.sigmas.split(",")):
         sigma = level / 255.0
@@ -117,6 +137,9 @@ def main() -> None:
         rows = {}
         for name, options in ours.items():
             started = time.perf_counter()
+            options = dict(options)
+            if options.pop("true_sigma", False):
+                options["sigma"] = sigma
             scores = [
                 score(c, nlmeans.denoise(n, channel_axis=-1, **options))
                 for c, n in zip(clean, noisy)
@@ -126,17 +149,19 @@ def main() -> None:
                 f"sigma {level:g} {name}: {rows[name]} ({time.perf_counter() - started:.0f} s)",
                 flush=True,
             )
-        started = time.perf_counter()
-        cell, (psnr, ssim) = skimage_best(clean, noisy, sigma, args.stage1, args.finalists)
-        rows["scikit-image fast, best of grid"] = dict(
-            psnr=psnr,
-            ssim=ssim,
-            setting=dict(zip(("patch_size", "patch_distance", "h_over_sigma"), cell)),
-        )
-        print(
-            f"sigma {level:g} skimage best {cell}: {psnr:.3f} ({time.perf_counter() - started:.0f} s)",
-            flush=True,
-        )
+        if not args.no_skimage:
+            started = time.perf_counter()
+            cell, (psnr, ssim) = skimage_best(clean, noisy, sigma, args.stage1, args.finalists)
+            rows["scikit-image fast, best of grid"] = dict(
+                psnr=psnr,
+                ssim=ssim,
+                setting=dict(zip(("patch_size", "patch_distance", "h_over_sigma"), cell)),
+            )
+            print(
+                f"sigma {level:g} skimage best {cell}: {psnr:.3f} "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
         if args.bm3d:
             import bm3d
 
@@ -170,11 +195,12 @@ def main() -> None:
     for name in names:
         cells = [f"{r['rows'][name]['psnr']:.2f} / {r['rows'][name]['ssim']:.4f}" for r in results]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "scikit-image's best cell (patch size, search distance, h/σ):", ""]
-    lines += [
-        f"* σ = {r['sigma']:g}: {r['rows']['scikit-image fast, best of grid']['setting']}"
-        for r in results
-    ]
+    if not args.no_skimage:
+        lines += ["", "scikit-image's best cell (patch size, search distance, h/σ):", ""]
+        lines += [
+            f"* σ = {r['sigma']:g}: {r['rows']['scikit-image fast, best of grid']['setting']}"
+            for r in results
+        ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out.with_suffix('.md')}")
 
