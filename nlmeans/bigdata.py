@@ -36,7 +36,14 @@ from ._denoise import (
 from .io import from_unit_float, to_unit_float
 from .noise import NoiseModel, estimate_noise, generalized_anscombe, inverse_generalized_anscombe
 
-__all__ = ["DEFAULT_SAMPLE_CHUNKS", "denoise_dask", "halo", "require_dask", "sample_blocks"]
+__all__ = [
+    "DEFAULT_SAMPLE_CHUNKS",
+    "denoise_dask",
+    "halo",
+    "require_dask",
+    "resolve_dask_parameters",
+    "sample_blocks",
+]
 
 #: Chunks read to estimate the noise when it is not given.
 DEFAULT_SAMPLE_CHUNKS = 8
@@ -190,6 +197,114 @@ def _stabilised_bounds(image, axis, model) -> tuple[float, float]:
 # --------------------------------------------------------------------------
 
 
+def resolve_dask_parameters(
+    image,
+    *,
+    h=None,
+    sigma=None,
+    patch_size=None,
+    patch_distance=None,
+    method="fast",
+    channel_axis=None,
+    color_space="auto",
+    h_chroma=None,
+    noise=None,
+    sample_chunks=DEFAULT_SAMPLE_CHUNKS,
+) -> NLMeansParameters:
+    """The parameters :func:`denoise_dask` would use for ``image``, nothing else computed.
+
+    Reads only what an estimate needs (``sample_chunks`` chunks; the range of
+    the stabilised image for Poisson-Gaussian noise).
+    """
+    return _resolve(
+        image,
+        dict(
+            h=h,
+            sigma=sigma,
+            patch_size=patch_size,
+            patch_distance=patch_distance,
+            method=method,
+            channel_axis=channel_axis,
+            color_space=color_space,
+            h_chroma=h_chroma,
+            noise=noise,
+        ),
+        sample_chunks,
+    )[0]
+
+
+def _resolve(image, kwargs, sample_chunks):
+    """``(params, axis, stabilised range or None)`` for :func:`denoise_dask`."""
+    h, sigma, patch_size = kwargs["h"], kwargs["sigma"], kwargs["patch_size"]
+    patch_distance, method = kwargs["patch_distance"], kwargs["method"]
+    color_space, h_chroma, noise = kwargs["color_space"], kwargs["h_chroma"], kwargs["noise"]
+    axis = _check_dask_image(image, kwargs["channel_axis"])
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    spatial_axes = [i for i in range(image.ndim) if i != axis]
+    if method == "neural" and len(spatial_axes) == 3:
+        raise ValueError("method='neural' supports 2-D images (gray or with channels)")
+    if isinstance(sample_chunks, bool) or not isinstance(sample_chunks, int) or sample_chunks < 1:
+        raise ValueError(f"sample_chunks must be a positive integer, got {sample_chunks!r}")
+
+    # A zero-stride uint8 stand-in of the image's shape: resolve_parameters
+    # validates the options and applies the table without touching data.
+    stand_in = np.broadcast_to(np.zeros((), np.uint8), image.shape)
+    options = dict(
+        h=h,
+        patch_size=patch_size,
+        patch_distance=patch_distance,
+        method=method,
+        channel_axis=axis,
+        color_space=color_space,
+        h_chroma=h_chroma,
+    )
+    model, stabilised = None, None
+    automatic: tuple[str, ...] = ()
+    if noise is not None and not isinstance(noise, NoiseModel) and noise not in NOISE_OPTIONS:
+        raise ValueError(
+            f"noise must be one of {', '.join(NOISE_OPTIONS)} or a NoiseModel; got {noise!r}"
+        )
+    if noise is not None and noise != "gaussian" and sigma is not None:
+        raise ValueError(
+            "sigma cannot be combined with a noise model (noise="
+            f"{noise if isinstance(noise, str) else 'NoiseModel'}); give the model's a and b instead"
+        )
+    if isinstance(noise, NoiseModel):
+        noise._per_channel(1 if axis is None else image.shape[axis], axis)  # channel count
+        if noise.kind == "poisson-gaussian" and any(noise.a + noise.b):
+            model = noise
+        else:
+            sigma = noise.sigma
+    elif noise in ("poisson-gaussian", "auto"):
+        model = _sample_noise(_sampled_chunks(image, axis, sample_chunks), axis, noise)
+        automatic = ("noise",) if model is not None else ("sigma",)
+    if model is not None:
+        stabilised = _stabilised_bounds(image, axis, model)
+        spread = stabilised[1] - stabilised[0]
+        spread = spread if stabilised[1] > stabilised[0] else 1.0
+        params = resolve_parameters(stand_in, sigma=1.0 / spread, **options)
+        params = dataclasses.replace(
+            params, noise_model=model, sigma_estimated=False, automatic=automatic + params.automatic
+        )
+    else:
+        estimated = sigma is None
+        if estimated:
+            chunks = _sampled_chunks(image, axis, sample_chunks)
+            sigma = float(np.median([estimate_sigma(c, channel_axis=axis) for c in chunks]))
+            automatic = automatic or ("sigma",)
+        else:
+            sigma = _check_real("sigma", sigma, positive=False)
+        params = resolve_parameters(stand_in, sigma=sigma, **options)
+        params = dataclasses.replace(
+            params,
+            sigma_estimated=estimated and not isinstance(noise, NoiseModel),
+            automatic=automatic + params.automatic,
+        )
+
+    return params, axis, stabilised
+
+
 def denoise_dask(
     image,
     *,
@@ -259,72 +374,24 @@ def denoise_dask(
     import dask
     from dask.graph_manipulation import bind, clone
 
-    axis = _check_dask_image(image, channel_axis)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     n_threads = check_threads(threads)
+    params, axis, stabilised = _resolve(
+        image,
+        dict(
+            h=h,
+            sigma=sigma,
+            patch_size=patch_size,
+            patch_distance=patch_distance,
+            method=method,
+            channel_axis=channel_axis,
+            color_space=color_space,
+            h_chroma=h_chroma,
+            noise=noise,
+        ),
+        sample_chunks,
+    )
     spatial_axes = [i for i in range(image.ndim) if i != axis]
     spatial_shape = tuple(image.shape[i] for i in spatial_axes)
-    if method == "neural" and len(spatial_axes) == 3:
-        raise ValueError("method='neural' supports 2-D images (gray or with channels)")
-    if isinstance(sample_chunks, bool) or not isinstance(sample_chunks, int) or sample_chunks < 1:
-        raise ValueError(f"sample_chunks must be a positive integer, got {sample_chunks!r}")
-
-    # A zero-stride uint8 stand-in of the image's shape: resolve_parameters
-    # validates the options and applies the table without touching data.
-    stand_in = np.broadcast_to(np.zeros((), np.uint8), image.shape)
-    options = dict(
-        h=h,
-        patch_size=patch_size,
-        patch_distance=patch_distance,
-        method=method,
-        channel_axis=axis,
-        color_space=color_space,
-        h_chroma=h_chroma,
-    )
-    model, stabilised = None, None
-    automatic: tuple[str, ...] = ()
-    if noise is not None and not isinstance(noise, NoiseModel) and noise not in NOISE_OPTIONS:
-        raise ValueError(
-            f"noise must be one of {', '.join(NOISE_OPTIONS)} or a NoiseModel; got {noise!r}"
-        )
-    if noise is not None and noise != "gaussian" and sigma is not None:
-        raise ValueError(
-            "sigma cannot be combined with a noise model (noise="
-            f"{noise if isinstance(noise, str) else 'NoiseModel'}); give the model's a and b instead"
-        )
-    if isinstance(noise, NoiseModel):
-        noise._per_channel(1 if axis is None else image.shape[axis], axis)  # channel count
-        if noise.kind == "poisson-gaussian" and any(noise.a + noise.b):
-            model = noise
-        else:
-            sigma = noise.sigma
-    elif noise in ("poisson-gaussian", "auto"):
-        model = _sample_noise(_sampled_chunks(image, axis, sample_chunks), axis, noise)
-        automatic = ("noise",) if model is not None else ("sigma",)
-    if model is not None:
-        stabilised = _stabilised_bounds(image, axis, model)
-        spread = stabilised[1] - stabilised[0]
-        spread = spread if stabilised[1] > stabilised[0] else 1.0
-        params = resolve_parameters(stand_in, sigma=1.0 / spread, **options)
-        params = dataclasses.replace(
-            params, noise_model=model, sigma_estimated=False, automatic=automatic + params.automatic
-        )
-    else:
-        estimated = sigma is None
-        if estimated:
-            chunks = _sampled_chunks(image, axis, sample_chunks)
-            sigma = float(np.median([estimate_sigma(c, channel_axis=axis) for c in chunks]))
-            automatic = automatic or ("sigma",)
-        else:
-            sigma = _check_real("sigma", sigma, positive=False)
-        params = resolve_parameters(stand_in, sigma=sigma, **options)
-        params = dataclasses.replace(
-            params,
-            sigma_estimated=estimated and not isinstance(noise, NoiseModel),
-            automatic=automatic + params.automatic,
-        )
-
     reach = halo(params, spatial_shape)
     if method in CLASSICAL_METHODS:
         from .kernels import STRIP_ROWS
