@@ -178,7 +178,7 @@ def _check_dask_image(image, channel_axis):
 def _bounds(image):
     """Lazy ``[min, max]`` of the whole image (float64)."""
     da = require_dask()
-    return da.stack([image.min().astype(np.float64), image.max().astype(np.float64)])
+    return da.stack([image.min().astype(np.float64), image.max().astype(np.float64)]).rechunk(2)
 
 
 def _stabilised_bounds(image, axis, model) -> tuple[float, float]:
@@ -371,7 +371,6 @@ def denoise_dask(
     image.
     """
     da = require_dask()
-    import dask
     from dask.graph_manipulation import bind, clone
 
     n_threads = check_threads(threads)
@@ -415,10 +414,21 @@ def denoise_dask(
     source = bind(image, bounds, assume_layers=False)
     neural_sigma = params.sigma if not params.sigma_estimated else None
 
+    # One task per output chunk, in one graph layer: it receives the input
+    # chunks that its region overlaps (keys of ``source``), joins them and cuts
+    # the region out. (Slicing the Dask array once per chunk would cost time
+    # quadratic in the number of chunks.)
+    from functools import partial
+
+    from dask.highlevelgraph import HighLevelGraph
+    from dask.tokenize import tokenize
+
     edges = [np.cumsum((0,) + c) for c in image.chunks]
-    pieces = np.empty(image.numblocks, dtype=object)
+    name = "nlmeans-denoise-" + tokenize(source, bounds, params, n_threads, stabilised)
+    bounds_key = (bounds.name, 0)
+    graph = {}
     for index in np.ndindex(*image.numblocks):
-        region, core, offset = [], [], []
+        region, core, offset, blocks = [], [], [], []
         for ax, i in enumerate(index):
             start, stop = int(edges[ax][i]), int(edges[ax][i + 1])
             if ax == axis:
@@ -428,22 +438,28 @@ def denoise_dask(
                 lo -= lo % align.get(ax, 1)
                 hi = min(image.shape[ax], stop + after[ax])
                 offset.append(lo)
-            region.append(slice(lo, hi))
+            first = int(np.searchsorted(edges[ax], lo, side="right")) - 1
+            last = int(np.searchsorted(edges[ax], hi, side="left"))
+            blocks.append(range(first, last))
+            region.append(slice(lo - int(edges[ax][first]), hi - int(edges[ax][first])))
             core.append(slice(start - lo, stop - lo))
-        task = dask.delayed(_denoise_region, pure=True)(
-            source[tuple(region)],
-            bounds,
+        keys = np.empty([len(b) for b in blocks], dtype=object)
+        for local in np.ndindex(*keys.shape):
+            keys[local] = (source.name,) + tuple(b[k] for b, k in zip(blocks, local))
+        task = partial(
+            _denoise_region,
             params=params,
             axis=axis,
+            region=tuple(region),
             core=tuple(core),
             window=(_zyx(offset, 0), _zyx(spatial_shape, 1)),
             n_threads=n_threads,
             neural_sigma=neural_sigma,
             stabilised=stabilised,
         )
-        shape = tuple(s.stop - s.start for s in core)
-        pieces[index] = da.from_delayed(task, shape, dtype=image.dtype)
-    result = da.block(pieces.tolist())
+        graph[(name,) + index] = (task, keys.tolist(), bounds_key)
+    layer = HighLevelGraph.from_collections(name, graph, dependencies=[source, bounds])
+    result = da.Array(layer, name, chunks=image.chunks, dtype=image.dtype)
     return (result, params) if return_params else result
 
 
@@ -454,10 +470,14 @@ def _zyx(values, fill) -> tuple:
 
 
 def _denoise_region(
-    region, bounds, *, params, axis, core, window, n_threads, neural_sigma, stabilised
+    blocks, bounds, *, params, axis, region, core, window, n_threads, neural_sigma, stabilised
 ):
-    """Denoise one region (a chunk and its halo) as part of the whole image; return the chunk."""
-    region = np.asarray(region)
+    """Denoise one region (a chunk and its halo) as part of the whole image; return the chunk.
+
+    ``blocks``: the nested list of input chunks that the region overlaps;
+    ``region`` cuts it out of them, ``core`` the chunk out of the region.
+    """
+    region = np.block(blocks)[region] if isinstance(blocks, list) else np.asarray(blocks)[region]
     lo_raw, hi_raw = (float(v) for v in bounds)
     if not (np.isfinite(lo_raw) and np.isfinite(hi_raw)):
         raise ValueError("image contains NaN or Inf values")

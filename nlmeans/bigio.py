@@ -462,13 +462,14 @@ def _write_pyramid(store: Path, like: BigImage) -> None:
             mean = da.coarsen(np.mean, level.astype(np.float64), factors, trim_excess=True)
             if np.dtype(base.dtype).kind in "ui":
                 mean = da.round(mean)
-            level = mean.astype(base.dtype)
+            chunks = tuple(min(c, n) for c, n in zip(group["0"].chunks, mean.shape))
+            level = mean.astype(base.dtype).rechunk(chunks)
             level.to_zarr(
                 zarr.create_array(
                     store,
                     name=str(k),
                     shape=level.shape,
-                    chunks=group["0"].chunks,
+                    chunks=chunks,
                     dtype=level.dtype,
                     zarr_format=2,
                     overwrite=True,
