@@ -14,7 +14,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Optional
 
-import numpy as np
 import typer
 
 from ._common import error, progress_bar, same_file, stderr_console
@@ -205,6 +204,8 @@ def run(
 
 
 def _max_value(dtype) -> float:
+    import numpy as np
+
     dtype = np.dtype(dtype)
     return float(np.iinfo(dtype).max) if dtype.kind == "u" else 1.0
 
