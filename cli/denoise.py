@@ -258,6 +258,52 @@ def denoise(
         ),
     ] = Device.cpu,
     force: ForceOption = False,
+    chunk_size: Annotated[
+        Optional[int],
+        typer.Option(
+            "--chunk-size",
+            min=1,
+            help="Images larger than memory: denoise in chunks of this many pixels per axis "
+            "(default 2048, volumes 128) and write -o name.zarr, name.ome.zarr or name.tif (BigTIFF).",
+            rich_help_panel="Images larger than memory",
+            show_default=False,
+        ),
+    ] = None,
+    memory: Annotated[
+        Optional[str],
+        typer.Option(
+            "--memory",
+            help="Choose the chunk size for this much working memory, e.g. 2GB.",
+            rich_help_panel="Images larger than memory",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        Optional[int],
+        typer.Option(
+            "--workers",
+            help="Run the chunks on a local Dask cluster of this many worker processes.",
+            rich_help_panel="Images larger than memory",
+            show_default=False,
+        ),
+    ] = None,
+    scheduler: Annotated[
+        Optional[str],
+        typer.Option(
+            "--scheduler",
+            help="Run the chunks on a running dask.distributed cluster, e.g. tcp://host:8786.",
+            rich_help_panel="Images larger than memory",
+            show_default=False,
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Finish an interrupted run: only the chunks not yet written are computed.",
+            rich_help_panel="Images larger than memory",
+        ),
+    ] = False,
 ) -> None:
     """Denoise images; outputs keep the sample type, channels and format.
 
@@ -271,6 +317,10 @@ def denoise(
         raise typer.BadParameter(
             "give either --output or --out-dir, not both", param_hint="--output"
         )
+    from . import _bigdata
+
+    if _bigdata.uses_big_data(inputs, output, chunk_size, memory, workers, scheduler, resume):
+        return _denoise_big(**locals())
     from . import _video
 
     if sequence or any(_video.is_sequence_input(i, folders=False) for i in inputs):
@@ -278,6 +328,10 @@ def denoise(
             raise typer.BadParameter(
                 "sequences take --method fast, exact or patchwise with Gaussian noise "
                 "(the spacetime network and the Poisson-Gaussian path are for images only)"
+            )
+        if device is Device.cuda:
+            raise typer.BadParameter(
+                "sequences run on the CPU: drop --device cuda", param_hint="--device"
             )
         check_threads_option(threads)
         options = dict(
@@ -458,6 +512,49 @@ def denoise(
         run_one(files[0])
     if failures:
         raise typer.Exit(1)
+
+
+def _denoise_big(**args) -> None:
+    """Images larger than memory (cli/_bigdata.py): one input, chunk by chunk."""
+    from . import _bigdata
+
+    check_threads_option(args["threads"])
+    if args["device"] is Device.cuda:
+        raise typer.BadParameter(
+            "big images (chunked, Dask) run on the CPU: drop --device cuda", param_hint="--device"
+        )
+    if args["out_dir"] is not None:
+        raise typer.BadParameter("use -o with a big image, not --out-dir", param_hint="--out-dir")
+    options = dict(
+        h=args["h"],
+        sigma=args["sigma"],
+        patch_size=args["patch_size"],
+        patch_distance=args["patch_distance"],
+        h_chroma=args["h_chroma"],
+    )
+    if args["color_space"] is not ColorSpace.auto:
+        options["color_space"] = args["color_space"].value
+    pairs = _parse_noise_params(args["noise_params"])
+    if pairs is not None:
+        from nlmeans.noise import NoiseModel
+
+        options["noise"] = NoiseModel("poisson-gaussian" if any(pairs[0]) else "gaussian", *pairs)
+    elif args["noise"] is not Noise.gaussian:
+        options["noise"] = args["noise"].value
+    _bigdata.run(
+        inputs=args["inputs"],
+        output=args["output"],
+        chunk_size=args["chunk_size"],
+        memory=args["memory"],
+        workers=args["workers"],
+        scheduler=args["scheduler"],
+        resume=args["resume"],
+        force=args["force"],
+        threads=args["threads"],
+        method=args["method"].value,
+        options=options,
+        describe=_describe_params,
+    )
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -486,6 +486,28 @@ def denoise(
     >>> out.shape, out.dtype, params.method
     ((64, 64), dtype('float64'), 'fast')
     """
+    if _is_dask_array(image):
+        # Images larger than memory: the same parameters, denoised chunk by
+        # chunk (nlmeans.bigdata; needs the "dask" extra).
+        from .bigdata import denoise_dask
+
+        if device == "cuda":
+            # The CUDA kernels take whole images; "auto" runs Dask chunks on the CPU.
+            raise ValueError("device='cuda' does not take Dask arrays yet: use device='cpu'")
+        return denoise_dask(
+            image,
+            h=h,
+            sigma=sigma,
+            patch_size=patch_size,
+            patch_distance=patch_distance,
+            method=method,
+            channel_axis=channel_axis,
+            color_space=color_space,
+            h_chroma=h_chroma,
+            noise=noise,
+            threads=threads,
+            return_params=return_params,
+        )
     image = _check_image(image)
     params = resolve_parameters(
         image,
@@ -530,6 +552,11 @@ def denoise(
     return (result, params) if return_params else result
 
 
+def _is_dask_array(image) -> bool:
+    """A ``dask.array.Array``, recognised without importing Dask."""
+    return type(image).__module__.split(".")[0] == "dask" and hasattr(image, "chunks")
+
+
 def _denoise_stabilised(image, axis, params: NLMeansParameters, n_threads: int):
     """Poisson-Gaussian noise: stabilise, denoise as Gaussian noise, invert.
 
@@ -567,20 +594,35 @@ def _from_kernel_layout(result: np.ndarray, shape, axis: int | None) -> np.ndarr
     return np.moveaxis(result.reshape((shape[axis],) + spatial), 0, axis)
 
 
-def _denoise_classical(image, axis, params: NLMeansParameters, n_threads: int):
+def _denoise_classical(
+    image, axis, params: NLMeansParameters, n_threads: int, *, bounds=None, window=None
+):
+    """Classical non-local means of a whole image.
+
+    ``bounds`` and ``window`` let :mod:`nlmeans.bigdata` denoise one block
+    (with its halo) of a larger image exactly as the whole image would be:
+    ``bounds`` is the whole image's ``(min, max)`` on the float scale, and
+    ``window`` is ``(offset, shape)`` of the block within the whole image,
+    both in kernel layout ``(Z, Y, X)``.
+    """
     floats = to_unit_float(image)  # float64
     # The kernels work in float32 on (u - lo) / scale: float32 squares of
     # large intensities would overflow, and h and sigma scale with the data,
     # so weights are unchanged. They give each pixel's correction (weighted
     # mean minus the pixel), added to the float64 input: a pixel that is not
     # averaged comes back at its own precision.
-    lo, hi = float(floats.min()), float(floats.max())
+    lo, hi = (float(floats.min()), float(floats.max())) if bounds is None else bounds
     scale = hi - lo if hi > lo else 1.0
     data = _to_kernel_layout((floats - lo) / scale, axis)
     volume = len(_spatial_shape(image, axis)) == 3
     sigma, h = params.sigma / scale, params.h / scale
     if params.device == "cuda":
-        from ._cuda import nlm_pass
+        if window is not None:
+            raise ValueError("device='cuda' does not take Dask arrays yet: use device='cpu'")
+        from ._cuda import nlm_pass as gpu_pass
+
+        def nlm_pass(values, guide, params, volume, sigma, h, window):
+            return gpu_pass(values, guide, params, volume, sigma, h)
     else:
         nlm_pass = _nlm_pass
     with _threads_lock:
@@ -602,15 +644,15 @@ def _denoise_classical(image, axis, params: NLMeansParameters, n_threads: int):
                 )
                 luma = np.ascontiguousarray(opponent[:1])
                 chroma = np.ascontiguousarray(opponent[1:])
-                fix_luma = nlm_pass(luma, luma, params, volume, sigma, h)
+                fix_luma = nlm_pass(luma, luma, params, volume, sigma, h, window)
                 fix_chroma = nlm_pass(
-                    chroma, opponent, params, volume, sigma, params.h_chroma / scale
+                    chroma, opponent, params, volume, sigma, params.h_chroma / scale, window
                 )
                 correction = np.tensordot(
                     OPPONENT.T, np.concatenate([fix_luma, fix_chroma]).astype(np.float64), axes=1
                 )
             else:
-                correction = nlm_pass(data, data, params, volume, sigma, h)
+                correction = nlm_pass(data, data, params, volume, sigma, h, window)
         finally:
             numba.set_num_threads(previous)
 
@@ -618,23 +660,24 @@ def _denoise_classical(image, axis, params: NLMeansParameters, n_threads: int):
     return from_unit_float(floats + correction * scale, image.dtype)
 
 
-def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h):
+def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h, window=None):
     """One non-local means pass in kernel layout ``(C, Z, Y, X)``.
 
     Patch distances are measured on ``guide`` (averaged over its channels)
     and the weights average ``values``; the two are the same array except on
     the opponent colour path. Returns the correction (float32): the weighted
-    mean minus ``values``.
+    mean minus ``values``. ``window``: see :func:`_denoise_classical`.
     """
     from . import kernels
 
     n_channels, n_z, n_y, n_x = guide.shape
+    offset, full_shape = window if window is not None else ((0, 0, 0), guide.shape[1:])
     s = params.patch_size
     f = s // 2
     fz = f if volume else 0
     # A search radius beyond the image changes nothing (the window is clipped
     # at the border) but would cost a list of (d+1)(2d+1) offsets.
-    d = min(params.patch_distance, max(n_y, n_x, n_z) - 1)
+    d = min(params.patch_distance, max(full_shape) - 1)
     dz = d if volume else 0
 
     pad = ((0, 0), (fz, fz), (f, f), (f, f))
@@ -692,16 +735,23 @@ def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h):
         normaliser,
         out_numerator,
     )
-    return out_numerator / _patch_coverage(values.shape[1:], f, fz)
+    return out_numerator / _patch_coverage(values.shape[1:], f, fz, offset, full_shape)
 
 
-def _patch_coverage(shape, f: int, fz: int) -> np.ndarray:
-    """How many in-image patch centres cover each pixel (separable counts)."""
+def _patch_coverage(shape, f: int, fz: int, offset=(0, 0, 0), full_shape=None) -> np.ndarray:
+    """How many in-image patch centres cover each pixel (separable counts).
+
+    ``offset`` and ``full_shape`` place a block of ``shape`` within a larger
+    image, whose borders are the ones that count.
+    """
+    full_shape = shape if full_shape is None else full_shape
     counts = []
-    for n, radius in zip(shape, (fz, f, f)):
-        idx = np.arange(n)
+    for n, start, total, radius in zip(shape, offset, full_shape, (fz, f, f)):
+        idx = np.arange(start, start + n)
         counts.append(
-            (np.minimum(idx + radius, n - 1) - np.maximum(idx - radius, 0) + 1).astype(np.float32)
+            (np.minimum(idx + radius, total - 1) - np.maximum(idx - radius, 0) + 1).astype(
+                np.float32
+            )
         )
     return counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]
 

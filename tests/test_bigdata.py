@@ -1,0 +1,213 @@
+"""nlmeans.denoise on Dask arrays equals the in-memory result, for any chunking."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nlmeans
+from nlmeans import bigdata
+
+da = pytest.importorskip("dask.array")
+
+
+def _noisy(rng, shape, dtype=np.float64):
+    clean = np.zeros(shape)
+    clean[..., : shape[1] // 2, :] = 0.3  # an edge, so that weights vary
+    noisy = np.clip(0.5 + clean + 0.1 * rng.standard_normal(shape), 0, 1)
+    if np.dtype(dtype).kind == "u":
+        return np.round(noisy * np.iinfo(dtype).max).astype(dtype)
+    return noisy.astype(dtype)
+
+
+def _chunking(draw, shape, fixed=()):
+    """Random, often uneven, chunks along every axis (axes in ``fixed`` whole or split)."""
+    chunks = []
+    for n in shape:
+        cuts = sorted(draw(st.sets(st.integers(1, n - 1), max_size=3))) if n > 1 else []
+        edges = [0, *cuts, n]
+        chunks.append(tuple(b - a for a, b in zip(edges, edges[1:])))
+    return tuple(chunks)
+
+
+def _same_as_in_memory(image, chunks, **kwargs):
+    x = da.from_array(image, chunks=chunks)
+    out, params = nlmeans.denoise(x, return_params=True, **kwargs)
+    assert isinstance(out, da.Array)
+    assert out.shape == image.shape and out.dtype == image.dtype and out.chunks == x.chunks
+    ref = nlmeans.denoise(image, channel_axis=kwargs.get("channel_axis"), **params.denoise_kwargs())
+    got = out.compute()
+    return got, ref, params
+
+
+_SETTINGS = dict(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@settings(**_SETTINGS)
+@given(data=st.data(), method=st.sampled_from(["fast", "exact", "patchwise"]))
+def test_gray_any_chunking_bit_identical(data, method):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    image = _noisy(rng, (70, 41), data.draw(st.sampled_from([np.uint8, np.uint16, np.float64])))
+    chunks = _chunking(data.draw, image.shape)
+    got, ref, _ = _same_as_in_memory(
+        image, chunks, method=method, sigma=0.1, patch_size=3, patch_distance=4
+    )
+    np.testing.assert_array_equal(got, ref)
+
+
+@settings(**_SETTINGS)
+@given(data=st.data(), space=st.sampled_from(["rgb", "opponent"]))
+def test_colour_any_chunking_bit_identical(data, space):
+    """Channels may be split across chunks too; the channel axis anywhere."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    axis = data.draw(st.sampled_from([0, -1]))
+    image = np.moveaxis(_noisy(rng, (38, 45, 3), np.uint8), -1, axis)
+    method = data.draw(st.sampled_from(["fast", "patchwise"]))
+    got, ref, params = _same_as_in_memory(
+        image,
+        _chunking(data.draw, image.shape),
+        method=method,
+        channel_axis=axis,
+        color_space=space,
+        sigma=0.1,
+        patch_size=3,
+        patch_distance=3,
+    )
+    assert params.color_space == space
+    np.testing.assert_array_equal(got, ref)
+
+
+@settings(**_SETTINGS)
+@given(data=st.data(), method=st.sampled_from(["fast", "exact", "patchwise"]))
+def test_volume_any_chunking_bit_identical(data, method):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    image = _noisy(rng, (12, 40, 17), np.float32)
+    got, ref, _ = _same_as_in_memory(
+        image,
+        _chunking(data.draw, image.shape),
+        method=method,
+        sigma=0.1,
+        patch_size=3,
+        patch_distance=2,
+    )
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_automatic_parameters_bit_identical(rng):
+    """Table parameters (a larger window and patch) and strips of rows across chunks."""
+    image = _noisy(rng, (150, 60), np.uint16)
+    got, ref, params = _same_as_in_memory(image, ((37, 70, 43), (25, 35)), sigma=0.1)
+    assert {"patch_size", "patch_distance", "h"} <= set(params.automatic)
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_poisson_gaussian_bit_identical(rng):
+    clean = np.linspace(0.05, 0.9, 64 * 50).reshape(64, 50)
+    noisy = rng.poisson(clean * 200) / 200 + 0.01 * rng.standard_normal(clean.shape)
+    image = np.clip(noisy, 0, 1).astype(np.float32)
+    model = nlmeans.NoiseModel("poisson-gaussian", 1 / 200, 1e-4)
+    got, ref, params = _same_as_in_memory(
+        image, ((30, 34), (20, 30)), noise=model, patch_size=3, patch_distance=3
+    )
+    assert params.noise_model == model
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_neural_matches_in_memory(rng):
+    """The network's receptive field is the halo: equal to float rounding."""
+    image = _noisy(rng, (70, 66), np.float32)
+    got, ref, params = _same_as_in_memory(image, ((25, 45), (33, 33)), method="neural", sigma=0.1)
+    assert bigdata.halo(params, image.shape) == 32  # the shipped network
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+
+
+def test_sigma_from_a_sample_of_chunks(rng):
+    image = _noisy(rng, (96, 64))
+    x = da.from_array(image, chunks=(32, 32))
+    _, params = bigdata.denoise_dask(x, return_params=True, sample_chunks=3)
+    samples = bigdata.sample_blocks(x, None, 3)
+    assert len(samples) == 3 and samples[0] == (slice(0, 32), slice(0, 32))
+    expected = np.median([nlmeans.estimate_sigma(image[s]) for s in samples])
+    assert params.sigma == expected
+    assert params.sigma_estimated and params.automatic[0] == "sigma"
+
+
+def test_lazy_until_compute(rng):
+    image = _noisy(rng, (64, 48))
+    calls = []
+
+    def record(block):
+        calls.append(block.shape)
+        return block
+
+    x = da.from_array(image, chunks=(32, 24)).map_blocks(record, meta=image[:0, :0])
+    out = nlmeans.denoise(x, sigma=0.1, patch_size=3, patch_distance=2)
+    assert calls == []
+    np.testing.assert_array_equal(
+        out.compute(), nlmeans.denoise(image, sigma=0.1, patch_size=3, patch_distance=2)
+    )
+    assert calls
+
+
+def test_nan_is_reported_at_compute(rng):
+    image = _noisy(rng, (40, 40))
+    image[3, 5] = np.nan
+    out = nlmeans.denoise(da.from_array(image, chunks=20), sigma=0.1)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        out.compute()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"method": "neural"}, ValueError, "2-D images"),
+        ({"method": "nope"}, ValueError, "method must be"),
+        ({"noise": "poisson-gaussian", "sigma": 0.1}, ValueError, "sigma cannot be combined"),
+        ({"patch_size": 4, "sigma": 0.1}, ValueError, "patch_size"),
+    ],
+)
+def test_bad_arguments(rng, kwargs, error, match):
+    x = da.from_array(_noisy(rng, (8, 20, 20)), chunks=10)
+    with pytest.raises(error, match=match):
+        nlmeans.denoise(x, **kwargs)
+
+
+def test_bad_sample_count(rng):
+    with pytest.raises(ValueError, match="sample_chunks"):
+        bigdata.denoise_dask(da.from_array(_noisy(rng, (20, 20)), chunks=10), sample_chunks=0)
+
+
+def test_bad_dtype():
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        nlmeans.denoise(da.zeros((20, 20), dtype=np.int32, chunks=10), sigma=0.1)
+
+
+def test_global_attention_has_no_halo(monkeypatch):
+    from nlmeans.neural.model import DenoiserConfig
+
+    monkeypatch.setattr(bigdata, "_neural_config", lambda: DenoiserConfig(window=None))
+    params = nlmeans.NLMeansParameters("neural", 0.1, None, None, None, False)
+    with pytest.raises(ValueError, match="whole image"):
+        bigdata.halo(params, (100, 100))
+
+
+def test_halo_of_the_classical_methods():
+    def params(method):
+        return nlmeans.NLMeansParameters(method, 0.1, 0.1, 7, 10, False)
+
+    assert bigdata.halo(params("fast"), (100, 100)) == 13
+    assert bigdata.halo(params("exact"), (100, 100)) == 13
+    assert bigdata.halo(params("patchwise"), (100, 100)) == 16
+    assert bigdata.halo(params("fast"), (6, 5)) == 5 + 3  # window clipped to the image
+
+
+def test_missing_dask_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask.array", None)
+    with pytest.raises(ImportError, match=r"nlmeans\[dask\]"):
+        bigdata.require_dask()

@@ -1,0 +1,268 @@
+"""Big images on disk: lazy TIFF/Zarr/OME-Zarr in, chunk-by-chunk out, resume, a real cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import nlmeans
+
+pytest.importorskip("dask.array")
+zarr = pytest.importorskip("zarr")
+tifffile = pytest.importorskip("tifffile")
+
+from nlmeans import bigio  # noqa: E402
+from nlmeans_cli.main import app  # noqa: E402
+
+# Fixed parameters (h from the table): the reference needs no estimate.
+PARAMS = dict(sigma=0.08, patch_size=3, patch_distance=3)
+CLI_PARAMS = ["--sigma", "0.08", "--patch-size", "3", "--patch-distance", "3"]
+
+
+def _noisy(rng, shape, dtype=np.uint16):
+    clean = np.zeros(shape)
+    clean[..., : shape[1] // 2, :] = 0.3
+    noisy = np.clip(0.4 + clean + 0.08 * rng.standard_normal(shape), 0, 1)
+    if np.dtype(dtype).kind == "u":
+        return np.round(noisy * np.iinfo(dtype).max).astype(dtype)
+    return noisy.astype(dtype)
+
+
+def _cli(*args):
+    result = CliRunner().invoke(app, ["denoise", *map(str, args)])
+    return result
+
+
+@pytest.fixture()
+def gray_tiff(tmp_path, rng):
+    image = _noisy(rng, (100, 90))
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(
+        path, image, bigtiff=True, tile=(32, 32), resolution=(4.0, 5.0), resolutionunit=3
+    )
+    return path, image
+
+
+def test_tiff_to_zarr_equals_in_memory(gray_tiff, tmp_path):
+    path, image = gray_tiff
+    out = tmp_path / "out.zarr"
+    result = _cli(path, "-o", out, "--chunk-size", 40, *CLI_PARAMS)
+    assert result.exit_code == 0, result.output
+    stored = zarr.open_array(out, mode="r")
+    assert stored.dtype == image.dtype and stored.chunks == (40, 40)
+    np.testing.assert_array_equal(stored[:], nlmeans.denoise(image, **PARAMS))
+    # Axes and pixel size travel with the data; the done-markers are gone.
+    back = bigio.open_big_image(out)
+    assert back.axes == "YX" and back.scale == {"X": 0.25, "Y": 0.2}
+    assert back.units == {"X": "centimeter", "Y": "centimeter"}
+    assert not (out / bigio.DONE_DIR).exists()
+    assert path.read_bytes()[:4] in (b"II+\x00", b"MM\x00+")  # the input untouched
+
+
+def test_bigtiff_output_keeps_layout_and_resolution(tmp_path, rng):
+    image = _noisy(rng, (40, 36, 3), np.uint8)
+    src = tmp_path / "colour.tif"
+    tifffile.imwrite(src, image, photometric="rgb", resolution=(2.0, 2.0), resolutionunit=2)
+    out = tmp_path / "colour_denoised.tif"
+    result = _cli(src, "-o", out, "--chunk-size", 20, *CLI_PARAMS)
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(out) as tif:
+        page = tif.pages[0]
+        assert tif.is_bigtiff and page.is_tiled and page.resolution == (2.0, 2.0)
+        written = tif.asarray()
+    expected = nlmeans.denoise(image, channel_axis=-1, **PARAMS)
+    np.testing.assert_array_equal(written, expected)
+    assert not bigio.partial_path(out).exists()
+
+
+def test_volume_bigtiff_keeps_z_spacing(tmp_path, rng):
+    image = _noisy(rng, (10, 30, 28), np.float32)
+    src = tmp_path / "vol.zarr"
+    stored = zarr.open_array(src, mode="w", shape=image.shape, chunks=(5, 30, 28), dtype="f4")
+    stored[:] = image
+    stored.attrs["nlmeans"] = {"axes": "ZYX", "scale": {"Z": 2.5}, "units": {"Z": "micrometer"}}
+    out = tmp_path / "vol.tif"
+    result = _cli(src, "-o", out, "--chunk-size", 12, "--sigma", "0.08", "-p", "3", "-r", "2")
+    assert result.exit_code == 0, result.output
+    back = bigio.open_big_image(out)
+    assert back.axes == "ZYX" and back.scale.get("Z") == 2.5
+    expected = nlmeans.denoise(image, sigma=0.08, patch_size=3, patch_distance=2)
+    np.testing.assert_array_equal(back.array.compute(), expected)
+
+
+def test_ome_zarr_pyramid_rebuilt(tmp_path, rng):
+    image = _noisy(rng, (2, 64, 48))  # c, y, x
+    src = tmp_path / "in.ome.zarr"
+    group = zarr.open_group(src, mode="w", zarr_format=2)
+    group.create_array("0", shape=image.shape, chunks=(1, 32, 32), dtype=image.dtype)[:] = image
+    half = image[:, ::2, ::2]
+    group.create_array("1", shape=half.shape, chunks=(1, 32, 32), dtype=image.dtype)[:] = half
+    axes = [
+        {"name": "c", "type": "channel"},
+        {"name": "y", "type": "space", "unit": "micrometer"},
+        {"name": "x", "type": "space", "unit": "micrometer"},
+    ]
+    datasets = [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 0.5, 0.5]}]},
+        {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": [1, 1.0, 1.0]}]},
+    ]
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": datasets}]
+    out = tmp_path / "out.ome.zarr"
+    result = _cli(src, "-o", out, "--chunk-size", 32, "--color-space", "rgb", *CLI_PARAMS)
+    assert result.exit_code == 0, result.output
+    written = zarr.open_group(out, mode="r")
+    meta = written.attrs["multiscales"][0]
+    assert [a["name"] for a in meta["axes"]] == ["c", "y", "x"]
+    assert meta["axes"][1]["unit"] == "micrometer"
+    scales = [d["coordinateTransformations"][0]["scale"] for d in meta["datasets"]]
+    assert scales == [[1.0, 0.5, 0.5], [1.0, 1.0, 1.0]]
+    level0 = written["0"][:]
+    expected = nlmeans.denoise(image, channel_axis=0, color_space="rgb", **PARAMS)
+    np.testing.assert_array_equal(level0, expected)
+    mean = level0.astype(np.float64).reshape(2, 32, 2, 24, 2).mean(axis=(2, 4))
+    np.testing.assert_array_equal(written["1"][:], np.round(mean).astype(image.dtype))
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    node = next(iter(Reader(parse_url(str(out)))()))
+    assert [level.shape for level in node.data] == [(2, 64, 48), (2, 32, 24)]
+
+
+def test_interrupt_then_resume_computes_only_the_rest(gray_tiff, tmp_path, monkeypatch):
+    path, image = gray_tiff
+    out = tmp_path / "out.zarr"
+    real = bigio._store_chunk
+    calls = []
+
+    def interrupted(*args):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(bigio, "_store_chunk", interrupted)
+    args = (path, "-o", out, "--chunk-size", 32, *CLI_PARAMS)
+    result = _cli(*args)
+    assert result.exit_code == 130
+    assert "--resume" in result.output
+    partial = bigio.partial_path(out)
+    assert not out.exists() and partial.exists()
+    done = sorted(p.name for p in (partial / bigio.DONE_DIR).iterdir())
+    assert len(done) == 3  # exactly the chunks completely written
+
+    resumed = []
+    monkeypatch.setattr(bigio, "_store_chunk", lambda *a: resumed.append(a[-1]) or real(*a))
+    assert _cli(*args).exit_code == 1  # without --resume: refused, nothing touched
+    result = _cli(*args, "--resume")
+    assert result.exit_code == 0, result.output
+    assert len(resumed) == 4 * 3 - 3 and not partial.exists()  # 12 chunks, 3 were done
+    np.testing.assert_array_equal(zarr.open_array(out)[:], nlmeans.denoise(image, **PARAMS))
+
+
+def test_resume_refuses_other_parameters(gray_tiff, tmp_path, monkeypatch):
+    path, _ = gray_tiff
+    out = tmp_path / "out.zarr"
+    monkeypatch.setattr(bigio, "_compute", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert _cli(path, "-o", out, "--chunk-size", 32, *CLI_PARAMS).exit_code == 130
+    result = _cli(path, "-o", out, "--chunk-size", 32, "--sigma", "0.05", "--resume")
+    assert result.exit_code == 1 and "another input" in result.output
+
+
+def test_corrupt_chunk_is_one_error(tmp_path, rng):
+    image = _noisy(rng, (64, 64))
+    src = tmp_path / "in.zarr"
+    stored = zarr.open_array(src, mode="w", shape=image.shape, chunks=(32, 32), dtype=image.dtype)
+    stored[:] = image
+    chunk = next(p for p in (src / "c").rglob("*") if p.is_file())
+    chunk.write_bytes(b"not a chunk")
+    out = tmp_path / "out.zarr"
+    result = _cli(src, "-o", out, "--chunk-size", 32, *CLI_PARAMS)
+    assert result.exit_code == 1
+    assert "cannot read the chunk" in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--chunk-size", "3"], "smaller than the halo"),
+        (["--scheduler", "nonsense://nowhere"], "cannot reach the Dask scheduler"),
+    ],
+)
+def test_bad_big_data_options(gray_tiff, tmp_path, extra, message):
+    path, _ = gray_tiff
+    result = _cli(path, "-o", tmp_path / "out.zarr", *CLI_PARAMS, *extra)
+    assert result.exit_code == 1 and message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_existing_zarr_needs_force(gray_tiff, tmp_path):
+    path, image = gray_tiff
+    out = tmp_path / "out.zarr"
+    out.mkdir()
+    result = _cli(path, "-o", out, "--chunk-size", 32, *CLI_PARAMS)
+    assert result.exit_code == 1 and "--force" in result.output
+    result = _cli(path, "-o", out, "--chunk-size", 32, "--force", *CLI_PARAMS)
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(zarr.open_array(out)[:], nlmeans.denoise(image, **PARAMS))
+
+
+def test_missing_dask_names_the_extra(gray_tiff, tmp_path, monkeypatch):
+    path, _ = gray_tiff
+    monkeypatch.setitem(sys.modules, "dask.array", None)
+    result = _cli(path, "-o", tmp_path / "out.zarr", *CLI_PARAMS)
+    assert result.exit_code == 1 and 'pip install "nlmeans[dask]"' in result.output
+
+
+# --------------------------------------------------------------------------
+# A real cluster: worker processes
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as local,
+        distributed.Client(local) as client,
+    ):
+        yield client
+
+
+def test_cluster_survives_a_killed_worker(cluster, tmp_path, rng):
+    """A worker process killed mid-run: Dask reschedules, the output is still exact."""
+    import dask.array as da
+
+    image = _noisy(rng, (128, 96))
+    result = nlmeans.denoise(da.from_array(image, chunks=32), **PARAMS)
+    pids = list(cluster.run(os.getpid).values())
+    killed = []
+
+    def kill_one():
+        if not killed:
+            killed.append(pids[0])
+            os.kill(pids[0], signal.SIGKILL)
+
+    like = bigio.BigImage(result, "YX", "zarr")
+    out = bigio.write_big_image(
+        result, tmp_path / "out.zarr", like=like, client=cluster, on_chunk=kill_one
+    )
+    assert killed
+    np.testing.assert_array_equal(zarr.open_array(out)[:], nlmeans.denoise(image, **PARAMS))
+
+
+def test_cli_on_a_running_scheduler(cluster, gray_tiff, tmp_path):
+    path, image = gray_tiff
+    out = tmp_path / "out.ome.zarr"
+    address = cluster.scheduler.address
+    result = _cli(path, "-o", out, "--chunk-size", 48, "--scheduler", address, *CLI_PARAMS)
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(zarr.open_group(out)["0"][:], nlmeans.denoise(image, **PARAMS))
