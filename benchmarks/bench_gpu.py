@@ -63,6 +63,7 @@ from bench_speed import (  # noqa: E402
     best_of,
     load_average,
     synthetic_volume,
+    write_report,
 )
 
 TARGETS = {"fast": 0.015, "exact": 0.030, "neural": 0.030}
@@ -432,12 +433,7 @@ def main(argv=None) -> int:
     if "training" not in skip:
         print("training ...", flush=True)
         text += ["", "## Training steps", ""] + training(cfg, torch_reason)
-    body = "\n".join(text) + "\n"
-    print()
-    print(body)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(body)
-    print(f"written to {out}")
+    write_report("\n".join(text) + "\n", out)
     return 0
 
 

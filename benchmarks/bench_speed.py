@@ -960,6 +960,15 @@ def to_markdown(report: Report, info: str, cfg: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_report(text: str, out: Path) -> None:
+    """Print the Markdown report ``text`` and write it to ``out``."""
+    print()
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"written to {out}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -1026,11 +1035,7 @@ def main(argv=None) -> int:
         CASES[key](report, cfg)
     # The threading layer is known only after the first parallel call.
     text = to_markdown(report, machine_info(threads, load), cfg)
-    print()
-    print(text)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(f"written to {out}")
+    write_report(text, out)
     return 0
 
 
