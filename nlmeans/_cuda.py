@@ -122,6 +122,26 @@ def _reflect_pad(src, dst, fz, f):
         dst[c, z, y, x] = src[c, sz, sy, sx]
 
 
+@cuda.jit(device=True, inline="always", fastmath=True)
+def _unravel(idx, ny, nx):
+    """``(z, y, x)`` of the flat index ``idx`` of a C-ordered ``(*, ny, nx)`` box."""
+    rz = idx // (ny * nx)
+    rem = idx - rz * (ny * nx)
+    ry = rem // nx
+    rx = rem - ry * nx
+    return rz, ry, rx
+
+
+@cuda.jit(device=True, inline="always", fastmath=True)
+def _weight(d2, norm, two_sigma2, inv_h2):
+    """``exp(-max(d2 * norm - 2 sigma**2, 0) / h**2)``, 0 beyond the cut-off."""
+    zero = np.float32(0.0)
+    excess = max(d2 * norm - two_sigma2, zero) * inv_h2
+    if excess <= np.float32(_EXP_CUTOFF):
+        return math.exp(-excess)
+    return zero
+
+
 @functools.lru_cache(maxsize=None)
 def _pixelwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
     """Sums over the search window, one thread per pixel.
@@ -178,10 +198,7 @@ def _pixelwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
             # 1. Squared differences over the tile and its halo (padded
             #    coordinates start at the tile origin).
             for idx in range(tid, N_DIFF, NT):
-                rz = idx // (RY * RX)
-                rem = idx - rz * (RY * RX)
-                ry = rem // RX
-                rx = rem - ry * RX
+                rz, ry, rx = _unravel(idx, RY, RX)
                 pz, py, px = z0 + rz, y0 + ry, x0 + rx
                 qz, qy, qx = pz + sz, py + sy, px + sx
                 total = zero
@@ -200,10 +217,7 @@ def _pixelwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
             cuda.syncthreads()
             # 2. Along x.
             for idx in range(tid, N_HX, NT):
-                rz = idx // (RY * TX)
-                rem = idx - rz * (RY * TX)
-                ry = rem // TX
-                rx = rem - ry * TX
+                rz, ry, rx = _unravel(idx, RY, TX)
                 base = (rz * RY + ry) * RX + rx
                 total = zero
                 for k in range(S):
@@ -212,10 +226,7 @@ def _pixelwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
             cuda.syncthreads()
             # 3. Along y.
             for idx in range(tid, N_HY, NT):
-                rz = idx // (TY * TX)
-                rem = idx - rz * (TY * TX)
-                ry = rem // TX
-                rx = rem - ry * TX
+                rz, ry, rx = _unravel(idx, TY, TX)
                 base = (rz * RY + ry) * TX + rx
                 total = zero
                 for k in range(S):
@@ -229,10 +240,7 @@ def _pixelwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
                 d2 = zero
                 for k in range(SZ):
                     d2 += wz[k] * hy[((tz + k) * TY + ty) * TX + tx]
-                excess = max(d2 * norm - two_sigma2, zero) * inv_h2
-                w = zero
-                if excess <= np.float32(_EXP_CUTOFF):
-                    w = math.exp(-excess)
+                w = _weight(d2, norm, two_sigma2, inv_h2)
                 den += w
                 mx = max(mx, w)
                 if not STATS:
@@ -314,10 +322,7 @@ def _patchwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
             if not is_centre:
                 # 1. Squared differences over every patch of the region.
                 for idx in range(tid, N_A, NT):
-                    rz = idx // (DY * DX)
-                    rem = idx - rz * (DY * DX)
-                    ry = rem // DX
-                    rx = rem - ry * DX
+                    rz, ry, rx = _unravel(idx, DY, DX)
                     pz, py, px = cz0 + rz, cy0 + ry, cx0 + rx
                     qz, qy, qx = pz + sz, py + sy, px + sx
                     total = zero
@@ -336,10 +341,7 @@ def _patchwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
                 cuda.syncthreads()
                 # 2. Box sums along x.
                 for idx in range(tid, N_B, NT):
-                    rz = idx // (DY * WX)
-                    rem = idx - rz * (DY * WX)
-                    ry = rem // WX
-                    rx = rem - ry * WX
+                    rz, ry, rx = _unravel(idx, DY, WX)
                     base = (rz * DY + ry) * DX + rx
                     total = zero
                     for k in range(S):
@@ -348,10 +350,7 @@ def _patchwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
                 cuda.syncthreads()
                 # 3. Along y (over the differences, no longer needed).
                 for idx in range(tid, N_HY, NT):
-                    rz = idx // (WY * WX)
-                    rem = idx - rz * (WY * WX)
-                    ry = rem // WX
-                    rx = rem - ry * WX
+                    rz, ry, rx = _unravel(idx, WY, WX)
                     base = (rz * DY + ry) * WX + rx
                     total = zero
                     for k in range(S):
@@ -360,10 +359,7 @@ def _patchwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
                 cuda.syncthreads()
             # 4. Normalised weight of every centre of the region (0 outside).
             for idx in range(tid, N_W, NT):
-                rz = idx // (WY * WX)
-                rem = idx - rz * (WY * WX)
-                ry = rem // WX
-                rx = rem - ry * WX
+                rz, ry, rx = _unravel(idx, WY, WX)
                 iz, iy, ix = cz0 + rz, cy0 + ry, cx0 + rx
                 w = zero
                 if (
@@ -380,17 +376,12 @@ def _patchwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
                         d2 = zero
                         for k in range(SZ):
                             d2 += buf_a[((rz + k) * WY + ry) * WX + rx]
-                        excess = max(d2 * norm - two_sigma2, zero) * inv_h2
-                        if excess <= np.float32(_EXP_CUTOFF):
-                            w = math.exp(-excess) / normaliser[iz, iy, ix]
+                        w = _weight(d2, norm, two_sigma2, inv_h2) / normaliser[iz, iy, ix]
                 buf_w[idx] = w
             cuda.syncthreads()
             # 5. Box sums of the weights over the patch: along x ...
             for idx in range(tid, N_BX, NT):
-                rz = idx // (WY * TX)
-                rem = idx - rz * (WY * TX)
-                ry = rem // TX
-                rx = rem - ry * TX
+                rz, ry, rx = _unravel(idx, WY, TX)
                 base = (rz * WY + ry) * WX + rx
                 total = zero
                 for k in range(S):
@@ -399,10 +390,7 @@ def _patchwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
             cuda.syncthreads()
             # 6. ... along y ...
             for idx in range(tid, N_C, NT):
-                rz = idx // (TY * TX)
-                rem = idx - rz * (TY * TX)
-                ry = rem // TX
-                rx = rem - ry * TX
+                rz, ry, rx = _unravel(idx, TY, TX)
                 base = (rz * WY + ry) * TX + rx
                 total = zero
                 for k in range(S):
