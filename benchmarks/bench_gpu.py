@@ -61,6 +61,7 @@ from bench_speed import (  # noqa: E402
     _noisy,
     _resize_square,
     best_of,
+    cpu_model,
     load_average,
     synthetic_volume,
     write_report,
@@ -87,15 +88,7 @@ def _gpu_name() -> str:
 def machine_info(threads: int) -> str:
     import numba
 
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_model()
     versions = f"numba {numba.__version__}"
     try:
         import numba_cuda

@@ -211,11 +211,8 @@ def load_average() -> str:
         return "load average n/a"
 
 
-def machine_info(threads: int, load: str) -> str:
-    import cv2
-    import numba
-    import skimage
-
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
     model = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as fh:
@@ -225,6 +222,15 @@ def machine_info(threads: int, load: str) -> str:
                     break
     except OSError:
         pass
+    return model
+
+
+def machine_info(threads: int, load: str) -> str:
+    import cv2
+    import numba
+    import skimage
+
+    model = cpu_model()
     cores = os.cpu_count()
     try:
         usable = len(os.sched_getaffinity(0))
