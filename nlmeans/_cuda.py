@@ -133,6 +133,25 @@ def _unravel(idx, ny, nx):
 
 
 @cuda.jit(device=True, inline="always", fastmath=True)
+def _box_sums(src, dst, n, tid, nt, out_y, out_x, src_y, src_x, step, size):
+    """This thread's share of ``dst[i] = sum_k src[base(i) + k * step]`` for ``k < size``.
+
+    ``dst`` holds ``n`` values of a C-ordered ``(*, out_y, out_x)`` box and
+    ``src`` a ``(*, src_y, src_x)`` box; ``base(i)`` is the index in ``src``
+    of ``dst``'s ``(z, y, x)``. ``step = 1`` sums along x, ``step = src_x``
+    along y. Thread ``tid`` of ``nt`` takes every ``nt``-th value.
+    """
+    zero = np.float32(0.0)
+    for idx in range(tid, n, nt):
+        rz, ry, rx = _unravel(idx, out_y, out_x)
+        base = (rz * src_y + ry) * src_x + rx
+        total = zero
+        for k in range(size):
+            total += src[base + k * step]
+        dst[idx] = total
+
+
+@cuda.jit(device=True, inline="always", fastmath=True)
 def _weight(d2, norm, two_sigma2, inv_h2):
     """``exp(-max(d2 * norm - 2 sigma**2, 0) / h**2)``, 0 beyond the cut-off."""
     zero = np.float32(0.0)
@@ -340,22 +359,10 @@ def _patchwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
                     buf_a[idx] = total
                 cuda.syncthreads()
                 # 2. Box sums along x.
-                for idx in range(tid, N_B, NT):
-                    rz, ry, rx = _unravel(idx, DY, WX)
-                    base = (rz * DY + ry) * DX + rx
-                    total = zero
-                    for k in range(S):
-                        total += buf_a[base + k]
-                    buf_b[idx] = total
+                _box_sums(buf_a, buf_b, N_B, tid, NT, DY, WX, DY, DX, 1, S)
                 cuda.syncthreads()
                 # 3. Along y (over the differences, no longer needed).
-                for idx in range(tid, N_HY, NT):
-                    rz, ry, rx = _unravel(idx, WY, WX)
-                    base = (rz * DY + ry) * WX + rx
-                    total = zero
-                    for k in range(S):
-                        total += buf_b[base + k * WX]
-                    buf_a[idx] = total
+                _box_sums(buf_b, buf_a, N_HY, tid, NT, WY, WX, DY, WX, WX, S)
                 cuda.syncthreads()
             # 4. Normalised weight of every centre of the region (0 outside).
             for idx in range(tid, N_W, NT):
@@ -380,22 +387,10 @@ def _patchwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
                 buf_w[idx] = w
             cuda.syncthreads()
             # 5. Box sums of the weights over the patch: along x ...
-            for idx in range(tid, N_BX, NT):
-                rz, ry, rx = _unravel(idx, WY, TX)
-                base = (rz * WY + ry) * WX + rx
-                total = zero
-                for k in range(S):
-                    total += buf_w[base + k]
-                buf_b[idx] = total
+            _box_sums(buf_w, buf_b, N_BX, tid, NT, WY, TX, WY, WX, 1, S)
             cuda.syncthreads()
             # 6. ... along y ...
-            for idx in range(tid, N_C, NT):
-                rz, ry, rx = _unravel(idx, TY, TX)
-                base = (rz * WY + ry) * TX + rx
-                total = zero
-                for k in range(S):
-                    total += buf_b[base + k * TX]
-                buf_c[idx] = total
+            _box_sums(buf_b, buf_c, N_C, tid, NT, TY, TX, WY, TX, TX, S)
             cuda.syncthreads()
             # 7. ... along z, and the pixel's share of P(p + t). (buf_c is
             #    next written after four more barriers.)
