@@ -463,10 +463,7 @@ def nlm_pass(values, guide, params, volume: bool, sigma, h, *, tile=None) -> np.
             )
     two_sigma2, inv_h2 = weight_constants(sigma, h)
     kind = "gaussian" if params.method == "exact" else "uniform"
-    if kind == "uniform":
-        norm = np.float32(1.0 / (n_guide * (2 * fz + 1) * s * s))
-    else:
-        norm = np.float32(1.0 / n_guide)
+    norm = kernels.distance_norm(kind, n_guide, s, fz)
 
     d_guide = cuda.to_device(np.ascontiguousarray(guide, np.float32))
     d_values = d_guide if values is guide else cuda.to_device(np.ascontiguousarray(values))

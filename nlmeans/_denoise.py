@@ -687,10 +687,7 @@ def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h, 
     kind = "gaussian" if params.method == "exact" else "uniform"
     weights_y = kernels.patch_weights(s, kind)
     weights_z = kernels.patch_weights(2 * fz + 1, kind)
-    if kind == "uniform":
-        norm = np.float32(1.0 / (n_channels * (2 * fz + 1) * s * s))
-    else:
-        norm = np.float32(1.0 / n_channels)
+    norm = kernels.distance_norm(kind, n_channels, s, fz)
 
     numerator = np.zeros_like(values)
     denominator = np.zeros(values.shape[1:], np.float32)

@@ -516,11 +516,7 @@ def _pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigma, h):
     two_sigma2, inv_h2 = kernels.weight_constants(sigma, h)
     kind = "gaussian" if params.method == "exact" else "uniform"
     weights = kernels.patch_weights(s, kind)
-    norm = (
-        np.float32(1.0 / (n_channels * s * s))
-        if kind == "uniform"
-        else np.float32(1.0 / n_channels)
-    )
+    norm = kernels.distance_norm(kind, n_channels, s)
     numerator = np.zeros((values.shape[0], n_out, n_y, n_x), np.float32)
     denominator = np.zeros((n_out, n_y, n_x), np.float32)
     track_max = params.method == "patchwise"

@@ -134,6 +134,19 @@ def weight_constants(sigma: float, h: float) -> tuple[np.float32, np.float32]:
     return np.float32(min(two_sigma2, big)), np.float32(min(inv_h2, big))
 
 
+def distance_norm(kind: str, n_channels: int, patch_size: int, fz: int = 0) -> np.float32:
+    """The ``norm`` that makes the kernels' weighted sums of squares ``d2``.
+
+    ``kind`` as :func:`patch_weights`: uniform weights are all ones, so the
+    sum is divided by the patch's pixel count and the channel count; Gaussian
+    weights already sum to 1, so only by the channel count. ``fz`` is the
+    patch's half depth (0 for 2-D patches).
+    """
+    if kind == "uniform":
+        return np.float32(1.0 / (n_channels * (2 * fz + 1) * patch_size * patch_size))
+    return np.float32(1.0 / n_channels)
+
+
 @njit(inline="always", **_JIT)
 def exp_neg(x):
     """``exp(-x)`` for ``0 <= x`` in float32.
