@@ -61,8 +61,10 @@ from bench_speed import (  # noqa: E402
     _noisy,
     _resize_square,
     best_of,
+    cpu_model,
     load_average,
     synthetic_volume,
+    write_report,
 )
 
 TARGETS = {"fast": 0.015, "exact": 0.030, "neural": 0.030}
@@ -86,15 +88,7 @@ def _gpu_name() -> str:
 def machine_info(threads: int) -> str:
     import numba
 
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_model()
     versions = f"numba {numba.__version__}"
     try:
         import numba_cuda
@@ -432,12 +426,7 @@ def main(argv=None) -> int:
     if "training" not in skip:
         print("training ...", flush=True)
         text += ["", "## Training steps", ""] + training(cfg, torch_reason)
-    body = "\n".join(text) + "\n"
-    print()
-    print(body)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(body)
-    print(f"written to {out}")
+    write_report("\n".join(text) + "\n", out)
     return 0
 
 

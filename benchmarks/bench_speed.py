@@ -211,11 +211,8 @@ def load_average() -> str:
         return "load average n/a"
 
 
-def machine_info(threads: int, load: str) -> str:
-    import cv2
-    import numba
-    import skimage
-
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
     model = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as fh:
@@ -225,6 +222,15 @@ def machine_info(threads: int, load: str) -> str:
                     break
     except OSError:
         pass
+    return model
+
+
+def machine_info(threads: int, load: str) -> str:
+    import cv2
+    import numba
+    import skimage
+
+    model = cpu_model()
     cores = os.cpu_count()
     try:
         usable = len(os.sched_getaffinity(0))
@@ -960,6 +966,15 @@ def to_markdown(report: Report, info: str, cfg: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_report(text: str, out: Path) -> None:
+    """Print the Markdown report ``text`` and write it to ``out``."""
+    print()
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"written to {out}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -1026,11 +1041,7 @@ def main(argv=None) -> int:
         CASES[key](report, cfg)
     # The threading layer is known only after the first parallel call.
     text = to_markdown(report, machine_info(threads, load), cfg)
-    print()
-    print(text)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(f"written to {out}")
+    write_report(text, out)
     return 0
 
 

@@ -72,6 +72,25 @@ def _load(files, color: bool, crop: int | None) -> list[np.ndarray]:
     return images
 
 
+def write_method_rows(table, section, method, rows, count_key, count, out) -> None:
+    """Give ``rows`` their ``sigma_max``, store them in ``section`` and write ``table`` to ``out``.
+
+    A row serves estimated sigmas up to halfway to the next row's
+    ``sigma_hat_mean`` (the last row: all above). ``count_key`` records how
+    many images (or sequences) the rows were fitted on.
+    """
+    for row, following in zip(rows, rows[1:] + [None]):
+        row["sigma_max"] = (
+            1e9
+            if following is None
+            else round((row["sigma_hat_mean"] + following["sigma_hat_mean"]) / 2, 3)
+        )
+    section["methods"][method] = rows
+    section.setdefault(count_key, {})[method] = count
+    out.write_text(json.dumps(table, indent=1) + "\n")
+    print(f"wrote {method} to {out}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -191,16 +210,7 @@ def main() -> None:
             print(
                 f"{method} sigma={level}: {row} ({time.perf_counter() - started:.0f} s)", flush=True
             )
-        for row, following in zip(rows, rows[1:] + [None]):
-            row["sigma_max"] = (
-                1e9
-                if following is None
-                else round((row["sigma_hat_mean"] + following["sigma_hat_mean"]) / 2, 3)
-            )
-        section["methods"][method] = rows
-        section.setdefault("n_images", {})[method] = len(clean)
-        out.write_text(json.dumps(table, indent=1) + "\n")
-        print(f"wrote {method} to {out}", flush=True)
+        write_method_rows(table, section, method, rows, "n_images", len(clean), out)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+from fit_parameters import write_method_rows  # benchmarks/, the script's folder
 
 import nlmeans
 from nlmeans._denoise import _table_row
@@ -205,16 +206,7 @@ def main() -> None:
             print(
                 f"{method} sigma={level}: {row} ({time.perf_counter() - started:.0f} s)", flush=True
             )
-        for row, following in zip(rows, rows[1:] + [None]):
-            row["sigma_max"] = (
-                1e9
-                if following is None
-                else round((row["sigma_hat_mean"] + following["sigma_hat_mean"]) / 2, 3)
-            )
-        section["methods"][method] = rows
-        section.setdefault("n_sequences", {})[method] = len(clean)
-        out.write_text(json.dumps(table, indent=1) + "\n")
-        print(f"wrote {method} to {out}", flush=True)
+        write_method_rows(table, section, method, rows, "n_sequences", len(clean), out)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,45 @@ def _reflect_pad(src, dst, fz, f):
         dst[c, z, y, x] = src[c, sz, sy, sx]
 
 
+@cuda.jit(device=True, inline="always", fastmath=True)
+def _unravel(idx, ny, nx):
+    """``(z, y, x)`` of the flat index ``idx`` of a C-ordered ``(*, ny, nx)`` box."""
+    rz = idx // (ny * nx)
+    rem = idx - rz * (ny * nx)
+    ry = rem // nx
+    rx = rem - ry * nx
+    return rz, ry, rx
+
+
+@cuda.jit(device=True, inline="always", fastmath=True)
+def _box_sums(src, dst, n, tid, nt, out_y, out_x, src_y, src_x, step, size):
+    """This thread's share of ``dst[i] = sum_k src[base(i) + k * step]`` for ``k < size``.
+
+    ``dst`` holds ``n`` values of a C-ordered ``(*, out_y, out_x)`` box and
+    ``src`` a ``(*, src_y, src_x)`` box; ``base(i)`` is the index in ``src``
+    of ``dst``'s ``(z, y, x)``. ``step = 1`` sums along x, ``step = src_x``
+    along y. Thread ``tid`` of ``nt`` takes every ``nt``-th value.
+    """
+    zero = np.float32(0.0)
+    for idx in range(tid, n, nt):
+        rz, ry, rx = _unravel(idx, out_y, out_x)
+        base = (rz * src_y + ry) * src_x + rx
+        total = zero
+        for k in range(size):
+            total += src[base + k * step]
+        dst[idx] = total
+
+
+@cuda.jit(device=True, inline="always", fastmath=True)
+def _weight(d2, norm, two_sigma2, inv_h2):
+    """``exp(-max(d2 * norm - 2 sigma**2, 0) / h**2)``, 0 beyond the cut-off."""
+    zero = np.float32(0.0)
+    excess = max(d2 * norm - two_sigma2, zero) * inv_h2
+    if excess <= np.float32(_EXP_CUTOFF):
+        return math.exp(-excess)
+    return zero
+
+
 @functools.lru_cache(maxsize=None)
 def _pixelwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
     """Sums over the search window, one thread per pixel.
@@ -178,10 +217,7 @@ def _pixelwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
             # 1. Squared differences over the tile and its halo (padded
             #    coordinates start at the tile origin).
             for idx in range(tid, N_DIFF, NT):
-                rz = idx // (RY * RX)
-                rem = idx - rz * (RY * RX)
-                ry = rem // RX
-                rx = rem - ry * RX
+                rz, ry, rx = _unravel(idx, RY, RX)
                 pz, py, px = z0 + rz, y0 + ry, x0 + rx
                 qz, qy, qx = pz + sz, py + sy, px + sx
                 total = zero
@@ -200,10 +236,7 @@ def _pixelwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
             cuda.syncthreads()
             # 2. Along x.
             for idx in range(tid, N_HX, NT):
-                rz = idx // (RY * TX)
-                rem = idx - rz * (RY * TX)
-                ry = rem // TX
-                rx = rem - ry * TX
+                rz, ry, rx = _unravel(idx, RY, TX)
                 base = (rz * RY + ry) * RX + rx
                 total = zero
                 for k in range(S):
@@ -212,10 +245,7 @@ def _pixelwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
             cuda.syncthreads()
             # 3. Along y.
             for idx in range(tid, N_HY, NT):
-                rz = idx // (TY * TX)
-                rem = idx - rz * (TY * TX)
-                ry = rem // TX
-                rx = rem - ry * TX
+                rz, ry, rx = _unravel(idx, TY, TX)
                 base = (rz * RY + ry) * TX + rx
                 total = zero
                 for k in range(S):
@@ -229,10 +259,7 @@ def _pixelwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
                 d2 = zero
                 for k in range(SZ):
                     d2 += wz[k] * hy[((tz + k) * TY + ty) * TX + tx]
-                excess = max(d2 * norm - two_sigma2, zero) * inv_h2
-                w = zero
-                if excess <= np.float32(_EXP_CUTOFF):
-                    w = math.exp(-excess)
+                w = _weight(d2, norm, two_sigma2, inv_h2)
                 den += w
                 mx = max(mx, w)
                 if not STATS:
@@ -314,10 +341,7 @@ def _patchwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
             if not is_centre:
                 # 1. Squared differences over every patch of the region.
                 for idx in range(tid, N_A, NT):
-                    rz = idx // (DY * DX)
-                    rem = idx - rz * (DY * DX)
-                    ry = rem // DX
-                    rx = rem - ry * DX
+                    rz, ry, rx = _unravel(idx, DY, DX)
                     pz, py, px = cz0 + rz, cy0 + ry, cx0 + rx
                     qz, qy, qx = pz + sz, py + sy, px + sx
                     total = zero
@@ -335,35 +359,14 @@ def _patchwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
                     buf_a[idx] = total
                 cuda.syncthreads()
                 # 2. Box sums along x.
-                for idx in range(tid, N_B, NT):
-                    rz = idx // (DY * WX)
-                    rem = idx - rz * (DY * WX)
-                    ry = rem // WX
-                    rx = rem - ry * WX
-                    base = (rz * DY + ry) * DX + rx
-                    total = zero
-                    for k in range(S):
-                        total += buf_a[base + k]
-                    buf_b[idx] = total
+                _box_sums(buf_a, buf_b, N_B, tid, NT, DY, WX, DY, DX, 1, S)
                 cuda.syncthreads()
                 # 3. Along y (over the differences, no longer needed).
-                for idx in range(tid, N_HY, NT):
-                    rz = idx // (WY * WX)
-                    rem = idx - rz * (WY * WX)
-                    ry = rem // WX
-                    rx = rem - ry * WX
-                    base = (rz * DY + ry) * WX + rx
-                    total = zero
-                    for k in range(S):
-                        total += buf_b[base + k * WX]
-                    buf_a[idx] = total
+                _box_sums(buf_b, buf_a, N_HY, tid, NT, WY, WX, DY, WX, WX, S)
                 cuda.syncthreads()
             # 4. Normalised weight of every centre of the region (0 outside).
             for idx in range(tid, N_W, NT):
-                rz = idx // (WY * WX)
-                rem = idx - rz * (WY * WX)
-                ry = rem // WX
-                rx = rem - ry * WX
+                rz, ry, rx = _unravel(idx, WY, WX)
                 iz, iy, ix = cz0 + rz, cy0 + ry, cx0 + rx
                 w = zero
                 if (
@@ -380,34 +383,14 @@ def _patchwise_kernel(tile, f: int, fz: int, n_guide: int, n_values: int):
                         d2 = zero
                         for k in range(SZ):
                             d2 += buf_a[((rz + k) * WY + ry) * WX + rx]
-                        excess = max(d2 * norm - two_sigma2, zero) * inv_h2
-                        if excess <= np.float32(_EXP_CUTOFF):
-                            w = math.exp(-excess) / normaliser[iz, iy, ix]
+                        w = _weight(d2, norm, two_sigma2, inv_h2) / normaliser[iz, iy, ix]
                 buf_w[idx] = w
             cuda.syncthreads()
             # 5. Box sums of the weights over the patch: along x ...
-            for idx in range(tid, N_BX, NT):
-                rz = idx // (WY * TX)
-                rem = idx - rz * (WY * TX)
-                ry = rem // TX
-                rx = rem - ry * TX
-                base = (rz * WY + ry) * WX + rx
-                total = zero
-                for k in range(S):
-                    total += buf_w[base + k]
-                buf_b[idx] = total
+            _box_sums(buf_w, buf_b, N_BX, tid, NT, WY, TX, WY, WX, 1, S)
             cuda.syncthreads()
             # 6. ... along y ...
-            for idx in range(tid, N_C, NT):
-                rz = idx // (TY * TX)
-                rem = idx - rz * (TY * TX)
-                ry = rem // TX
-                rx = rem - ry * TX
-                base = (rz * WY + ry) * TX + rx
-                total = zero
-                for k in range(S):
-                    total += buf_b[base + k * TX]
-                buf_c[idx] = total
+            _box_sums(buf_b, buf_c, N_C, tid, NT, TY, TX, WY, TX, TX, S)
             cuda.syncthreads()
             # 7. ... along z, and the pixel's share of P(p + t). (buf_c is
             #    next written after four more barriers.)
@@ -480,10 +463,7 @@ def nlm_pass(values, guide, params, volume: bool, sigma, h, *, tile=None) -> np.
             )
     two_sigma2, inv_h2 = weight_constants(sigma, h)
     kind = "gaussian" if params.method == "exact" else "uniform"
-    if kind == "uniform":
-        norm = np.float32(1.0 / (n_guide * (2 * fz + 1) * s * s))
-    else:
-        norm = np.float32(1.0 / n_guide)
+    norm = kernels.distance_norm(kind, n_guide, s, fz)
 
     d_guide = cuda.to_device(np.ascontiguousarray(guide, np.float32))
     d_values = d_guide if values is guide else cuda.to_device(np.ascontiguousarray(values))

@@ -486,31 +486,7 @@ def denoise(
     >>> out.shape, out.dtype, params.method
     ((64, 64), dtype('float64'), 'fast')
     """
-    if _is_dask_array(image):
-        # Images larger than memory: the same parameters, denoised chunk by
-        # chunk (nlmeans.bigdata; needs the "dask" extra).
-        from .bigdata import denoise_dask
-
-        if device == "cuda":
-            # The CUDA kernels take whole images; "auto" runs Dask chunks on the CPU.
-            raise ValueError("device='cuda' does not take Dask arrays yet: use device='cpu'")
-        return denoise_dask(
-            image,
-            h=h,
-            sigma=sigma,
-            patch_size=patch_size,
-            patch_distance=patch_distance,
-            method=method,
-            channel_axis=channel_axis,
-            color_space=color_space,
-            h_chroma=h_chroma,
-            noise=noise,
-            threads=threads,
-            return_params=return_params,
-        )
-    image = _check_image(image)
-    params = resolve_parameters(
-        image,
+    options = dict(
         h=h,
         sigma=sigma,
         patch_size=patch_size,
@@ -521,6 +497,17 @@ def denoise(
         h_chroma=h_chroma,
         noise=noise,
     )
+    if _is_dask_array(image):
+        # Images larger than memory: the same parameters, denoised chunk by
+        # chunk (nlmeans.bigdata; needs the "dask" extra).
+        from .bigdata import denoise_dask
+
+        if device == "cuda":
+            # The CUDA kernels take whole images; "auto" runs Dask chunks on the CPU.
+            raise ValueError("device='cuda' does not take Dask arrays yet: use device='cpu'")
+        return denoise_dask(image, **options, threads=threads, return_params=return_params)
+    image = _check_image(image)
+    params = resolve_parameters(image, **options)
     n_threads = check_threads(threads)
     axis = _check_channel_axis(image, channel_axis)
     from .device import resolve_device
@@ -594,6 +581,43 @@ def _from_kernel_layout(result: np.ndarray, shape, axis: int | None) -> np.ndarr
     return np.moveaxis(result.reshape((shape[axis],) + spatial), 0, axis)
 
 
+def _kernel_correction(data, params, n_threads: int, h, scale, one_pass):
+    """The correction of ``data`` (kernel layout) in ``params.color_space``, on ``n_threads``.
+
+    ``one_pass(values, guide, h)`` gives the correction of ``values`` with
+    weights from the patches of ``guide``; ``h`` is on the kernels' scale and
+    ``params.h_chroma / scale`` is the chrominance's. Shared by whole images
+    and by :mod:`nlmeans._sequence`'s blocks of frames.
+    """
+    import numba
+
+    with _threads_lock:
+        previous = numba.get_num_threads()
+        numba.set_num_threads(n_threads)
+        try:
+            if params.color_space == "opponent":
+                # Luminance/chrominance (colour BM3D, OpenCV's coloured NLM).
+                # The luminance is weighted by luminance patches alone, where
+                # the signal is strongest and the chrominance adds only noise
+                # to the distance. The chrominance is weighted by whole-colour
+                # patches (isoluminant edges stay) with its own, stronger h:
+                # it holds little detail. Measured on CBSD432 against
+                # luminance weights for both: +0.04 to +0.11 dB.
+                opponent = np.ascontiguousarray(
+                    np.tensordot(OPPONENT.astype(np.float32), data, axes=1)
+                )
+                luma = np.ascontiguousarray(opponent[:1])
+                chroma = np.ascontiguousarray(opponent[1:])
+                fix_luma = one_pass(luma, luma, h)
+                fix_chroma = one_pass(chroma, opponent, params.h_chroma / scale)
+                return np.tensordot(
+                    OPPONENT.T, np.concatenate([fix_luma, fix_chroma]).astype(np.float64), axes=1
+                )
+            return one_pass(data, data, h)
+        finally:
+            numba.set_num_threads(previous)
+
+
 def _denoise_classical(
     image, axis, params: NLMeansParameters, n_threads: int, *, bounds=None, window=None
 ):
@@ -625,37 +649,14 @@ def _denoise_classical(
             return gpu_pass(values, guide, params, volume, sigma, h)
     else:
         nlm_pass = _nlm_pass
-    with _threads_lock:
-        import numba
-
-        previous = numba.get_num_threads()
-        numba.set_num_threads(n_threads)
-        try:
-            if params.color_space == "opponent":
-                # Luminance/chrominance (colour BM3D, OpenCV's coloured NLM).
-                # The luminance is weighted by luminance patches alone, where
-                # the signal is strongest and the chrominance adds only noise
-                # to the distance. The chrominance is weighted by whole-colour
-                # patches (isoluminant edges stay) with its own, stronger h:
-                # it holds little detail. Measured on CBSD432 against
-                # luminance weights for both: +0.04 to +0.11 dB.
-                opponent = np.ascontiguousarray(
-                    np.tensordot(OPPONENT.astype(np.float32), data, axes=1)
-                )
-                luma = np.ascontiguousarray(opponent[:1])
-                chroma = np.ascontiguousarray(opponent[1:])
-                fix_luma = nlm_pass(luma, luma, params, volume, sigma, h, window)
-                fix_chroma = nlm_pass(
-                    chroma, opponent, params, volume, sigma, params.h_chroma / scale, window
-                )
-                correction = np.tensordot(
-                    OPPONENT.T, np.concatenate([fix_luma, fix_chroma]).astype(np.float64), axes=1
-                )
-            else:
-                correction = nlm_pass(data, data, params, volume, sigma, h, window)
-        finally:
-            numba.set_num_threads(previous)
-
+    correction = _kernel_correction(
+        data,
+        params,
+        n_threads,
+        h,
+        scale,
+        lambda values, guide, h: nlm_pass(values, guide, params, volume, sigma, h, window),
+    )
     correction = _from_kernel_layout(correction.astype(np.float64), floats.shape, axis)
     return from_unit_float(floats + correction * scale, image.dtype)
 
@@ -686,10 +687,7 @@ def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h, 
     kind = "gaussian" if params.method == "exact" else "uniform"
     weights_y = kernels.patch_weights(s, kind)
     weights_z = kernels.patch_weights(2 * fz + 1, kind)
-    if kind == "uniform":
-        norm = np.float32(1.0 / (n_channels * (2 * fz + 1) * s * s))
-    else:
-        norm = np.float32(1.0 / n_channels)
+    norm = kernels.distance_norm(kind, n_channels, s, fz)
 
     numerator = np.zeros_like(values)
     denominator = np.zeros(values.shape[1:], np.float32)

@@ -28,12 +28,11 @@ from ._checks import (
 )
 from ._denoise import (
     _MIN_AUTO_SIGMA,
-    OPPONENT,
     _check_color_space,
+    _kernel_correction,
     _parameter_table,
     _patch_coverage,
     _table_row,
-    _threads_lock,
     estimate_sigma,
 )
 from .io import from_unit_float, to_unit_float
@@ -491,28 +490,14 @@ def _denoise_block(block, out_lo, out_hi, params: SequenceParameters, scale, n_t
     """Corrections ``(C, out_hi - out_lo, Y, X)`` (float32) of the block's output frames."""
     data = np.ascontiguousarray(np.stack([f.data for f in block], axis=1))  # (C, Z, Y, X)
     sigma, h = params.sigma / scale[1], params.h / scale[1]
-    import numba
-
-    with _threads_lock:
-        previous = numba.get_num_threads()
-        numba.set_num_threads(n_threads)
-        try:
-            if params.color_space == "opponent":
-                opponent = np.ascontiguousarray(
-                    np.tensordot(OPPONENT.astype(np.float32), data, axes=1)
-                )
-                luma = np.ascontiguousarray(opponent[:1])
-                chroma = np.ascontiguousarray(opponent[1:])
-                fix_luma = _pass(luma, luma, params, out_lo, out_hi, sigma, h)
-                fix_chroma = _pass(
-                    chroma, opponent, params, out_lo, out_hi, sigma, params.h_chroma / scale[1]
-                )
-                return np.tensordot(
-                    OPPONENT.T, np.concatenate([fix_luma, fix_chroma]).astype(np.float64), axes=1
-                )
-            return _pass(data, data, params, out_lo, out_hi, sigma, h)
-        finally:
-            numba.set_num_threads(previous)
+    return _kernel_correction(
+        data,
+        params,
+        n_threads,
+        h,
+        scale[1],
+        lambda values, guide, h: _pass(values, guide, params, out_lo, out_hi, sigma, h),
+    )
 
 
 def _pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigma, h):
@@ -531,11 +516,7 @@ def _pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigma, h):
     two_sigma2, inv_h2 = kernels.weight_constants(sigma, h)
     kind = "gaussian" if params.method == "exact" else "uniform"
     weights = kernels.patch_weights(s, kind)
-    norm = (
-        np.float32(1.0 / (n_channels * s * s))
-        if kind == "uniform"
-        else np.float32(1.0 / n_channels)
-    )
+    norm = kernels.distance_norm(kind, n_channels, s)
     numerator = np.zeros((values.shape[0], n_out, n_y, n_x), np.float32)
     denominator = np.zeros((n_out, n_y, n_x), np.float32)
     track_max = params.method == "patchwise"

@@ -22,7 +22,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernels import _JIT, STRIP_ROWS, _shift_distances, exp_neg
+from .kernels import (
+    _JIT,
+    STRIP_ROWS,
+    _box_sum_2d,
+    _normalised_weight_row,
+    _reduce_strips_row,
+    _shift_distances,
+    exp_neg,
+)
 
 __all__ = ["frames_accumulate", "frames_patchwise_aggregate"]
 
@@ -167,22 +175,16 @@ def frames_accumulate(
 
     # Deterministic reduction, strips in order (as pixelwise_accumulate).
     for row in prange(n_y):
-        last = row // STRIP_ROWS
-        for k in range(last + 1):
-            offset = row - k * STRIP_ROWS
-            if offset >= halo:
-                continue
-            for zi in range(n_out):
-                for c in range(n_channels):
-                    for x in range(n_x):
-                        numerator[c, zi, row, x] += num_private[k, c, zi, offset, x]
-                for x in range(n_x):
-                    denominator[zi, row, x] += den_private[k, zi, offset, x]
-                if track_max:
-                    for x in range(n_x):
-                        max_weight[zi, row, x] = max(
-                            max_weight[zi, row, x], max_private[k, zi, offset, x]
-                        )
+        _reduce_strips_row(
+            row,
+            num_private,
+            den_private,
+            max_private,
+            numerator,
+            denominator,
+            max_weight,
+            track_max,
+        )
 
 
 @njit(parallel=True, **_JIT)
@@ -274,37 +276,20 @@ def frames_patchwise_aggregate(
                     zo = z - out_lo
                     for y in range(ylo, yhi):
                         r = y - (y0 - f)
-                        wrow = wbuf[zo, r, xlo + f : xhi + f]
-                        nrow = normaliser[zo, y, xlo:xhi]
-                        if s < shifts.shape[0]:
-                            drow = dist[z, y - ylo, :n]
-                            for k in range(n):
-                                excess = max(drow[k] - two_sigma2, np.float32(0.0))
-                                wrow[k] = exp_neg(excess * inv_h2) / nrow[k]
-                        else:
-                            crow = centre_weight[zo, y, xlo:xhi]
-                            for k in range(n):
-                                wrow[k] = crow[k] / nrow[k]
+                        _normalised_weight_row(
+                            wbuf[zo, r, xlo + f : xhi + f],
+                            dist[z, y - ylo, :n],
+                            centre_weight[zo, y, xlo:xhi],
+                            normaliser[zo, y, xlo:xhi],
+                            s == shifts.shape[0],
+                            two_sigma2,
+                            inv_h2,
+                        )
             else:
                 continue
             # Box sum of the normalised weights over the 2-D patch: x, then y.
             for zo in range(zlo - out_lo, zhi - out_lo):
-                for r in range(rows):
-                    dst = box_x[zo, r]
-                    for x in range(n_x):
-                        dst[x] = 0.0
-                    for k in range(size):
-                        src = wbuf[zo, r, k : k + n_x]
-                        for x in range(n_x):
-                            dst[x] += src[x]
-                for r in range(y1 - y0):
-                    dst = box_xy[zo, r]
-                    for x in range(n_x):
-                        dst[x] = 0.0
-                    for k in range(size):
-                        src = box_x[zo, r + k]
-                        for x in range(n_x):
-                            dst[x] += src[x]
+                _box_sum_2d(wbuf[zo], box_x[zo], box_xy[zo], size, y1 - y0)
             py_lo = max(y0, -f - sy)
             py_hi = min(y1, n_y + f - sy)
             px_lo = max(0, -f - sx)

@@ -134,6 +134,19 @@ def weight_constants(sigma: float, h: float) -> tuple[np.float32, np.float32]:
     return np.float32(min(two_sigma2, big)), np.float32(min(inv_h2, big))
 
 
+def distance_norm(kind: str, n_channels: int, patch_size: int, fz: int = 0) -> np.float32:
+    """The ``norm`` that makes the kernels' weighted sums of squares ``d2``.
+
+    ``kind`` as :func:`patch_weights`: uniform weights are all ones, so the
+    sum is divided by the patch's pixel count and the channel count; Gaussian
+    weights already sum to 1, so only by the channel count. ``fz`` is the
+    patch's half depth (0 for 2-D patches).
+    """
+    if kind == "uniform":
+        return np.float32(1.0 / (n_channels * (2 * fz + 1) * patch_size * patch_size))
+    return np.float32(1.0 / n_channels)
+
+
 @njit(inline="always", **_JIT)
 def exp_neg(x):
     """``exp(-x)`` for ``0 <= x`` in float32.
@@ -272,6 +285,79 @@ def _shift_distances(
                     out_row[k] += wz * src_row[k]
 
 
+@njit(inline="always", **_JIT)
+def _reduce_strips_row(
+    row, num_private, den_private, max_private, numerator, denominator, max_weight, track_max
+):
+    """Add the private sums of the strips that hold image row ``row``, strips in order.
+
+    ``num_private`` is ``(strips, C, Z, halo, X)``, ``den_private`` and
+    ``max_private`` ``(strips, Z, halo, X)``: strip ``k`` holds rows ``[k *
+    STRIP_ROWS, k * STRIP_ROWS + halo)``. The outputs are ``(C, Z, Y, X)`` and
+    ``(Z, Y, X)``. Called once per row of a ``prange``; the order of the sums
+    does not depend on the thread count.
+    """
+    n_channels = num_private.shape[1]
+    n_z = num_private.shape[2]
+    halo = num_private.shape[3]
+    n_x = num_private.shape[4]
+    last = row // STRIP_ROWS
+    for k in range(last + 1):
+        offset = row - k * STRIP_ROWS
+        if offset >= halo:
+            continue
+        for zi in range(n_z):
+            for c in range(n_channels):
+                for x in range(n_x):
+                    numerator[c, zi, row, x] += num_private[k, c, zi, offset, x]
+            for x in range(n_x):
+                denominator[zi, row, x] += den_private[k, zi, offset, x]
+            if track_max:
+                for x in range(n_x):
+                    max_weight[zi, row, x] = max(
+                        max_weight[zi, row, x], max_private[k, zi, offset, x]
+                    )
+
+
+@njit(inline="always", **_JIT)
+def _normalised_weight_row(wrow, drow, crow, nrow, centre, two_sigma2, inv_h2):
+    """``wrow = w / nrow`` from the distances ``drow``, or ``crow / nrow`` for the centre."""
+    n = wrow.shape[0]
+    if not centre:
+        for k in range(n):
+            excess = max(drow[k] - two_sigma2, np.float32(0.0))
+            wrow[k] = exp_neg(excess * inv_h2) / nrow[k]
+    else:
+        for k in range(n):
+            wrow[k] = crow[k] / nrow[k]
+
+
+@njit(inline="always", **_JIT)
+def _box_sum_2d(wbuf, box_x, box_xy, size, n_rows):
+    """Sum ``wbuf`` (``(rows, X + size - 1)``) over ``size x size`` boxes: x, then y.
+
+    ``box_x`` (``(rows, X)``) receives the sums along x; the first ``n_rows``
+    rows of ``box_xy`` the sums of ``size`` rows of ``box_x``.
+    """
+    rows, n_x = box_x.shape
+    for r in range(rows):
+        dst = box_x[r]
+        for x in range(n_x):
+            dst[x] = 0.0
+        for k in range(size):
+            src = wbuf[r, k : k + n_x]
+            for x in range(n_x):
+                dst[x] += src[x]
+    for r in range(n_rows):
+        dst = box_xy[r]
+        for x in range(n_x):
+            dst[x] = 0.0
+        for k in range(size):
+            src = box_x[r + k]
+            for x in range(n_x):
+                dst[x] += src[x]
+
+
 @njit(parallel=True, **_JIT)
 def pixelwise_accumulate(
     image,
@@ -391,22 +477,16 @@ def pixelwise_accumulate(
 
     # Deterministic reduction: every output row adds its strips in order.
     for row in prange(n_y):
-        last = row // STRIP_ROWS
-        for k in range(last + 1):
-            offset = row - k * STRIP_ROWS
-            if offset >= halo:
-                continue
-            for zi in range(n_z):
-                for c in range(n_channels):
-                    for x in range(n_x):
-                        numerator[c, zi, row, x] += num_private[k, c, zi, offset, x]
-                for x in range(n_x):
-                    denominator[zi, row, x] += den_private[k, zi, offset, x]
-                if track_max:
-                    for x in range(n_x):
-                        max_weight[zi, row, x] = max(
-                            max_weight[zi, row, x], max_private[k, zi, offset, x]
-                        )
+        _reduce_strips_row(
+            row,
+            num_private,
+            den_private,
+            max_private,
+            numerator,
+            denominator,
+            max_weight,
+            track_max,
+        )
 
 
 @njit(parallel=True, **_JIT)
@@ -509,37 +589,20 @@ def patchwise_aggregate(
                 for z in range(zlo, zhi):
                     for y in range(ylo, yhi):
                         r = y - (y0 - f)
-                        wrow = wbuf[z + fz, r, xlo + f : xhi + f]
-                        nrow = normaliser[z, y, xlo:xhi]
-                        if s < shifts.shape[0]:
-                            drow = dist[z, y - ylo, :n]
-                            for k in range(n):
-                                excess = max(drow[k] - two_sigma2, np.float32(0.0))
-                                wrow[k] = exp_neg(excess * inv_h2) / nrow[k]
-                        else:
-                            crow = centre_weight[z, y, xlo:xhi]
-                            for k in range(n):
-                                wrow[k] = crow[k] / nrow[k]
+                        _normalised_weight_row(
+                            wbuf[z + fz, r, xlo + f : xhi + f],
+                            dist[z, y - ylo, :n],
+                            centre_weight[z, y, xlo:xhi],
+                            normaliser[z, y, xlo:xhi],
+                            s == shifts.shape[0],
+                            two_sigma2,
+                            inv_h2,
+                        )
             else:
                 continue
             # Box sum of the normalised weights over the patch: x, then y, then z.
             for zz in range(n_z + 2 * fz):
-                for r in range(rows):
-                    dst = box_x[zz, r]
-                    for x in range(n_x):
-                        dst[x] = 0.0
-                    for k in range(size):
-                        src = wbuf[zz, r, k : k + n_x]
-                        for x in range(n_x):
-                            dst[x] += src[x]
-                for r in range(y1 - y0):
-                    dst = box_xy[zz, r]
-                    for x in range(n_x):
-                        dst[x] = 0.0
-                    for k in range(size):
-                        src = box_x[zz, r + k]
-                        for x in range(n_x):
-                            dst[x] += src[x]
+                _box_sum_2d(wbuf[zz], box_x[zz], box_xy[zz], size, y1 - y0)
             # Only pixels p whose p + t lies inside the padded image can have
             # a non-zero box weight; the others would read outside P.
             pz_lo = max(0, -fz - sz)

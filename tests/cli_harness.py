@@ -211,16 +211,6 @@ def _huge_jpeg(tmp: Path) -> Path:
     return path
 
 
-class _Evil:
-    """Unpickling this creates a marker file, i.e. runs code."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (Path(self.marker),))
-
-
 def _torch_or_skip():
     return pytest.importorskip("torch")
 
@@ -234,8 +224,9 @@ def _tiny_config():
 def _checkpoint_files(tmp: Path) -> dict[str, Path]:
     """Files that are not our checkpoints (and one that is, but holds weights only)."""
     torch = _torch_or_skip()
+    from neural_helpers import Evil, save_evil_checkpoint
+
     import nlmeans.neural as nn_
-    from nlmeans.neural import checkpoint as ckpt_mod
 
     torch.manual_seed(0)
     model = nn_.NonLocalDenoiser(_tiny_config())
@@ -248,17 +239,8 @@ def _checkpoint_files(tmp: Path) -> dict[str, Path]:
         "weights": tmp / "weights.safetensors",
         "folder": tmp / "folder.pt",
     }
-    torch.save(
-        {
-            "format": ckpt_mod.CHECKPOINT_FORMAT,
-            "format_version": 1,
-            "config": model.config.to_dict(),
-            "model": model.state_dict(),
-            "payload": _Evil(str(marker)),
-        },
-        files["evil"],
-    )
-    files["pickle"].write_bytes(pickle.dumps(_Evil(str(marker))))
+    save_evil_checkpoint(model, files["evil"], marker)
+    files["pickle"].write_bytes(pickle.dumps(Evil(str(marker))))
     torch.save({"state_dict": {"w": torch.zeros(3)}}, files["foreign"])
     files["empty"].write_bytes(b"")
     nn_.save_weights(files["weights"], model)

@@ -24,3 +24,13 @@ def rng():
 def sample_images() -> Path:
     """The folder of the bundled sample images."""
     return SAMPLE_IMAGES
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test, restored afterwards (network tests)."""
+    torch = pytest.importorskip("torch")
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -11,6 +11,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from neural_helpers import activate  # noqa: E402
+
 import nlmeans  # noqa: E402
 import nlmeans.neural as nn_  # noqa: E402
 from nlmeans.neural import inference as inf_mod  # noqa: E402
@@ -18,31 +20,15 @@ from nlmeans.neural import training as train_mod  # noqa: E402
 from nlmeans.neural.model import DenoiserConfig, NonLocalDenoiser  # noqa: E402
 from nlmeans.noise import NoiseModel  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY_COLOR = DenoiserConfig(in_channels=3, noise_level_input=True, channels=8, depth=4, window=2)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def _activate(model: NonLocalDenoiser, seed: int = 0) -> NonLocalDenoiser:
-    """Make the zero-initialised blocks and the small tail non-trivial."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "w_z.1" in name or name.startswith("tail"):
-                p.copy_(0.3 * torch.randn(p.shape, generator=g))
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
 def color_model():
     torch.manual_seed(0)
-    return _activate(NonLocalDenoiser(TINY_COLOR))
+    return activate(NonLocalDenoiser(TINY_COLOR))
 
 
 def _colour_image(seed: int, h: int = 30, w: int = 34) -> np.ndarray:

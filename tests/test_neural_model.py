@@ -11,30 +11,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from neural_helpers import Evil, activate, save_evil_checkpoint  # noqa: E402
+
 import nlmeans.neural as nn_  # noqa: E402
 from nlmeans.neural import checkpoint as ckpt_mod  # noqa: E402
 from nlmeans.neural import inference as inf_mod  # noqa: E402
 from nlmeans.neural.model import BLOCK_MODES, DenoiserConfig, NonLocalDenoiser  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 MODES = [m for m in BLOCK_MODES if m != "none"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def _activate(model: NonLocalDenoiser, seed: int = 0) -> NonLocalDenoiser:
-    """Make the zero-initialised blocks and the small tail non-trivial."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "w_z.1" in name or name.startswith("tail"):
-                p.copy_(0.3 * torch.randn(p.shape, generator=g))
-    return model.eval()
 
 
 def _small(**kw) -> DenoiserConfig:
@@ -55,7 +41,7 @@ def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("shape", [(1, 1, 16, 16), (2, 1, 17, 23), (1, 1, 1, 5), (3, 1, 40, 40)])
 def test_output_shape_any_size(shape):
-    model = _activate(NonLocalDenoiser(_small()))
+    model = activate(NonLocalDenoiser(_small()))
     x = torch.rand(shape)
     with torch.no_grad():
         y = model(x)
@@ -64,7 +50,7 @@ def test_output_shape_any_size(shape):
 
 
 def test_residual_form():
-    model = _activate(NonLocalDenoiser(_small()))
+    model = activate(NonLocalDenoiser(_small()))
     x = torch.rand(2, 1, 24, 20)
     with torch.no_grad():
         noise = model.predict_noise(x)
@@ -162,7 +148,7 @@ def test_body_variants(residual, norm):
 
 
 def test_non_blind_variant_uses_sigma():
-    model = _activate(NonLocalDenoiser(_small(noise_level_input=True)))
+    model = activate(NonLocalDenoiser(_small(noise_level_input=True)))
     assert not model.blind
     x = torch.rand(1, 1, 16, 16)
     with torch.no_grad():
@@ -174,7 +160,7 @@ def test_non_blind_variant_uses_sigma():
 
 def test_receptive_radius_is_an_upper_bound():
     cfg = _small(depth=5, window=2, blocks=1)
-    model = _activate(NonLocalDenoiser(cfg))
+    model = activate(NonLocalDenoiser(cfg))
     r = cfg.receptive_radius
     x = torch.rand(1, 1, 64, 64)
     x2 = x.clone()
@@ -192,7 +178,7 @@ def test_receptive_radius_is_an_upper_bound():
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["embedded_gaussian", "concatenation", "none"])
 def test_tiling_is_seamless(mode):
-    model = _activate(NonLocalDenoiser(_small(mode=mode, depth=6, window=3)))
+    model = activate(NonLocalDenoiser(_small(mode=mode, depth=6, window=3)))
     img = _image(97, 83)
     whole = inf_mod.denoise_array(model, img, tile_size=None)
     tiled = inf_mod.denoise_array(model, img, tile_size=16)
@@ -204,7 +190,7 @@ def test_tiling_is_seamless(mode):
 
 
 def test_denoise_gray_colour_and_channel_axis(tmp_path):
-    model = _activate(NonLocalDenoiser(_small()))
+    model = activate(NonLocalDenoiser(_small()))
     path = nn_.save_weights(tmp_path / "w.safetensors", model)
     gray = _image(30, 26)
     out = nn_.denoise(gray, weights=path, tile_size=None)
@@ -225,7 +211,7 @@ def test_denoise_gray_colour_and_channel_axis(tmp_path):
 
 
 def test_blind_model_reports_sigma_only(tmp_path):
-    model = _activate(NonLocalDenoiser(_small()))
+    model = activate(NonLocalDenoiser(_small()))
     img = _image(40, 40)
     a = nn_.denoise(img, sigma=0.02, weights=model)
     b, info = nn_.denoise(img, sigma=0.2, weights=model, return_info=True)
@@ -287,7 +273,7 @@ def test_cuda_unavailable_is_clear_error():
 # ---------------------------------------------------------------------------
 def test_safetensors_round_trip_rebuilds_network(tmp_path):
     cfg = _small(mode="dot_product", blocks=2, depth=7)
-    model = _activate(NonLocalDenoiser(cfg))
+    model = activate(NonLocalDenoiser(cfg))
     path = nn_.save_weights(tmp_path / "m.safetensors", model, {"note": "test"})
     loaded = nn_.load_model(path)
     assert loaded.config == cfg and not loaded.training
@@ -299,7 +285,7 @@ def test_safetensors_round_trip_rebuilds_network(tmp_path):
 
 
 def test_checkpoint_round_trip_and_export(tmp_path):
-    model = _activate(NonLocalDenoiser(_small()))
+    model = activate(NonLocalDenoiser(_small()))
     ck = nn_.save_checkpoint(
         tmp_path / "c.pt",
         {
@@ -326,30 +312,11 @@ def test_checkpoint_round_trip_and_export(tmp_path):
         torch.testing.assert_close(nn_.load_model(ck)(x), model(x), rtol=0, atol=0)
 
 
-class _Evil:
-    """Unpickling this would create a marker file (i.e. run code)."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (Path(self.marker),))
-
-
 def test_refuses_pickled_code_in_torch_file(tmp_path):
     marker = tmp_path / "PWNED"
     bad = tmp_path / "evil.pt"
     model = NonLocalDenoiser(_small())
-    torch.save(
-        {
-            "format": ckpt_mod.CHECKPOINT_FORMAT,
-            "format_version": 1,
-            "config": model.config.to_dict(),
-            "model": model.state_dict(),
-            "payload": _Evil(str(marker)),
-        },
-        bad,
-    )
+    save_evil_checkpoint(model, bad, marker)
     with pytest.raises(ValueError, match="evil.pt"):
         nn_.load_checkpoint(bad)
     with pytest.raises(ValueError, match="evil.pt"):
@@ -363,7 +330,7 @@ def test_refuses_pickled_code_in_torch_file(tmp_path):
 def test_refuses_raw_pickle_with_code(tmp_path):
     marker = tmp_path / "PWNED"
     bad = tmp_path / "evil.pkl"
-    bad.write_bytes(pickle.dumps(_Evil(str(marker))))
+    bad.write_bytes(pickle.dumps(Evil(str(marker))))
     with pytest.raises(ValueError, match="evil.pkl"):
         nn_.load_checkpoint(bad)
     assert not marker.exists()
