@@ -150,7 +150,7 @@ def run(
     try:
         console.print(
             f"{src} ({bigio.describe_axes(image)}; chunks of {side} px): "
-            f"{describe(params, SimpleNamespace(max_value=_max_value(image.array.dtype)))}",
+            f"{describe(params, SimpleNamespace(max_value=max_value(image.array.dtype)))}",
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -203,7 +203,7 @@ def run(
                 cluster.close()
 
 
-def _max_value(dtype) -> float:
+def max_value(dtype) -> float:
     import numpy as np
 
     dtype = np.dtype(dtype)

@@ -96,14 +96,14 @@ def denoise_sequences(
 
 def _denoise_one(src, output, out_dir, options, lossless, threads, force, console) -> Path:
     import nlmeans
-    from nlmeans.io import _max_value
-    from nlmeans.video import SequenceWriter, open_sequence
+    from nlmeans.io import max_value
+    from nlmeans.video import ESTIMATE_FRAMES, SequenceWriter, open_sequence
 
     source = open_sequence(src)
     dst = _output_for(src, output, out_dir, lossless)
     axis = -1 if source.is_color else None
     frames = source.frames()
-    first = list(itertools.islice(frames, nlmeans._sequence.ESTIMATE_FRAMES))
+    first = list(itertools.islice(frames, ESTIMATE_FRAMES))
     params = nlmeans.resolve_sequence_parameters(
         first, n_frames=source.n_frames, channel_axis=axis, **options
     )
@@ -113,7 +113,7 @@ def _denoise_one(src, output, out_dir, options, lossless, threads, force, consol
     # that cannot hold the codec) before any frame is denoised.
     with SequenceWriter(dst, like=source, lossless=lossless, force=force) as writer:
         console.print(
-            f"{src} ({source.describe()}): {_describe(params, _max_value(source.dtype))}",
+            f"{src} ({source.describe()}): {_describe(params, max_value(source.dtype))}",
             markup=False,
             highlight=False,
             soft_wrap=True,

@@ -6,7 +6,8 @@ which is the only part that imports torch, so ``import nlmeans`` stays light.
 """
 
 from ._checks import check_threads
-from ._denoise import NLMeansParameters, denoise, estimate_sigma, resolve_parameters
+from ._denoise import NLMeansParameters, estimate_sigma, resolve_parameters
+from ._front import denoise
 from ._sequence import SequenceParameters, denoise_sequence, resolve_sequence_parameters
 from .noise import NoiseModel, estimate_noise
 

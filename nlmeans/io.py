@@ -66,6 +66,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "max_value",
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "ImageFile",
@@ -182,7 +183,7 @@ class ImageFile:
     @property
     def max_value(self) -> float:
         """The value of full white: 255, 65535, or 1.0 for float samples."""
-        return _max_value(self.pixels.dtype)
+        return max_value(self.pixels.dtype)
 
     @property
     def extension_mismatch(self) -> bool:
@@ -204,7 +205,8 @@ class ImageFile:
 # --------------------------------------------------------------------------- helpers
 
 
-def _max_value(dtype: np.dtype) -> float:
+def max_value(dtype: np.dtype) -> float:
+    """The largest value of a sample type: 1.0 for floats, the integer maximum otherwise."""
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         return 1.0
@@ -234,7 +236,7 @@ def to_unit_float(pixels: np.ndarray) -> np.ndarray:
     """Integers to float64 in [0, 1] (like skimage's ``img_as_float``); floats as float64."""
     if pixels.dtype.kind == "f":
         return pixels.astype(np.float64)
-    return pixels.astype(np.float64) / _max_value(pixels.dtype)
+    return pixels.astype(np.float64) / max_value(pixels.dtype)
 
 
 def from_unit_float(values: np.ndarray, dtype) -> np.ndarray:
@@ -242,7 +244,7 @@ def from_unit_float(values: np.ndarray, dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         return np.asarray(values).astype(dtype)
-    top = _max_value(dtype)
+    top = max_value(dtype)
     return np.clip(np.rint(np.asarray(values, dtype=np.float64) * top), 0, top).astype(dtype)
 
 

@@ -36,7 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
+# How many leading frames the sequence parameters (sigma) are estimated from:
+# readers that stream a clip hold that many back before denoising.
+from ._sequence import ESTIMATE_FRAMES
+
 __all__ = [
+    "ESTIMATE_FRAMES",
     "VIDEO_SUFFIXES",
     "SequenceError",
     "SequenceSource",
