@@ -124,11 +124,15 @@ def in_memory_vs_chunked(side: int, chunk: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (checks the script)")
+    parser.add_argument("--side", type=int, help="image side (default 16384)")
+    parser.add_argument("--depth", type=int, help="volume depth (default 256)")
+    parser.add_argument("--volume-side", type=int, help="volume side (default 2048)")
     args = parser.parse_args()
     if args.quick:
         side, depth, vside, fit, chunk = 1024, 16, 256, 512, 256
     else:
         side, depth, vside, fit, chunk = 16384, 256, 2048, 4096, 2048
+    side, depth, vside = args.side or side, args.depth or depth, args.volume_side or vside
     common = ["--sigma", str(SIGMA)]
     rows = []
     with tempfile.TemporaryDirectory(prefix="nlmeans-bench-") as tmp:
@@ -180,11 +184,8 @@ def main() -> None:
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
     name = "bigdata_quick.md" if args.quick else "bigdata.md"
-    (results / name).write_text(
-        f"<!-- python benchmarks/bench_bigdata.py{' --quick' if args.quick else ''} -->\n"
-        + text
-        + "\n"
-    )
+    command = " ".join(["python benchmarks/bench_bigdata.py", *sys.argv[1:]])
+    (results / name).write_text(f"<!-- {command} -->\n" + text + "\n")
 
 
 if __name__ == "__main__":
