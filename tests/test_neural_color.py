@@ -5,6 +5,7 @@ inference with sigma, noise models and explicit maps."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -372,3 +373,25 @@ def test_one_channel_images_with_a_channel_axis_use_the_gray_model():
     img = _colour_image(8)[..., :1]
     out = nn_.denoise(img)
     np.testing.assert_array_equal(out[..., 0], nn_.denoise(img[..., 0]))
+
+
+def test_shipped_colour_model_is_in_the_package_and_beats_the_gray_model_per_channel():
+    """The colour weights ship beside the gray ones (all < 10 MB together) and
+    denoise a colour sample better than the gray model applied per channel."""
+    import imageio.v3 as iio
+
+    path = nn_.default_weights_path(3)
+    assert path.is_file(), f"shipped colour weights missing: {path}"
+    total = sum(p.stat().st_size for p in path.parent.glob("*.safetensors"))
+    assert total < 10 * 1024 * 1024
+    root = Path(__file__).resolve().parents[1] / "sample_images"
+    clean = iio.imread(root / "astronaut.png")[:128, 128:256, :3] / 255.0
+    noisy = (clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape)).astype(np.float32)
+
+    def psnr(x):
+        return 10 * np.log10(1 / np.mean((np.clip(x, 0, 1) - clean) ** 2))
+
+    colour = nn_.denoise(noisy, sigma=25 / 255)
+    gray = np.stack([nn_.denoise(noisy[..., c], sigma=25 / 255) for c in range(3)], axis=-1)
+    assert psnr(colour) > psnr(noisy) + 7
+    assert psnr(colour) > psnr(gray)
