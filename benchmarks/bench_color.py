@@ -57,6 +57,8 @@ OURS = {
     "rgb": ("nlmeans fast, color_space=rgb", dict(method="fast", color_space="rgb")),
     "neural": ("nlmeans neural", dict(method="neural")),
     "neural-true": ("nlmeans neural, true σ", dict(method="neural", true_sigma=True)),
+    # The colour weights hidden: method="neural" falls back to the gray network per channel.
+    "neural-gray": ("gray network on each channel", dict(method="neural", hide_colour=True)),
 }
 
 
@@ -138,12 +140,24 @@ def main() -> None:
         for name, options in ours.items():
             started = time.perf_counter()
             options = dict(options)
+            restore = None
             if options.pop("true_sigma", False):
                 options["sigma"] = sigma
+            if options.pop("hide_colour", False):
+                from nlmeans.neural import inference
+
+                shipped = restore = inference.default_weights_path
+                inference.default_weights_path = lambda c=1, _s=shipped: (
+                    Path("/nonexistent.safetensors") if c == 3 else _s(c)
+                )
             scores = [
                 score(c, nlmeans.denoise(n, channel_axis=-1, **options))
                 for c, n in zip(clean, noisy)
             ]
+            if restore is not None:
+                from nlmeans.neural import inference
+
+                inference.default_weights_path = restore
             rows[name] = dict(zip(("psnr", "ssim"), np.mean(scores, axis=0)))
             print(
                 f"sigma {level:g} {name}: {rows[name]} ({time.perf_counter() - started:.0f} s)",
