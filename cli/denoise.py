@@ -42,6 +42,7 @@ class Device(str, Enum):
 
 class Noise(str, Enum):
     gaussian = "gaussian"
+    white = "white"
     poisson_gaussian = "poisson-gaussian"
     auto = "auto"
 
@@ -87,6 +88,14 @@ def _neural_takes_map(params) -> bool:
     return uses_noise_level(3 if params.color_space == "rgb" else 1)
 
 
+def _how_sigma(params) -> str:
+    if not params.sigma_estimated:
+        return "given"
+    if params.correlated_noise > 0:
+        return f"estimated; correlated noise ({params.correlated_noise:.0%}), read at the 2x2 scale"
+    return "estimated"
+
+
 def _describe_params(params, image) -> str:
     top = image.max_value
     if params.noise_model is not None:
@@ -110,7 +119,7 @@ def _describe_params(params, image) -> str:
         )
     if params.method == "neural":
         scale = f" ({params.sigma * top:.2f}/{top:g})" if top != 1 else ""
-        how = "estimated" if params.sigma_estimated else "given"
+        how = _how_sigma(params)
         use = (
             "the network's noise map"
             if _neural_takes_map(params)
@@ -118,7 +127,7 @@ def _describe_params(params, image) -> str:
         )
         return f"method neural, sigma {params.sigma:.5f}{scale} ({how}; {use})"
     scale = f" = {params.sigma * top:.2f}/{top:g}" if top != 1 else ""
-    how = "estimated" if params.sigma_estimated else "given"
+    how = _how_sigma(params)
     colour = ""
     if params.color_space == "opponent":
         colour = f", opponent colour (h_chroma {params.h_chroma:.5f})"
@@ -210,7 +219,9 @@ def denoise(
         typer.Option(
             "--noise",
             case_sensitive=False,
-            help="Noise model: 'gaussian' (white, sigma), 'poisson-gaussian' (variance a*y + b, "
+            help="Noise model: 'gaussian' (sigma; estimated at a coarser scale when the noise is "
+            "spatially correlated, as in camera JPEGs), 'white' (white Gaussian: sigma from the finest "
+            "scale only), 'poisson-gaussian' (variance a*y + b, "
             "estimated per channel and stabilised by the generalized Anscombe transform), "
             "or 'auto' (Poisson-Gaussian only when the estimate finds a clear signal dependence).",
         ),
@@ -324,7 +335,11 @@ def denoise(
     from . import _video
 
     if sequence or any(_video.is_sequence_input(i, folders=False) for i in inputs):
-        if method is Method.neural or noise is not Noise.gaussian or noise_params is not None:
+        if (
+            method is Method.neural
+            or noise not in (Noise.gaussian, Noise.white)
+            or noise_params is not None
+        ):
             raise typer.BadParameter(
                 "sequences take --method fast, exact or patchwise with Gaussian noise "
                 "(the spacetime network and the Poisson-Gaussian path are for images only)"
@@ -388,7 +403,7 @@ def denoise(
         raise typer.BadParameter(
             "give either --sigma or --noise-params, not both", param_hint="--noise-params"
         )
-    if noise is not Noise.gaussian and sigma is not None:
+    if noise not in (Noise.gaussian, Noise.white) and sigma is not None:
         raise typer.BadParameter(
             f"--sigma describes white Gaussian noise; it cannot be combined with --noise {noise.value}",
             param_hint="--sigma",

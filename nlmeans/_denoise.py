@@ -29,6 +29,7 @@ from .noise import (
     generalized_anscombe,
     inverse_generalized_anscombe,
 )
+from .noise_level import estimate_noise_level
 
 logger = logging.getLogger("nlmeans")
 
@@ -67,7 +68,10 @@ class NLMeansParameters:
     Poisson-Gaussian denoising (None for Gaussian noise); ``sigma``, ``h``
     and ``h_chroma`` are then on the scale of the stabilised image (see
     :func:`denoise`). ``device`` is where :func:`denoise` ran, ``"cpu"`` or
-    ``"cuda"`` (what ``device="auto"`` chose).
+    ``"cuda"`` (what ``device="auto"`` chose). ``correlated_noise`` is
+    :attr:`nlmeans.NoiseLevel.correlated` of an estimated sigma: 0 for white
+    noise, up to 1 for spatially correlated (camera) noise, whose ``sigma``
+    was then read at the coarser scale (see :func:`estimate_noise_level`).
     """
 
     method: str
@@ -81,6 +85,7 @@ class NLMeansParameters:
     h_chroma: float | None = None
     noise_model: object | None = None
     device: str = "cpu"
+    correlated_noise: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -96,7 +101,7 @@ class NLMeansParameters:
         kwargs = {"method": self.method}
         if self.noise_model is not None:
             kwargs["noise"] = self.noise_model
-        elif self.method != "neural" or not self.sigma_estimated:
+        elif self.method != "neural" or not self.sigma_estimated or self.correlated_noise > 0:
             kwargs["sigma"] = self.sigma
         if self.method != "neural":
             kwargs.update(h=self.h, patch_size=self.patch_size, patch_distance=self.patch_distance)
@@ -189,6 +194,7 @@ def resolve_parameters(
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     space = _check_color_space(image, axis, color_space)
     automatic = []
+    correlated = 0.0
     model = _resolve_noise(image, axis, noise, sigma)
     if model is not None and model.kind == "poisson-gaussian":
         # Parameters are chosen for the stabilised image (unit noise variance,
@@ -200,8 +206,12 @@ def resolve_parameters(
     elif model is not None:  # a Gaussian NoiseModel given by the caller
         sigma_value = model.sigma
         model = None
-    elif sigma is None:
+    elif sigma is None and noise == "white":
         sigma_value = estimate_sigma(image, channel_axis=axis)
+        automatic.append("sigma")
+    elif sigma is None:
+        level = estimate_noise_level(image, channel_axis=axis)
+        sigma_value, correlated = level.sigma, level.correlated
         automatic.append("sigma")
     else:
         sigma_value = _check_real("sigma", sigma, positive=False)
@@ -228,6 +238,7 @@ def resolve_parameters(
             "gray" if axis is None else "rgb",
             None,
             model,
+            correlated_noise=correlated,
         )
     opponent = space == "opponent"
     if h_chroma is not None and not opponent:
@@ -276,15 +287,16 @@ def resolve_parameters(
         space,
         h_chroma,
         model,
+        correlated_noise=correlated,
     )
 
 
-NOISE_OPTIONS = ("gaussian", "poisson-gaussian", "auto")
+NOISE_OPTIONS = ("gaussian", "white", "poisson-gaussian", "auto")
 
 
 def _resolve_noise(image, axis, noise, sigma):
     """The :class:`NoiseModel` that ``noise`` asks for, or None for the Gaussian path."""
-    if noise is None or (isinstance(noise, str) and noise == "gaussian"):
+    if noise is None or (isinstance(noise, str) and noise in ("gaussian", "white")):
         return None
     if not isinstance(noise, NoiseModel) and not (
         isinstance(noise, str) and noise in NOISE_OPTIONS
@@ -300,6 +312,11 @@ def _resolve_noise(image, axis, noise, sigma):
     if isinstance(noise, NoiseModel):
         noise._per_channel(1 if axis is None else image.shape[axis], axis)  # channel count
         return noise
+    if noise == "auto" and estimate_noise_level(image, channel_axis=axis).correlated > 0:
+        # Spatially correlated (camera) noise: the finest-scale Poisson-Gaussian
+        # fit reads a fraction of it, so its a and b mean little; take the
+        # Gaussian path, whose sigma is read at the coarser scale.
+        return None
     model = estimate_noise(image, channel_axis=axis, model=noise)
     # "auto" that finds white noise takes exactly the Gaussian path (sigma
     # from estimate_sigma), so that white-noise results do not change; so
@@ -376,8 +393,11 @@ def denoise_array(
     elif params.noise_model is not None:
         result = _denoise_stabilised(image, axis, params, n_threads)
     elif method == "neural":
+        # The network estimates white noise itself; an estimate that found
+        # correlated noise (read at the coarser scale) is handed to it.
+        given = sigma is not None or params.correlated_noise > 0
         result = _denoise_neural(
-            image, axis, params.sigma if sigma is not None else None, n_threads, params.device
+            image, axis, params.sigma if given else None, n_threads, params.device
         )
     else:
         result = _denoise_classical(image, axis, params, n_threads)

@@ -48,7 +48,7 @@ def denoise(
         :func:`skimage.restoration.denoise_nl_means`. Automatic when None.
     sigma : float, optional
         Noise standard deviation on the image's float scale, subtracted in
-        the weights. Estimated with :func:`estimate_sigma` when None.
+        the weights. Estimated when None (see ``noise``).
     patch_size : int, optional
         Odd width of the (square or cubic) patches. Automatic when None.
     patch_distance : int, optional
@@ -75,13 +75,19 @@ def denoise(
     h_chroma : float, optional
         Filtering strength of the chrominance channels on the opponent path.
         Automatic when None: the fitted multiple of ``h``.
-    noise : {None, "gaussian", "poisson-gaussian", "auto"} or NoiseModel
-        The noise model. None or ``"gaussian"``: additive white Gaussian
-        noise of standard deviation ``sigma``. ``"poisson-gaussian"``:
+    noise : {None, "gaussian", "white", "poisson-gaussian", "auto"} or NoiseModel
+        The noise model. None or ``"gaussian"``: additive Gaussian noise of
+        standard deviation ``sigma``; an estimated ``sigma`` comes from
+        :func:`nlmeans.estimate_noise_level`, which reads spatially
+        correlated noise (demosaicked, JPEG-compressed camera photographs)
+        at a coarser scale than white noise. ``"white"``: white Gaussian
+        noise, ``sigma`` estimated at the finest scale only
+        (:func:`nlmeans.estimate_sigma`; what None did before correlated
+        noise was detected). ``"poisson-gaussian"``:
         variance ``a * y + b`` growing with the clean intensity ``y``, with
         ``a`` and ``b`` estimated per channel by
         :func:`nlmeans.noise.estimate_noise`; ``"auto"``: that estimate's
-        choice between the two. A :class:`nlmeans.noise.NoiseModel` gives the
+        choice between the two (Gaussian when the noise is correlated). A :class:`nlmeans.noise.NoiseModel` gives the
         model. Signal-dependent noise is stabilised to unit variance by the
         generalized Anscombe transform, denoised as Gaussian noise (every
         method, colour included) and mapped back by the exact unbiased

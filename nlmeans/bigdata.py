@@ -35,6 +35,7 @@ from ._denoise import (
 )
 from .io import from_unit_float, to_unit_float
 from .noise import NoiseModel, estimate_noise, generalized_anscombe, inverse_generalized_anscombe
+from .noise_level import estimate_noise_level
 
 __all__ = [
     "DEFAULT_SAMPLE_CHUNKS",
@@ -291,7 +292,13 @@ def _resolve(image, kwargs, sample_chunks):
         estimated = sigma is None
         if estimated:
             chunks = _sampled_chunks(image, axis, sample_chunks)
-            sigma = float(np.median([estimate_sigma(c, channel_axis=axis) for c in chunks]))
+            # As in memory: white noise read at the finest scale, camera
+            # (correlated) noise at the coarser one (estimate_noise_level).
+            if noise == "white":
+                estimates = [estimate_sigma(c, channel_axis=axis) for c in chunks]
+            else:
+                estimates = [estimate_noise_level(c, channel_axis=axis).sigma for c in chunks]
+            sigma = float(np.median(estimates))
             automatic = automatic or ("sigma",)
         else:
             sigma = _check_real("sigma", sigma, positive=False)

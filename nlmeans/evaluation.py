@@ -35,7 +35,7 @@ Methods (:data:`ALL_METHODS`):
     sigma``, ``sigma = sigma``. On set12 images 01-07 (sigma 15/25/50) this
     was within 0.1 dB of the best of h in {0.6, 0.7, 0.8} sigma and beat
     patch 7 / distance 10. With ``--noisy/--clean`` pairs the sigma is
-    estimated (:func:`nlmeans.estimate_sigma`).
+    estimated (:func:`nlmeans.estimate_noise_level`).
 ``opencv``
     :func:`cv2.fastNlMeansDenoising` on ``clip(round(noisy * 255), 0, 255)``
     as uint8, ``h = 0.95 * sigma`` gray levels, template 7, search window 21
@@ -334,7 +334,8 @@ def run_method(
     if sigma is None:
         import nlmeans
 
-        sigma = nlmeans.estimate_sigma(noisy, channel_axis=channel_axis)
+        # The sigma nlmeans's automatic path uses (white or correlated noise).
+        sigma = nlmeans.estimate_noise_level(noisy, channel_axis=channel_axis).sigma
     if method == "skimage-best":
         return _run_skimage_best(noisy, sigma, channel_axis)
     if method == "opencv":
@@ -588,8 +589,8 @@ def compare_paired(
     """Compare methods on given noisy images against their clean versions.
 
     The i-th noisy file goes with the i-th clean file (same count, same size).
-    No noise is added; methods that need sigma get :func:`nlmeans.estimate_sigma`
-    of the noisy image. Records carry ``sigma=None``.
+    No noise is added; methods that need sigma get
+    :func:`nlmeans.estimate_noise_level` of the noisy image (its ``sigma``). Records carry ``sigma=None``.
     """
     noisy_paths = [Path(p) for p in noisy_paths]
     clean_paths = [Path(p) for p in clean_paths]
