@@ -13,7 +13,8 @@ tile so that the generator never holds them either. Then measures:
 * 1 against 2 worker processes (``--workers``) on the 2-D image.
 
 Prints a Markdown table and writes it to ``benchmarks/results/bigdata.md``
-(``bigdata_quick.md`` with ``--quick``: tiny sizes, for checking the script).
+(``bigdata_quick.md`` with ``--quick``: tiny sizes, for checking the script),
+rewritten after every run; ``--runs`` picks a subset.
 
 Usage::
 
@@ -36,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 SIGMA = 0.02  # noise of the generated images, on the [0, 1] scale
 TARGET_GB = 1.5
+RUNS = ("fit", "local", "workers1", "workers2", "volume")
 
 
 def _tile(rng, shape, y0, x0):
@@ -127,6 +129,11 @@ def main() -> None:
     parser.add_argument("--side", type=int, help="image side (default 16384)")
     parser.add_argument("--depth", type=int, help="volume depth (default 256)")
     parser.add_argument("--volume-side", type=int, help="volume side (default 2048)")
+    parser.add_argument(
+        "--runs",
+        default=",".join(RUNS),
+        help=f"comma-separated subset of {', '.join(RUNS)} (default: all)",
+    )
     args = parser.parse_args()
     if args.quick:
         side, depth, vside, fit, chunk = 1024, 16, 256, 512, 256
@@ -134,29 +141,72 @@ def main() -> None:
         side, depth, vside, fit, chunk = 16384, 256, 2048, 4096, 2048
     side, depth, vside = args.side or side, args.depth or depth, args.volume_side or vside
     common = ["--sigma", str(SIGMA)]
-    rows = []
+    wanted = set(args.runs.split(","))
+    unknown = wanted - set(RUNS)
+    if unknown:
+        parser.error(f"--runs: unknown {', '.join(sorted(unknown))}; choose from {', '.join(RUNS)}")
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(exist_ok=True)
+    out = results / ("bigdata_quick.md" if args.quick else "bigdata.md")
+    command = " ".join(["python benchmarks/bench_bigdata.py", *sys.argv[1:]])
+    rows, notes = [], []
+
+    def write() -> None:
+        # Rewritten after every run, so that a long benchmark stopped half-way keeps its rows.
+        lines = [
+            f"<!-- {command} -->",
+            "| run | wall (s) | Mpixel/s | peak RSS of the process tree (GB) |",
+            "|---|---:|---:|---:|",
+            *[f"| {' | '.join(row)} |" for row in rows],
+            "",
+            *notes,
+            f"Targets: peak RSS < {TARGET_GB} GB; chunked within 15 % of in-memory.",
+        ]
+        out.write_text("\n".join(lines) + "\n")
+        print("\n".join(lines[1:]), flush=True)
+
+    if "fit" in wanted:
+        ratio = in_memory_vs_chunked(fit, min(chunk, fit // 2))
+        notes.append(
+            f"Fitting image {fit}² uint16, method fast, sigma {SIGMA}, one process: in-memory "
+            f"{ratio['memory_s']:.2f} s, Dask chunks of {min(chunk, fit // 2)} "
+            f"{ratio['dask_s']:.2f} s ({100 * (ratio['dask_s'] / ratio['memory_s'] - 1):+.0f} %)."
+        )
+        write()
     with tempfile.TemporaryDirectory(prefix="nlmeans-bench-") as tmp:
         tmp = Path(tmp)
         image, volume = tmp / "big.tif", tmp / "volume.zarr"
-        print(
-            f"generating {side}x{side} uint16 and {depth}x{vside}x{vside} uint16 ...",
-            file=sys.stderr,
-        )
-        make_image(image, side)
-        make_volume(volume, depth, vside)
         chunk_args = ["--chunk-size", str(chunk)] if args.quick else []
         runs = [
-            (f"{side}² uint16 TIFF -> Zarr, local", image, "a.zarr", []),
-            (f"{side}² uint16 TIFF -> Zarr, --workers 1", image, "b.zarr", ["--workers", "1"]),
-            (f"{side}² uint16 TIFF -> Zarr, --workers 2", image, "c.zarr", ["--workers", "2"]),
-            (f"{depth}x{vside}² uint16 Zarr -> Zarr, local", volume, "d.zarr", []),
+            ("local", f"{side}² uint16 TIFF -> Zarr, local", image, "a.zarr", []),
+            (
+                "workers1",
+                f"{side}² uint16 TIFF -> Zarr, --workers 1",
+                image,
+                "b.zarr",
+                ["--workers", "1"],
+            ),
+            (
+                "workers2",
+                f"{side}² uint16 TIFF -> Zarr, --workers 2",
+                image,
+                "c.zarr",
+                ["--workers", "2"],
+            ),
+            ("volume", f"{depth}x{vside}² uint16 Zarr -> Zarr, local", volume, "d.zarr", []),
         ]
-        for label, src, name, extra in runs:
+        for key, label, src, name, extra in runs:
+            if key not in wanted:
+                continue
+            if src == image and not image.exists():
+                print(f"generating {side}x{side} uint16 ...", file=sys.stderr)
+                make_image(image, side)
+            if src == volume and not volume.exists():
+                print(f"generating {depth}x{vside}x{vside} uint16 ...", file=sys.stderr)
+                make_volume(volume, depth, vside)
             print(f"running: {label}", file=sys.stderr)
             extra_chunks = (
-                chunk_args
-                if "x" not in label.split()[0]
-                else (["--chunk-size", "64"] if args.quick else [])
+                chunk_args if src == image else (["--chunk-size", "64"] if args.quick else [])
             )
             result = run_cli([str(src), "-o", str(tmp / name), *common, *extra_chunks, *extra])
             pixels = np.prod([side, side] if src == image else [depth, vside, vside])
@@ -168,24 +218,7 @@ def main() -> None:
                     f"{result['peak_gb']:.2f}",
                 )
             )
-    ratio = in_memory_vs_chunked(fit, min(chunk, fit // 2))
-    lines = [
-        "| run | wall (s) | Mpixel/s | peak RSS of the process tree (GB) |",
-        "|---|---:|---:|---:|",
-        *[f"| {' | '.join(row)} |" for row in rows],
-        "",
-        f"Fitting image {fit}² uint16, method fast, sigma {SIGMA}: in-memory "
-        f"{ratio['memory_s']:.2f} s, Dask chunks of {min(chunk, fit // 2)} "
-        f"{ratio['dask_s']:.2f} s ({100 * (ratio['dask_s'] / ratio['memory_s'] - 1):+.0f} %); "
-        f"target peak RSS < {TARGET_GB} GB, chunked within 15 % of in-memory.",
-    ]
-    text = "\n".join(lines)
-    print(text)
-    results = ROOT / "benchmarks" / "results"
-    results.mkdir(exist_ok=True)
-    name = "bigdata_quick.md" if args.quick else "bigdata.md"
-    command = " ".join(["python benchmarks/bench_bigdata.py", *sys.argv[1:]])
-    (results / name).write_text(f"<!-- {command} -->\n" + text + "\n")
+            write()
 
 
 if __name__ == "__main__":

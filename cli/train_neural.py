@@ -132,6 +132,17 @@ def train_neural(
         Optional[Path],
         typer.Option("--resume", help="Continue from this checkpoint (its settings are used)."),
     ] = None,
+    init_from: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--init-from",
+            exists=True,
+            dir_okay=False,
+            help="Start from these weights (.safetensors or checkpoint) instead of random ones; "
+            "a blind model can start a network that takes --noise-map (its map inputs start at 0).",
+            show_default=False,
+        ),
+    ] = None,
     export: Annotated[
         Optional[Path],
         typer.Option(
@@ -235,6 +246,7 @@ def train_neural(
             lr=lr,
             seed=seed,
             resume=resume,
+            init=init_from,
             device=device,
             threads=threads,
             progress=True,

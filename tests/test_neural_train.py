@@ -398,3 +398,31 @@ def test_settings_dataclass_equals_the_keywords(data_dir, tmp_path):
         nn_.train(data_dir, settings=settings, steps=3, out=tmp_path / "c.pt")
     with pytest.raises(TypeError, match="TrainConfig"):
         nn_.train(data_dir, settings={"steps": 2}, out=tmp_path / "c.pt")
+
+
+def test_warm_start_from_a_blind_model_computes_the_same_then_trains(data_dir, tmp_path):
+    import dataclasses
+
+    from neural_helpers import activate
+
+    from nlmeans.neural.model import NonLocalDenoiser
+
+    torch.manual_seed(0)
+    blind = activate(NonLocalDenoiser(TINY))
+    source = ckpt_mod.save_weights(tmp_path / "blind.safetensors", blind)
+    mapped = NonLocalDenoiser(dataclasses.replace(TINY, noise_level_input=True)).eval()
+    train_mod.warm_start(mapped, source)
+    x = torch.rand(2, 1, 20, 24)
+    with torch.no_grad():
+        for sigma in (0.0, 0.1, torch.rand(2, 1, 20, 24)):
+            torch.testing.assert_close(mapped(x, sigma), blind(x), rtol=0, atol=0)
+    # A different architecture is refused, naming both.
+    with pytest.raises(ValueError, match="cannot start from"):
+        train_mod.warm_start(NonLocalDenoiser(dataclasses.replace(TINY, channels=12)), source)
+    # train(init=...) starts there and moves away from it with training.
+    config = dataclasses.replace(TINY, noise_level_input=True)
+    result = _run(data_dir, tmp_path / "w.pt", config=config, init=source, steps=2)
+    trained = _weights(result.out)
+    assert not torch.equal(
+        trained["head.weight"][:, 4:], torch.zeros_like(trained["head.weight"][:, 4:])
+    )

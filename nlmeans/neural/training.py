@@ -63,10 +63,49 @@ __all__ = [
     "read_rgb",
     "resolve_device",
     "train",
+    "warm_start",
 ]
 
 # Kept under its former name for code that reaches into the module.
 _PatchSampler = PatchSampler
+
+
+def warm_start(model: NonLocalDenoiser, weights: str | os.PathLike) -> None:
+    """Load another network's weights into ``model``, in place.
+
+    The two must have the same architecture, except that ``model`` may take
+    a noise-level map where the source is blind. The head's inputs for the
+    map then start at zero, so that the warm-started network computes
+    exactly what the source does, whatever map it is given, and training
+    teaches it to use the map from there (the paper's recipe for adding a
+    non-local block, applied to an input).
+
+    Raises:
+        FileNotFoundError / ValueError: no such file, not a denoiser file, or
+            an architecture that differs otherwise (the message says how).
+    """
+    import dataclasses
+
+    from .checkpoint import load_model
+
+    source = load_model(weights, device="cpu")
+    blind_view = dataclasses.replace(
+        model.config, noise_level_input=source.config.noise_level_input
+    )
+    if blind_view != source.config or (source.config.noise_level_input and model.config.blind):
+        raise ValueError(
+            f"cannot start from {weights}: its network is {source.config}, this one is "
+            f"{model.config} (only a blind source for a network taking a noise map may differ)"
+        )
+    mapped = source.state_dict()
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            value = mapped[name]
+            if name == "head.weight" and value.shape[1] < tensor.shape[1]:
+                tensor.zero_()
+                tensor[:, : value.shape[1]] = value  # image inputs first, then the map
+            else:
+                tensor.copy_(value)
 
 
 def train(
@@ -94,6 +133,7 @@ def train(
     val_sigma: float = 25.0,
     config: DenoiserConfig | None = None,
     resume: str | os.PathLike | None = None,
+    init: str | os.PathLike | None = None,
     device: str = "cpu",
     threads: int | None = None,
     progress: bool = True,
@@ -151,6 +191,10 @@ def train(
         resume: checkpoint to continue from. The network config and every
             training setting stored there are used (differing arguments are
             ignored with a warning); ``data_dir`` should be the same folder.
+        init: start from the weights of this file (shipped ``.safetensors``
+            or a checkpoint) instead of random ones (see :func:`warm_start`);
+            ignored when resuming. The schedule, optimizer and data draws
+            are those of a fresh run.
         device: ``"cpu"`` or ``"cuda"`` (``RuntimeError`` if unavailable).
         threads: torch CPU threads during training (None: leave as is).
         progress: show a Rich progress bar on stderr.
@@ -239,6 +283,8 @@ def train(
     with torch.random.fork_rng(devices=[]), _num_threads(threads):
         torch.manual_seed(settings.seed)
         model = NonLocalDenoiser(net_config)
+        if init is not None and state is None:
+            warm_start(model, init)
         optimizer = torch.optim.Adam(
             model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
         )
