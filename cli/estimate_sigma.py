@@ -12,7 +12,7 @@ from ._options import ImagesArgument
 def estimate_sigma(images: ImagesArgument) -> None:
     """Estimate the Gaussian noise level (wavelet MAD) of images.
 
-    Prints sigma on the [0, 1] scale and in gray levels (x255 for 8-bit, x65535 for 16-bit files).
+    Prints sigma on the [0, 1] scale and in gray levels (x255 for 8-bit, x65535 for 16-bit files). When the noise is spatially correlated (camera photographs: demosaicking, JPEG), also the stronger sigma that denoise uses, read at the 2x2 scale.
     """
     files, problems = expand_inputs(images)
     import nlmeans
@@ -21,12 +21,21 @@ def estimate_sigma(images: ImagesArgument) -> None:
     def work(path: Path) -> None:
         image = read_image(path)
         color, _alpha = image.split_alpha()
-        value = nlmeans.estimate_sigma(color, channel_axis=-1 if color.ndim == 3 else None)
+        level = nlmeans.estimate_noise_level(color, channel_axis=-1 if color.ndim == 3 else None)
         top = image.max_value
-        if top == 1:
-            scale = f"{value * 255:.2f}/255 if it were 8-bit (float image)"
-        else:
-            scale = f"{value * top:.2f}/{top:g} gray levels"
-        typer.echo(f"{path}: sigma = {value:.6f} ({scale})")
+
+        def scale(value: float) -> str:
+            if top == 1:
+                return f"{value * 255:.2f}/255 if it were 8-bit (float image)"
+            return f"{value * top:.2f}/{top:g} gray levels"
+
+        value = level.white_sigma
+        line = f"{path}: sigma = {value:.6f} ({scale(value)})"
+        if level.correlated > 0:
+            line += (
+                f"; correlated noise ({level.correlated:.0%}): denoise uses sigma = "
+                f"{level.sigma:.6f} ({scale(level.sigma)}), read at the 2x2 scale"
+            )
+        typer.echo(line)
 
     for_each_file(files, problems, work)

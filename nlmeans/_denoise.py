@@ -57,8 +57,8 @@ class NLMeansParameters:
     """The parameters a call of :func:`denoise` used.
 
     ``sigma`` and ``h`` are on the image's float scale ([0, 1] for integer
-    images). ``sigma_estimated`` says whether ``sigma`` came from
-    :func:`estimate_sigma`; ``automatic`` lists the parameters that were
+    images). ``sigma_estimated`` says whether ``sigma`` was estimated
+    (:func:`nlmeans.estimate_noise_level`); ``automatic`` lists the parameters that were
     chosen by the shipped table rather than given by the caller.
     ``color_space`` is ``"gray"`` for images without channels, else
     ``"rgb"`` (channels compared jointly, as given) or ``"opponent"``
@@ -181,7 +181,9 @@ def resolve_parameters(
 ) -> NLMeansParameters:
     """Fill in every parameter of :func:`denoise` left as ``None``.
 
-    ``sigma`` is estimated with :func:`estimate_sigma`; ``patch_size``,
+    ``sigma`` is estimated with :func:`nlmeans.estimate_noise_level`
+    (:func:`estimate_sigma` for white noise or with ``noise="white"``; the
+    coarser scale for spatially correlated camera noise); ``patch_size``,
     ``patch_distance`` and ``h`` come from a table fitted by noise level and
     method (``benchmarks/fit_parameters.py``): on Train400 gray images, and
     for the opponent colour path on the CBSD432 colour photographs.

@@ -171,3 +171,22 @@ def test_cli_reports_correlated_noise_and_white_overrides(astronaut, tmp_path):
     result = runner.invoke(app, ["denoise", str(src), "--noise", "white", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "correlated noise" not in " ".join(result.stderr.split()) and out.exists()
+
+
+def test_estimate_sigma_command_reports_the_correlated_sigma(astronaut, tmp_path):
+    noisy = _camera_noise(astronaut[:128, :128], 6 / 255, np.random.default_rng(6))
+    white = np.clip(
+        np.rint(
+            astronaut[:128, :128] * 255 + np.random.default_rng(7).normal(0, 20, (128, 128, 3))
+        ),
+        0,
+        255,
+    )
+    photo = write_image(tmp_path / "photo.png", noisy)
+    plain = write_image(tmp_path / "plain.png", white.astype(np.uint8))
+    result = CliRunner().invoke(app, ["estimate-sigma", str(photo), str(plain)])
+    assert result.exit_code == 0, result.output
+    first, second = result.stdout.splitlines()
+    level = estimate_noise_level(noisy, channel_axis=-1)
+    assert f"denoise uses sigma = {level.sigma:.6f}" in first and "correlated noise (100%)" in first
+    assert "correlated" not in second.split(":", 1)[1]
