@@ -161,7 +161,8 @@ def neural_attention(
         if not model.blind:
             import nlmeans
 
-            sigma = float(nlmeans.estimate_sigma(gray))
+            # The sigma nlmeans.denoise hands the network (white or correlated noise).
+            sigma = float(nlmeans.estimate_noise_level(gray).sigma)
         with torch.no_grad():
             model(x, sigma)
             feat = captured["x"]  # (1, C, H', W'): the block's input grid
