@@ -33,9 +33,9 @@ from ._denoise import (
     _parameter_table,
     _patch_coverage,
     _table_row,
-    estimate_sigma,
 )
 from .io import from_unit_float, to_unit_float
+from .noise_level import estimate_noise_level
 
 logger = logging.getLogger("nlmeans")
 
@@ -138,7 +138,8 @@ def resolve_sequence_parameters(
 
     ``frames`` is a list of the first frames (each 2-D, with ``channel_axis``
     within a frame); at most :data:`ESTIMATE_FRAMES` are used. ``sigma`` is
-    the median of :func:`nlmeans.estimate_sigma` over them; ``patch_size``,
+    the median of :func:`nlmeans.estimate_noise_level` over them
+    (:func:`nlmeans.estimate_sigma` for white noise); ``patch_size``,
     ``patch_distance``, ``h`` and ``temporal_radius`` come from the
     ``"sequence"`` section of the shipped table (fitted on synthetic
     sequences with motion, ``benchmarks/fit_sequence_parameters.py``).
@@ -159,7 +160,10 @@ def resolve_sequence_parameters(
     space = _check_color_space(sample[0], axis, color_space)
     automatic = []
     if sigma is None:
-        sigma_value = float(np.median([estimate_sigma(f, channel_axis=axis) for f in sample]))
+        # As for images: white noise read at the finest scale, camera
+        # (compressed, demosaicked) noise at the coarser one.
+        levels = [estimate_noise_level(f, channel_axis=axis).sigma for f in sample]
+        sigma_value = float(np.median(levels))
         automatic.append("sigma")
     else:
         sigma_value = _check_real("sigma", sigma, positive=False)
