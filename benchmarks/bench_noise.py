@@ -6,8 +6,9 @@ Clean images (``uint8 / 255``) get scaled-Poisson plus Gaussian noise,
 black to 40 at white. Not clipped, not quantised; ``default_rng(i)`` for the
 i-th image of the sorted list. Every method runs twice, everything automatic:
 
-* ``global sigma``: ``nlmeans.denoise(noisy)``, one sigma estimated for the
-  whole image (white Gaussian noise assumed);
+* ``global sigma``: ``nlmeans.denoise(noisy, noise="white")``, one sigma
+  estimated for the whole image (white Gaussian noise assumed; a network
+  that takes a noise map gets that constant map);
 * ``Poisson-Gaussian``: ``nlmeans.denoise(noisy, noise="poisson-gaussian")``,
   a and b estimated per channel by ``nlmeans.estimate_noise``, generalized
   Anscombe transform, exact unbiased inverse.
@@ -101,7 +102,7 @@ def main() -> None:
         for method in args.methods.split(","):
             row = {}
             for label, extra in (
-                ("global sigma", {}),
+                ("global sigma", {"noise": "white"}),
                 ("Poisson-Gaussian", {"noise": "poisson-gaussian"}),
             ):
                 started = time.perf_counter()

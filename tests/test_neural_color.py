@@ -104,12 +104,12 @@ def test_bad_noise_level_input(color_model, sigma, match):
         color_model(torch.rand(1, 3, 14, 14), sigma)
 
 
-def test_shipped_gray_config_is_unchanged():
-    # The shipped gray model stays blind with a one-channel head: its
-    # weights load strictly and nothing new enters its input.
+def test_shipped_gray_model_takes_a_noise_map():
+    # The shipped gray model was retrained with a noise-level map (warm-started
+    # from the blind one): one map channel after the 4 pixel-unshuffled inputs.
     model = nn_.load_model()
-    assert model.blind and model.config.noise_channels == 0
-    assert model.head.in_channels == 4
+    assert not model.blind and model.config.in_channels == 1
+    assert model.config.noise_channels == 1 and model.head.in_channels == 5
 
 
 # --------------------------------------------------------------------------- sampling and noise
@@ -344,9 +344,11 @@ def test_without_colour_weights_rgb_uses_the_gray_model_per_channel(tmp_path, mo
         inf_mod, "default_weights_path", lambda c=1: tmp_path / "none" if c == 3 else real(c)
     )
     img = _colour_image(6)
-    out, info = nn_.denoise(img, return_info=True)
+    # sigma given: the gray model takes a noise map, and an estimate from all
+    # three channels differs from one from a single channel.
+    out, info = nn_.denoise(img, sigma=0.05, return_info=True)
     assert info["weights"] == str(real(1))
-    np.testing.assert_array_equal(out[..., 2], nn_.denoise(img[..., 2]))
+    np.testing.assert_array_equal(out[..., 2], nn_.denoise(img[..., 2], sigma=0.05))
 
 
 def test_cli_says_the_colour_network_takes_the_noise_map(shipped_colour, tmp_path):
@@ -365,7 +367,7 @@ def test_cli_says_the_colour_network_takes_the_noise_map(shipped_colour, tmp_pat
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     assert any("rgb.png" in line and "the network's noise map" in line for line in lines)
-    assert any("gray.png" in line and "the blind model does not use it" in line for line in lines)
+    assert any("gray.png" in line and "the network's noise map" in line for line in lines)
     assert read_image(tmp_path / "rgb_denoised.png").pixels.shape == (30, 34, 3)
 
 

@@ -256,7 +256,7 @@ def test_default_weights_path_inside_package():
     if p.exists():  # shipped weights: small, and loadable with their config
         assert p.stat().st_size < 5 * 2**20
         model = nn_.load_model()
-        assert model.blind
+        assert model.config.in_channels == 1 and model.config.noise_level_input
 
 
 def test_cuda_unavailable_is_clear_error():

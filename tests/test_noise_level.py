@@ -190,3 +190,22 @@ def test_estimate_sigma_command_reports_the_correlated_sigma(astronaut, tmp_path
     level = estimate_noise_level(noisy, channel_axis=-1)
     assert f"denoise uses sigma = {level.sigma:.6f}" in first and "correlated noise (100%)" in first
     assert "correlated" not in second.split(":", 1)[1]
+
+
+def test_the_network_gets_a_fitted_map_for_signal_dependent_noise():
+    pytest.importorskip("torch")
+    clean = transform.downscale_local_mean(data.camera() / 255.0, (4, 4))  # 128x128
+    rng = np.random.default_rng(8)
+    a, b = (40 / 255) ** 2, (5 / 255) ** 2
+    noisy = clean + np.sqrt(a * clean + b) * rng.standard_normal(clean.shape)
+    out, params = nlmeans.denoise(noisy, method="neural", return_params=True)
+    assert params.noise_model is not None and params.noise_model.kind == "poisson-gaussian"
+    assert "noise" in params.automatic
+    np.testing.assert_array_equal(out, nlmeans.denoise(noisy, **params.denoise_kwargs()))
+    constant = nlmeans.denoise(noisy, method="neural", noise="white")
+    assert psnr(clean, out, data_range=1) > psnr(clean, np.clip(constant, 0, 1), data_range=1) + 0.5
+    # White noise keeps the constant map of estimate_sigma, bit for bit.
+    white = clean + 20 / 255 * rng.standard_normal(clean.shape)
+    out, params = nlmeans.denoise(white, method="neural", return_params=True)
+    assert params.noise_model is None
+    np.testing.assert_array_equal(out, nlmeans.denoise(white, method="neural", noise="white"))
