@@ -234,6 +234,7 @@ def resolve_parameters(
             and model is None
             and noise in (None, "gaussian")
             and correlated == 0
+            and min(_spatial_shape(image, axis)) >= 2  # what estimate_noise needs
             and _neural_takes_noise_map(image, axis)
         ):
             # A network that takes a noise map is only as good as its map: one
