@@ -197,7 +197,7 @@ def resolve_parameters(
     space = _check_color_space(image, axis, color_space)
     automatic = []
     correlated = 0.0
-    model = _resolve_noise(image, axis, noise, sigma)
+    model, level = _resolve_noise(image, axis, noise, sigma)
     if model is not None and model.kind == "poisson-gaussian":
         # Parameters are chosen for the stabilised image (unit noise variance,
         # rescaled to [0, 1]), on which the Gaussian table applies.
@@ -212,7 +212,7 @@ def resolve_parameters(
         sigma_value = estimate_sigma(image, channel_axis=axis)
         automatic.append("sigma")
     elif sigma is None:
-        level = estimate_noise_level(image, channel_axis=axis)
+        level = level or estimate_noise_level(image, channel_axis=axis)
         sigma_value, correlated = level.sigma, level.correlated
         automatic.append("sigma")
     else:
@@ -315,9 +315,11 @@ NOISE_OPTIONS = ("gaussian", "white", "poisson-gaussian", "auto")
 
 
 def _resolve_noise(image, axis, noise, sigma):
-    """The :class:`NoiseModel` that ``noise`` asks for, or None for the Gaussian path."""
+    """``(model, level)``: the :class:`NoiseModel` that ``noise`` asks for (None
+    for the Gaussian path), and the :class:`NoiseLevel` measured on the way
+    (None if none was needed), so that it is not measured twice."""
     if noise is None or (isinstance(noise, str) and noise in ("gaussian", "white")):
-        return None
+        return None, None
     if not isinstance(noise, NoiseModel) and not (
         isinstance(noise, str) and noise in NOISE_OPTIONS
     ):
@@ -331,19 +333,20 @@ def _resolve_noise(image, axis, noise, sigma):
         )
     if isinstance(noise, NoiseModel):
         noise._per_channel(1 if axis is None else image.shape[axis], axis)  # channel count
-        return noise
-    if noise == "auto" and estimate_noise_level(image, channel_axis=axis).correlated > 0:
+        return noise, None
+    level = estimate_noise_level(image, channel_axis=axis) if noise == "auto" else None
+    if level is not None and level.correlated > 0:
         # Spatially correlated (camera) noise: the finest-scale Poisson-Gaussian
         # fit reads a fraction of it, so its a and b mean little; take the
         # Gaussian path, whose sigma is read at the coarser scale.
-        return None
+        return None, level
     model = estimate_noise(image, channel_axis=axis, model=noise)
     # "auto" that finds white noise takes exactly the Gaussian path (sigma
     # from estimate_sigma), so that white-noise results do not change; so
     # does an image in which no noise was found at all (a constant image).
     if model.kind != "poisson-gaussian" or not any(model.a + model.b):
-        return None
-    return model
+        return None, level
+    return model, level
 
 
 def _stabilise(image, axis, model):
