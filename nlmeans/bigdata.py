@@ -30,6 +30,7 @@ from ._denoise import (
     NLMeansParameters,
     _denoise_classical,
     _denoise_neural,
+    _neural_takes_noise_map,
     estimate_sigma,
     resolve_parameters,
 )
@@ -262,6 +263,7 @@ def _resolve(image, kwargs, sample_chunks):
     )
     model, stabilised = None, None
     automatic: tuple[str, ...] = ()
+    sampled_levels = None  # the NoiseLevel of each sampled chunk, when measured
     if noise is not None and not isinstance(noise, NoiseModel) and noise not in NOISE_OPTIONS:
         raise ValueError(
             f"noise must be one of {', '.join(NOISE_OPTIONS)} or a NoiseModel; got {noise!r}"
@@ -278,8 +280,22 @@ def _resolve(image, kwargs, sample_chunks):
         else:
             sigma = noise.sigma
     elif noise in ("poisson-gaussian", "auto"):
-        model = _sample_noise(_sampled_chunks(image, axis, sample_chunks), axis, noise)
-        automatic = ("noise",) if model is not None else ("sigma",)
+        chunks = _sampled_chunks(image, axis, sample_chunks)
+        if noise == "auto":
+            levels = [estimate_noise_level(c, channel_axis=axis) for c in chunks]
+        if noise == "auto" and 2 * sum(level.correlated > 0 for level in levels) > len(levels):
+            # As in memory: spatially correlated (camera) noise takes the
+            # Gaussian path, its sigma read at the coarser scale.
+            sampled_levels = levels
+            automatic = ("sigma",)
+        else:
+            model = _sample_noise(chunks, axis, noise)
+            automatic = ("noise",) if model is not None else ("sigma",)
+    elif sigma is None and noise != "white":
+        # As in memory: white noise read at the finest scale, camera
+        # (correlated) noise at the coarser one (estimate_noise_level).
+        chunks = _sampled_chunks(image, axis, sample_chunks)
+        sampled_levels = [estimate_noise_level(c, channel_axis=axis) for c in chunks]
     if model is not None:
         stabilised = _stabilised_bounds(image, axis, model)
         spread = stabilised[1] - stabilised[0]
@@ -290,15 +306,14 @@ def _resolve(image, kwargs, sample_chunks):
         )
     else:
         estimated = sigma is None
-        if estimated:
+        correlated = 0.0
+        if estimated and sampled_levels is not None:
+            sigma = float(np.median([level.sigma for level in sampled_levels]))
+            correlated = float(np.median([level.correlated for level in sampled_levels]))
+            automatic = automatic or ("sigma",)
+        elif estimated:  # noise="white": the finest-scale estimate
             chunks = _sampled_chunks(image, axis, sample_chunks)
-            # As in memory: white noise read at the finest scale, camera
-            # (correlated) noise at the coarser one (estimate_noise_level).
-            if noise == "white":
-                estimates = [estimate_sigma(c, channel_axis=axis) for c in chunks]
-            else:
-                estimates = [estimate_noise_level(c, channel_axis=axis).sigma for c in chunks]
-            sigma = float(np.median(estimates))
+            sigma = float(np.median([estimate_sigma(c, channel_axis=axis) for c in chunks]))
             automatic = automatic or ("sigma",)
         else:
             sigma = _check_real("sigma", sigma, positive=False)
@@ -307,7 +322,24 @@ def _resolve(image, kwargs, sample_chunks):
             params,
             sigma_estimated=estimated and not isinstance(noise, NoiseModel),
             automatic=automatic + params.automatic,
+            correlated_noise=correlated,
         )
+        if (
+            method == "neural"
+            and estimated
+            and noise in (None, "gaussian")
+            and correlated == 0
+            and _neural_takes_noise_map(image, axis)
+        ):
+            # As in memory (nlmeans._denoise.resolve_parameters): a network
+            # that takes a noise map gets the Poisson-Gaussian map when the
+            # samples find signal-dependent noise; the map is evaluated pixel
+            # by pixel, so every chunk sees the same model.
+            found = _sample_noise(_sampled_chunks(image, axis, sample_chunks), axis, "auto")
+            if found is not None:
+                params = dataclasses.replace(
+                    params, noise_model=found, automatic=params.automatic + ("noise",)
+                )
 
     return params, axis, stabilised
 
@@ -419,7 +451,14 @@ def denoise_dask(
     # that the denoising reads are bound to it so they are loaded afterwards.
     bounds = _bounds(clone(image, assume_layers=False))
     source = bind(image, bounds, assume_layers=False)
-    neural_sigma = params.sigma if not params.sigma_estimated else None
+    # The network gets the one sigma resolved for the whole image (never an
+    # estimate per chunk), or the noise model's per-pixel map.
+    neural_sigma = params.sigma
+    neural_map = (
+        method == "neural"
+        and params.noise_model is not None
+        and _neural_takes_noise_map(image, axis)
+    )
 
     # One task per output chunk, in one graph layer: it receives the input
     # chunks that its region overlaps (keys of ``source``), joins them and cuts
@@ -462,6 +501,7 @@ def denoise_dask(
             window=(_zyx(offset, 0), _zyx(spatial_shape, 1)),
             n_threads=n_threads,
             neural_sigma=neural_sigma,
+            neural_map=neural_map,
             stabilised=stabilised,
         )
         graph[(name,) + index] = (task, keys.tolist(), bounds_key)
@@ -477,7 +517,18 @@ def _zyx(values, fill) -> tuple:
 
 
 def _denoise_region(
-    blocks, bounds, *, params, axis, region, core, window, n_threads, neural_sigma, stabilised
+    blocks,
+    bounds,
+    *,
+    params,
+    axis,
+    region,
+    core,
+    window,
+    n_threads,
+    neural_sigma,
+    neural_map,
+    stabilised,
 ):
     """Denoise one region (a chunk and its halo) as part of the whole image; return the chunk.
 
@@ -492,7 +543,10 @@ def _denoise_region(
     # The whole image's range, on the float scale and in its own dtype.
     lo, hi = (float(v) for v in to_unit_float(np.array([lo_raw, hi_raw]).astype(dtype)))
     image_min, image_max = np.array([lo_raw, hi_raw]).astype(dtype)
-    if params.noise_model is not None:
+    if neural_map:
+        # nlmeans._denoise.denoise: the network takes the model's sigma map.
+        result = _denoise_neural(region, axis, None, n_threads, noise=params.noise_model)
+    elif params.noise_model is not None:
         # nlmeans._denoise._denoise_stabilised with the whole image's ranges.
         model = params.noise_model
         s_lo, s_hi = stabilised

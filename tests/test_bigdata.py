@@ -211,3 +211,32 @@ def test_missing_dask_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask.array", None)
     with pytest.raises(ImportError, match=r"nlmeans\[dask\]"):
         bigdata.require_dask()
+
+
+def test_camera_noise_on_dask_takes_the_gaussian_path(rng):
+    """noise="auto" checks for correlated noise first, as in memory."""
+    from skimage import data, transform
+    from test_noise_level import _camera_noise
+
+    clean = transform.downscale_local_mean(data.astronaut() / 255.0, (2, 2, 1))
+    noisy = _camera_noise(clean, 0.03, rng)
+    x = da.from_array(noisy, chunks=(128, 128, 3))
+    _, params = bigdata.denoise_dask(x, channel_axis=-1, noise="auto", return_params=True)
+    in_memory = nlmeans.resolve_parameters(noisy, channel_axis=-1, noise="auto")
+    assert in_memory.noise_model is None and in_memory.correlated_noise > 0
+    assert params.noise_model is None and params.correlated_noise > 0
+    assert params.sigma == pytest.approx(in_memory.sigma, rel=0.25)
+
+
+def test_neural_gets_the_poisson_gaussian_map_on_dask(rng):
+    """As in memory: with nothing given, the network's map is the fitted model's."""
+    yy, xx = np.mgrid[0:96, 0:96]
+    clean = np.clip(0.1 + 0.8 * xx / 95 + 0.05 * np.sin(yy / 3), 0, 1)
+    noisy = clean + np.sqrt(0.01 * clean + 0.0004) * rng.standard_normal(clean.shape)
+    image = np.clip(noisy, 0, 1).astype(np.float32)
+    x = da.from_array(image, chunks=(24, 96))  # each chunk spans the intensity range
+    out, params = nlmeans.denoise(x, method="neural", return_params=True)
+    assert params.noise_model is not None and params.noise_model.kind == "poisson-gaussian"
+    assert "noise" in params.automatic
+    expected = nlmeans.denoise(image, method="neural", noise=params.noise_model)
+    np.testing.assert_allclose(out.compute(), expected, atol=1e-5, rtol=0)
