@@ -82,6 +82,15 @@ def train_neural(
             "channels (FFDNet style).",
         ),
     ] = False,
+    frames: Annotated[
+        int,
+        typer.Option(
+            "--frames",
+            min=1,
+            help="Spacetime network: take this many consecutive frames (odd) and denoise the "
+            "middle one; trained on clips with motion made from the training images (gray).",
+        ),
+    ] = 1,
     features: Annotated[
         int, typer.Option("--features", min=1, help="Feature channels of the hidden layers.")
     ] = 48,
@@ -189,6 +198,18 @@ def train_neural(
         )
     if channels == 2:
         raise typer.BadParameter("expected 1 (gray) or 3 (colour)", param_hint="--channels")
+    if frames % 2 == 0:
+        raise typer.BadParameter(
+            f"expected an odd number of frames (the middle one and as many on each side), "
+            f"got {frames}",
+            param_hint="--frames",
+        )
+    if frames > 1 and channels != 1:
+        raise typer.BadParameter(
+            "spacetime networks are gray (--channels 1); colour clips are denoised one "
+            "channel at a time",
+            param_hint="--frames",
+        )
     seconds = _parse_duration(max_time)
     if resume is not None and resume.is_dir():
         raise typer.BadParameter(
@@ -216,7 +237,11 @@ def train_neural(
     except ImportError as exc:
         raise ValueError(f"train-neural needs torch: {exc}") from None
     architecture = dict(
-        in_channels=channels, noise_level_input=noise_map, channels=features, depth=depth
+        in_channels=channels,
+        noise_level_input=noise_map,
+        channels=features,
+        depth=depth,
+        frames=frames,
     )
     # A resumed run keeps its checkpoint's network unless one was asked for.
     config = (

@@ -53,17 +53,24 @@ FORMAT_VERSION = 1
 #: gray model, and the colour (RGB) model used for 3-channel images.
 DEFAULT_WEIGHTS_NAME = "denoiser.safetensors"
 DEFAULT_COLOR_WEIGHTS_NAME = "denoiser_color.safetensors"
+DEFAULT_SPACETIME_WEIGHTS_NAME = "denoiser_spacetime.safetensors"
 
 
-def default_weights_path(channels: int = 1) -> Path:
+def default_weights_path(channels: int = 1, *, spacetime: bool = False) -> Path:
     """Where the shipped weights for ``channels``-channel models live.
 
-    ``channels=1``: the gray model; ``channels=3``: the colour model. The
-    file may not exist (the colour model may not be shipped).
+    ``channels=1``: the gray model; ``channels=3``: the colour model;
+    ``spacetime=True``: the gray spacetime model (several frames in, the
+    middle one out; ``channels`` must be 1). The file may not exist.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (gray) or 3 (colour), got {channels!r}")
-    name = DEFAULT_WEIGHTS_NAME if channels == 1 else DEFAULT_COLOR_WEIGHTS_NAME
+    if spacetime and channels != 1:
+        raise ValueError("the spacetime model is gray (channels=1)")
+    if spacetime:
+        name = DEFAULT_SPACETIME_WEIGHTS_NAME
+    else:
+        name = DEFAULT_WEIGHTS_NAME if channels == 1 else DEFAULT_COLOR_WEIGHTS_NAME
     return Path(__file__).resolve().parent / "weights" / name
 
 
@@ -240,13 +247,15 @@ def export_weights(checkpoint: str | os.PathLike, dest: str | os.PathLike | None
     """Turn a training checkpoint into a shipped-style safetensors file.
 
     ``dest`` defaults to :func:`default_weights_path` for the model's channel
-    count (the gray or the colour model). Also writes a readable
+    count (the gray or the colour model) or the spacetime model. Also writes a readable
     ``<dest stem>.json`` next to it with the config and the training summary.
     """
     data = load_checkpoint(checkpoint)
     model = _build(Path(checkpoint), data, "cpu")
     if dest is None:
-        dest = default_weights_path(3 if model.config.in_channels == 3 else 1)
+        dest = default_weights_path(
+            3 if model.config.in_channels == 3 else 1, spacetime=model.config.spacetime
+        )
     dest = Path(dest)
     history = data.get("history") or []
     info = {

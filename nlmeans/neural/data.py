@@ -5,7 +5,10 @@ and the random patch batches with their synthetic noise.
   :func:`read_gray` / :func:`read_rgb` read one as float in [0, 1];
 * :func:`load_data` reads a folder for a gray or colour network: training
   images, held-out validation pairs (fixed noise seeds), and a fingerprint
-  of the files (to warn when a resumed run sees other data);
+  of the files (to warn when a resumed run sees other data); for a
+  spacetime network (``frames > 1``) it turns every image into short clips
+  with motion (:func:`nlmeans.synthetic.make_sequence`), whose frames the
+  sampler treats as the channels of one image;
 * :class:`PatchSampler` draws noisy/clean patch batches from one
   ``torch.Generator``, vectorised, on the generator's device.
 """
@@ -13,6 +16,7 @@ and the random patch batches with their synthetic noise.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import os
 import warnings
@@ -40,6 +44,9 @@ __all__ = [
 #: The suffixes training looks for: those the CLI reads.
 IMAGE_EXTENSIONS = IMAGE_SUFFIXES
 VAL_CROP = 256  # validation images are centre-cropped to at most this size
+#: Clips made from each training image for a spacetime network, cycling
+#: through these motions (different seeds, so different paths and objects).
+CLIP_MOTIONS = ("mixed", "mixed", "pan", "objects", "zoom", "mixed")
 
 
 def list_images(data_dir: str | os.PathLike) -> list[Path]:
@@ -233,10 +240,15 @@ def _to_float(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def _validation_set(
-    images: list[torch.Tensor], sigma255: float
+    images: list[torch.Tensor], sigma255: float, frames: int = 1
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(noisy, clean)`` pairs, noise from fixed seeds. For a spacetime
+    network each image becomes one clip (seeded): ``noisy`` holds its
+    ``frames`` frames, ``clean`` the middle one."""
     pairs = []
     for i, im in enumerate(images):
+        if frames > 1:
+            im = _clips(im, frames, seeds=[20_000 + i], motions=("mixed",))[0]
         h, w = im.shape[-2:]
         ch, cw = min(h, VAL_CROP), min(w, VAL_CROP)
         y, x = (h - ch) // 2, (w - cw) // 2
@@ -244,8 +256,46 @@ def _validation_set(
         clean = clean[None, None] if clean.ndim == 2 else clean[None]
         gen = torch.Generator().manual_seed(10_000 + i)
         noisy = clean + (sigma255 / 255.0) * torch.randn(clean.shape, generator=gen)
+        if frames > 1:
+            clean = clean[:, frames // 2 : frames // 2 + 1]
         pairs.append((noisy, clean))
     return pairs
+
+
+def _clips(image: torch.Tensor, frames: int, *, seeds, motions, objects=None) -> list[torch.Tensor]:
+    """Gray clips ``(frames, h, w)`` float32 made from one ``(H, W)`` image."""
+    from ..synthetic import make_sequence
+
+    base = image.numpy()
+    return [
+        torch.from_numpy(
+            make_sequence(base, frames, seed=seed, motion=motion, objects=objects).astype(
+                np.float32
+            )
+        )
+        for seed, motion in zip(seeds, itertools.cycle(motions))
+    ]
+
+
+def _training_clips(
+    images: list[torch.Tensor], frames: int, settings: TrainConfig
+) -> list[torch.Tensor]:
+    """Clips of every training image, as uint8 ``(frames, h, w)`` tensors."""
+    p = settings.patch_size
+    per_image = len(CLIP_MOTIONS)
+    clips = []
+    for i, im in enumerate(images):
+        if im.shape[-2] * 3 // 4 < p or im.shape[-1] * 3 // 4 < p:
+            continue  # its clips (3/4 of it) would be smaller than a patch
+        # Objects come from two other training images, so that they differ
+        # from the background they move over.
+        others = [images[(i + 1) % len(images)].numpy(), images[(i + 7) % len(images)].numpy()]
+        seeds = [settings.seed * 1_000_003 + i * per_image + j for j in range(per_image)]
+        for clip in _clips(im, frames, seeds=seeds, motions=CLIP_MOTIONS, objects=others):
+            clips.append(torch.round(clip * 255.0).to(torch.uint8))
+    if not clips:
+        raise ValueError(f"no training image is large enough for {p}x{p} patches of its clips")
+    return clips
 
 
 @dataclass
@@ -268,11 +318,18 @@ class TrainingData:
         return max(1, round(n_patches / settings.batch_size))
 
 
-def load_data(data_dir: str | os.PathLike, settings: TrainConfig, channels: int) -> TrainingData:
+def load_data(
+    data_dir: str | os.PathLike, settings: TrainConfig, channels: int, frames: int = 1
+) -> TrainingData:
     """Read the training and validation images of ``data_dir``.
 
     ``channels``: 1 (gray, colour converted) or 3 (RGB). Images smaller than
-    a patch are skipped with a warning.
+    a patch are skipped with a warning. ``frames > 1`` (a spacetime
+    network, gray only): each training image becomes
+    ``len(CLIP_MOTIONS)`` clips of that many frames with motion, three
+    quarters of its size, their moving objects cut from the other training
+    images (:func:`nlmeans.synthetic.make_sequence`, seeded by
+    ``settings.seed`` and the image's index); they are stored as uint8.
     """
     root = Path(data_dir)
     files = list_images(root)
@@ -284,6 +341,10 @@ def load_data(data_dir: str | os.PathLike, settings: TrainConfig, channels: int)
             f"config has in_channels={channels}"
         )
     color = channels == 3
+    if frames > 1 and color:
+        raise ValueError(
+            "spacetime networks (frames > 1) are trained on gray clips; use in_channels=1"
+        )
     train_idx, val_idx = _split(len(files), settings.val_fraction)
     p = settings.patch_size
     train_images: list[torch.Tensor] = []
@@ -303,8 +364,10 @@ def load_data(data_dir: str | os.PathLike, settings: TrainConfig, channels: int)
         )
     if not train_images:
         raise ValueError(f"no training image in {root} is at least {p}x{p} pixels")
+    if frames > 1:
+        train_images = _training_clips(train_images, frames, settings)
     read = read_rgb if color else read_gray
     val_pairs = _validation_set(
-        [torch.from_numpy(read(files[i])) for i in val_idx], settings.val_sigma
+        [torch.from_numpy(read(files[i])) for i in val_idx], settings.val_sigma, frames
     )
     return TrainingData(root, files, _fingerprint(files, root), train_images, val_pairs)

@@ -106,7 +106,8 @@ def denoise_array(
     Args:
         model: the network (its device is used).
         image: (H, W) float array for a one-channel model, (H, W, C) for a
-            model of C channels.
+            model of C channels; ``(frames, H, W)`` for a spacetime model,
+            which returns the middle frame denoised, ``(H, W)``.
         sigma: noise level on the [0, 1] scale (non-blind models only): a
             number, or a per-pixel map of the image's shape.
         tile_size: core tile side in pixels (rounded up to the network
@@ -116,35 +117,49 @@ def denoise_array(
             the tiled result is then an approximation).
     """
     cfg = model.config
-    channels = 1 if image.ndim == 2 else image.shape[-1]
-    if (
-        image.ndim not in (2, 3)
-        or channels != cfg.in_channels
-        or (image.ndim == 3 and cfg.in_channels == 1)
-    ):
-        want = "(H, W)" if cfg.in_channels == 1 else f"(H, W, {cfg.in_channels})"
-        raise ValueError(
-            f"this model has {cfg.in_channels} input channel(s) and expects a {want} array, "
-            f"got shape {image.shape}"
-        )
+    if cfg.spacetime:
+        # (frames, H, W): the frames of a window, the middle one is denoised
+        if image.ndim != 3 or image.shape[0] != cfg.frames or cfg.in_channels != 1:
+            raise ValueError(
+                f"this spacetime model takes {cfg.frames} gray frames as a "
+                f"({cfg.frames}, H, W) array, got shape {image.shape}"
+            )
+    else:
+        channels = 1 if image.ndim == 2 else image.shape[-1]
+        if (
+            image.ndim not in (2, 3)
+            or channels != cfg.in_channels
+            or (image.ndim == 3 and cfg.in_channels == 1)
+        ):
+            want = "(H, W)" if cfg.in_channels == 1 else f"(H, W, {cfg.in_channels})"
+            raise ValueError(
+                f"this model has {cfg.in_channels} input channel(s) and expects a {want} array, "
+                f"got shape {image.shape}"
+            )
     device = next(model.parameters()).device
-    h, w = image.shape[:2]
+    h, w = image.shape[-2:] if cfg.spacetime else image.shape[:2]
     a = cfg.alignment
     # Pad once, for the tiled and untiled paths alike, to a multiple of the
     # alignment (symmetric: works for 1-pixel images too).
     ph, pw = (-h) % a, (-w) % a
 
     def to_tensor(arr: np.ndarray) -> torch.Tensor:
-        planes = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+        if arr.ndim == 2:
+            planes = arr[None]
+        else:
+            planes = arr if cfg.spacetime else np.moveaxis(arr, -1, 0)
         if ph or pw:
             planes = np.pad(planes, ((0, 0), (0, ph), (0, pw)), mode="symmetric")
         return torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))
 
     x = to_tensor(image)
-    C, H, W = x.shape
+    H, W = x.shape[-2:]
+    C = cfg.in_channels  # output channels (a spacetime model: one frame's)
     sig: float | torch.Tensor | None = None
     if not cfg.blind:
         if isinstance(sigma, np.ndarray) and sigma.ndim:
+            if cfg.spacetime:
+                raise ValueError("a spacetime model takes one noise level (a number), not a map")
             if sigma.shape != image.shape:
                 raise ValueError(
                     f"noise map shape {sigma.shape} differs from the image's {image.shape}"
@@ -174,7 +189,7 @@ def denoise_array(
                 res = run(ty0, ty1, tx0, tx1)
                 out[:, y0:y1, x0:x1] = res[:, y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0]
     out = out[:, :h, :w].numpy()
-    return out[0] if image.ndim == 2 else np.moveaxis(out, 0, -1)
+    return out[0] if image.ndim == 2 or cfg.spacetime else np.moveaxis(out, 0, -1)
 
 
 def denoise(
@@ -279,6 +294,12 @@ def denoise(
     levels = None if noise_map is None else _check_noise_map(noise_map, arr, channel_axis)
 
     model = get_model(weights, device, channels=channels)
+    if model.config.spacetime:
+        raise ValueError(
+            f"this is a spacetime network ({model.config.frames} frames in, the middle one "
+            "out); denoise clips with nlmeans.denoise_sequence(frames, method='neural', "
+            "weights=...)"
+        )
     joint = arr.ndim == 3 and channels > 1 and model.config.in_channels == channels
     if model.config.in_channels != 1 and not joint:
         raise ValueError(

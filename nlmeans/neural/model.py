@@ -76,6 +76,17 @@ class DenoiserConfig:
             ``in_channels`` extra input channels (averaged to the reduced
             resolution). The default (False) is one blind model for the whole
             training sigma range.
+        frames: number of consecutive frames the network takes (odd). With
+            ``frames > 1`` it is a spacetime denoiser: the ``frames`` frames
+            come stacked on the channel axis, ``(B, frames * in_channels, H,
+            W)``, and it returns the middle one denoised. Every frame goes
+            through the same head and first half of the body (shared
+            weights); a :class:`~nlmeans.neural.block.NonLocalBlock3d` then
+            lets the middle frame's features attend to all frames within
+            ``temporal_window`` (t, y, x), and the rest of the network runs on
+            the middle frame only.
+        temporal_window: radius of that block's (t, y, x) window, at the
+            reduced resolution (used only when ``frames > 1``).
     """
 
     in_channels: int = 1
@@ -90,6 +101,8 @@ class DenoiserConfig:
     norm: str = "none"
     residual: bool = True
     noise_level_input: bool = False
+    frames: int = 1
+    temporal_window: int = 2
 
     def __post_init__(self) -> None:
         def _int(name: str, minimum: int) -> None:
@@ -104,6 +117,13 @@ class DenoiserConfig:
         _int("depth", 3)
         _int("downscale", 1)
         _int("blocks", 0)
+        _int("frames", 1)
+        _int("temporal_window", 0)
+        if self.frames % 2 == 0:
+            raise ValueError(
+                f"DenoiserConfig.frames must be odd (a middle frame and as many on each side), "
+                f"got {self.frames}"
+            )
         if self.mode not in BLOCK_MODES:
             raise ValueError(f"DenoiserConfig.mode must be one of {BLOCK_MODES}, got {self.mode!r}")
         if self.window is not None:
@@ -153,6 +173,11 @@ class DenoiserConfig:
         return self.in_channels if self.noise_level_input else 0
 
     @property
+    def spacetime(self) -> bool:
+        """True when the network takes several frames and returns the middle one."""
+        return self.frames > 1
+
+    @property
     def alignment(self) -> int:
         """Input sizes (and tile offsets) must be multiples of this."""
         pool = 2 if (self.sub_sample and self.num_blocks) else 1
@@ -169,6 +194,8 @@ class DenoiserConfig:
         radius = self.depth  # one reduced-resolution pixel per 3x3 conv
         if self.num_blocks:
             radius += self.num_blocks * self.window
+        if self.spacetime:
+            radius += self.temporal_window
         return (radius + 1) * self.downscale
 
 
@@ -210,7 +237,9 @@ class NonLocalDenoiser(nn.Module):
 
     Accepts ``(B, in_channels, H, W)`` tensors of any size: inputs whose size is
     not a multiple of :attr:`DenoiserConfig.alignment` are padded (replicate,
-    bottom/right) and the result cropped back.
+    bottom/right) and the result cropped back. A spacetime network
+    (``config.frames > 1``) takes ``(B, frames * in_channels, H, W)``, the
+    frames in time order, and returns the middle frame denoised.
     """
 
     def __init__(self, config: DenoiserConfig | None = None, **overrides: Any) -> None:
@@ -242,6 +271,11 @@ class NonLocalDenoiser(nn.Module):
             units += [_plain_layer(c, batch_norm) for _ in range(body_convs)]
         positions = _block_positions(len(units), config.num_blocks)
         layers: list[nn.Module] = []
+        # Spacetime networks fuse the frames right after the first 2-D block
+        # (or half-way through the body without one): the frames are matched
+        # on features that already saw some context, and the second half of
+        # the body has room to use what the other frames add.
+        self._fuse_at = positions[0] + 1 if positions else len(units) // 2
         for i in range(len(units) + 1):
             for _ in range(positions.count(i)):
                 layers.append(self._make_block(config))
@@ -249,6 +283,7 @@ class NonLocalDenoiser(nn.Module):
                 layers.append(units[i])
         self.body = nn.Sequential(*layers)
         self.tail = nn.Conv2d(c, io_channels, 3, padding=1)
+        self.temporal = self._make_temporal_block(config) if config.spacetime else None
         self._init_weights(torch.Generator().manual_seed(init_seed))
 
     @staticmethod
@@ -262,6 +297,21 @@ class NonLocalDenoiser(nn.Module):
             sub_sample=config.sub_sample,
             zero_init=True,
             window=config.window,
+        )
+
+    @staticmethod
+    def _make_temporal_block(config: DenoiserConfig) -> nn.Module:
+        from .block import NonLocalBlock3d
+
+        # Zero-initialised (the paper's recipe): until it learns, the
+        # spacetime network computes exactly what its per-frame layers do on
+        # the middle frame, so it can start from a trained per-frame network.
+        return NonLocalBlock3d(
+            config.channels,
+            inter_channels=config.inter_channels,
+            mode="embedded_gaussian" if config.mode == "none" else config.mode,
+            zero_init=True,
+            window=config.temporal_window,
         )
 
     def _init_weights(self, generator: torch.Generator) -> None:
@@ -297,26 +347,51 @@ class NonLocalDenoiser(nn.Module):
     def predict_noise(
         self, x: torch.Tensor, sigma: torch.Tensor | float | None = None
     ) -> torch.Tensor:
-        """The residual the network predicts (same shape as ``x``)."""
-        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+        """The residual the network predicts: same shape as ``x`` (as the
+        middle frame, ``(B, in_channels, H, W)``, for a spacetime network)."""
+        cfg = self.config
+        c_in = cfg.in_channels * cfg.frames
+        if x.ndim != 4 or x.shape[1] != c_in:
+            what = f"{cfg.frames} frames of {cfg.in_channels}" if cfg.spacetime else ""
             raise ValueError(
-                f"expected a (B, {self.config.in_channels}, H, W) tensor, got shape {tuple(x.shape)}"
+                f"expected a (B, {c_in}, H, W) tensor{' (' + what + ' channel(s))' if what else ''}"
+                f", got shape {tuple(x.shape)}"
             )
+        b = x.shape[0]
         h, w = x.shape[-2:]
-        a = self.config.alignment
+        a = cfg.alignment
         pad_h, pad_w = (-h) % a, (-w) % a
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        s = self.config.downscale
+        if cfg.spacetime:
+            # (B, T*C, H, W) -> (B*T, C, H, W): every frame through the same layers
+            x = x.reshape(b * cfg.frames, cfg.in_channels, *x.shape[-2:])
+            sigma = _per_frame(sigma, b, cfg.frames)
+        s = cfg.downscale
         y = F.pixel_unshuffle(x, s) if s > 1 else x
-        if self.config.noise_level_input:
+        if cfg.noise_level_input:
             y = torch.cat([y, self._noise_input(sigma, x, (h, w), y.shape[-2:])], dim=1)
         y = torch.relu(self.head(y))
-        y = self.body(y)
+        if cfg.spacetime:
+            assert self.temporal is not None
+            y = self.body[: self._fuse_at](y)  # (B*T, c, h', w')
+            y = y.reshape(b, cfg.frames, *y.shape[1:]).transpose(1, 2)  # (B, c, T, h', w')
+            y = self.temporal(y)[:, :, cfg.frames // 2]  # (B, c, h', w'): the middle frame
+            y = self.body[self._fuse_at :](y)
+        else:
+            y = self.body(y)
         y = self.tail(y)
         if s > 1:
             y = F.pixel_shuffle(y, s)
         return y[..., :h, :w]
+
+    def middle_frame(self, x: torch.Tensor) -> torch.Tensor:
+        """The frame a spacetime network denoises (``x`` itself otherwise)."""
+        cfg = self.config
+        if not cfg.spacetime:
+            return x
+        mid = cfg.frames // 2
+        return x[:, mid * cfg.in_channels : (mid + 1) * cfg.in_channels]
 
     def _noise_input(self, sigma, x: torch.Tensor, image_size, size) -> torch.Tensor:
         """The noise-level map at the reduced resolution, ``(B, C, h, w)``.
@@ -364,7 +439,7 @@ class NonLocalDenoiser(nn.Module):
         deviation on the [0, 1] scale, as a scalar, one value per batch item,
         ``(B, C)`` (per channel), or a per-pixel map ``(B, C or 1, H, W)``.
         """
-        return x - self.predict_noise(x, sigma)
+        return self.middle_frame(x) - self.predict_noise(x, sigma)
 
     @classmethod
     def from_config_dict(cls, data: Mapping[str, Any]) -> "NonLocalDenoiser":
@@ -372,6 +447,21 @@ class NonLocalDenoiser(nn.Module):
 
     def extra_repr(self) -> str:
         return f"params={self.num_parameters()}"
+
+
+def _per_frame(sigma, batch: int, frames: int):
+    """A noise level given per clip, repeated for each of its ``frames`` frames.
+
+    A scalar stays a scalar; one value per clip, ``(B, C)`` levels or a
+    ``(B, C, H, W)`` map (the middle frame's) are repeated along the batch
+    axis, which now holds ``B * frames`` frames.
+    """
+    if sigma is None or isinstance(sigma, (int, float)):
+        return sigma
+    sig = torch.as_tensor(sigma)
+    if sig.ndim == 0 or sig.shape[0] != batch:
+        return sig  # broadcast as it is (or reported as misshaped by _noise_input)
+    return sig.repeat_interleave(frames, dim=0)
 
 
 def count_parameters(module: nn.Module) -> int:

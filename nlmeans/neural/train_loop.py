@@ -105,7 +105,8 @@ def fit(
                     noisy, clean, sig = sampler.batch()
                     noisy, clean, sig = noisy.to(dev), clean.to(dev), sig.to(dev)
                     optimizer.zero_grad(set_to_none=True)
-                    loss = F.mse_loss(model(noisy, sig), clean)
+                    # a spacetime network denoises the middle frame of each clip
+                    loss = F.mse_loss(model(noisy, sig), model.middle_frame(clean))
                     if not torch.isfinite(loss):
                         where = (
                             f"; the last complete checkpoint is {saved_path}" if saved_path else ""

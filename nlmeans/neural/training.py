@@ -74,11 +74,14 @@ def warm_start(model: NonLocalDenoiser, weights: str | os.PathLike) -> None:
     """Load another network's weights into ``model``, in place.
 
     The two must have the same architecture, except that ``model`` may take
-    a noise-level map where the source is blind. The head's inputs for the
-    map then start at zero, so that the warm-started network computes
-    exactly what the source does, whatever map it is given, and training
-    teaches it to use the map from there (the paper's recipe for adding a
-    non-local block, applied to an input).
+    a noise-level map where the source is blind, and may be a spacetime
+    network (``frames > 1``) where the source takes one frame. The head's
+    inputs for the map then start at zero, and the spacetime network's
+    temporal block keeps its zero initialisation, so that the warm-started
+    network computes exactly what the source does (on the middle frame),
+    whatever map it is given, and training teaches it to use the map and
+    the other frames from there (the paper's recipe for adding a non-local
+    block).
 
     Raises:
         FileNotFoundError / ValueError: no such file, not a denoiser file, or
@@ -89,17 +92,27 @@ def warm_start(model: NonLocalDenoiser, weights: str | os.PathLike) -> None:
     from .checkpoint import load_model
 
     source = load_model(weights, device="cpu")
-    blind_view = dataclasses.replace(
-        model.config, noise_level_input=source.config.noise_level_input
+    src = source.config
+    view = dataclasses.replace(
+        model.config, noise_level_input=src.noise_level_input, frames=src.frames
     )
-    if blind_view != source.config or (source.config.noise_level_input and model.config.blind):
+    if src.frames == 1:
+        view = dataclasses.replace(view, temporal_window=src.temporal_window)
+    if (
+        view != src
+        or (src.noise_level_input and model.config.blind)
+        or (src.spacetime and src.frames != model.config.frames)
+    ):
         raise ValueError(
-            f"cannot start from {weights}: its network is {source.config}, this one is "
-            f"{model.config} (only a blind source for a network taking a noise map may differ)"
+            f"cannot start from {weights}: its network is {src}, this one is "
+            f"{model.config} (only a blind source for a network taking a noise map, or a "
+            "one-frame source for a spacetime network, may differ)"
         )
     mapped = source.state_dict()
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
+            if name not in mapped and name.startswith("temporal."):
+                continue  # the new temporal block keeps its zero initialisation
             value = mapped[name]
             if name == "head.weight" and value.shape[1] < tensor.shape[1]:
                 tensor.zero_()
@@ -266,7 +279,13 @@ def train(
         else (resume if resume is not None else Path("neural_denoiser.pt"))
     )
 
-    data = load_data(data_dir, settings, net_config.in_channels)
+    if net_config.spacetime and settings.noise == "mixture":
+        raise ValueError(
+            "noise='mixture' draws a noise level per channel, which for a spacetime network "
+            "would differ from frame to frame; train it with noise='gaussian' or "
+            "'poisson-gaussian'"
+        )
+    data = load_data(data_dir, settings, net_config.in_channels, net_config.frames)
     if state is not None and state.get("data", {}).get("fingerprint") not in (
         None,
         data.fingerprint,
