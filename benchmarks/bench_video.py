@@ -10,8 +10,11 @@ Quality. Sequences are synthesised from the Set12 (gray) and McMaster
 fast, automatic parameters), ``frames`` (``denoise`` on every frame, fast,
 automatic), ``opencv-multi`` (``cv2.fastNlMeansDenoisingMulti`` with the
 windows ``spacetime`` resolves and the best h of a grid, an oracle choice),
-and the noisy input. PSNR / SSIM are means over frames, then over sequences;
-flicker is in 8-bit gray levels.
+``spacetime-neural`` (the spacetime network, ``denoise_sequence(method=
+"neural")``), ``frames-neural`` (the per-frame network on every frame, given
+the same estimated sigma), and the noisy input; ``--methods`` picks some.
+PSNR / SSIM are means over frames, then over sequences; flicker is in 8-bit
+gray levels.
 
 Speed. One 640x360 colour clip of 100 frames (``--speed-frames``) made from
 McMaster image 1 (upscaled to 720x540, motion "mixed", seed 0), sigma 25:
@@ -23,6 +26,8 @@ Usage::
 
     python benchmarks/bench_video.py [--out benchmarks/results/video]   # the full run
     python benchmarks/bench_video.py --quick                            # seconds: a smoke test
+    python benchmarks/bench_video.py --methods spacetime-neural,frames-neural --no-speed \
+        --out benchmarks/results/video_neural                           # the network rows
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from nlmeans.synthetic import make_sequence
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared/data"
 MOTIONS_CYCLE = ("pan", "zoom", "objects", "mixed")
-METHODS = ("noisy", "spacetime", "frames", "opencv-multi")
+METHODS = ("noisy", "spacetime", "frames", "opencv-multi", "spacetime-neural", "frames-neural")
 
 
 def load_set(folder: Path, count: int | None, crop: int | None) -> list[np.ndarray]:
@@ -72,13 +77,13 @@ def sequences(images, frames: int) -> list[np.ndarray]:
     ]
 
 
-def quality(name, clips, sigma, threads) -> dict:
-    per_method: dict[str, list] = {m: [] for m in METHODS}
+def quality(name, clips, sigma, threads, methods=METHODS) -> dict:
+    per_method: dict[str, list] = {m: [] for m in methods}
     for i, clean in enumerate(clips):
         noisy = clean + np.random.default_rng(i).normal(0.0, sigma / 255.0, clean.shape)
         axis = -1 if clean.ndim == 4 else None
         records = compare_sequence(
-            clean, noisy, sigma=sigma / 255.0, methods=METHODS, channel_axis=axis, threads=threads
+            clean, noisy, sigma=sigma / 255.0, methods=methods, channel_axis=axis, threads=threads
         )
         for r in records:
             per_method[r.method].append(r)
@@ -135,7 +140,8 @@ def speed(frames: int, shape: tuple[int, int], sigma: float, threads) -> dict:
 def markdown(results: dict, args) -> str:
     lines = [
         f"## Video denoising, AWGN sigma = {args.sigma:g} (`python benchmarks/bench_video.py"
-        f"{' --quick' if args.quick else ''}`)",
+        f"{' --quick' if args.quick else ''}"
+        f"{' --methods ' + args.methods if args.methods != ','.join(METHODS) else ''}`)",
         "",
         f"Sequences of {args.frames} frames synthesised by `nlmeans.synthetic.make_sequence` "
         "(sequence i: seed i, motion pan/zoom/objects/mixed by i mod 4, objects from image i+1); "
@@ -179,6 +185,10 @@ def main() -> None:
     parser.add_argument("--speed-frames", type=int, default=100)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="write OUT.md and OUT.json")
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help="comma-separated methods of the quality table"
+    )
+    parser.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
     parser.add_argument("--quick", action="store_true", help="2 images per set, 5 frames, tiny")
     args = parser.parse_args()
     crop = None
@@ -188,13 +198,15 @@ def main() -> None:
         speed_shape = (48, 80)
     gray = sequences(load_set(DATA / "set12", args.images, crop), args.frames)
     colour = sequences(load_set(DATA / "mcmaster", args.images, crop), args.frames)
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     results = {
         "quality": {
-            "Set12 (gray)": quality("set12", gray, args.sigma, args.threads),
-            "McMaster (colour)": quality("mcmaster", colour, args.sigma, args.threads),
+            "Set12 (gray)": quality("set12", gray, args.sigma, args.threads, methods),
+            "McMaster (colour)": quality("mcmaster", colour, args.sigma, args.threads, methods),
         },
-        "speed": speed(args.speed_frames, speed_shape, args.sigma, args.threads),
     }
+    if not args.no_speed:
+        results["speed"] = speed(args.speed_frames, speed_shape, args.sigma, args.threads)
     text = markdown(results, args)
     print(text)
     if args.out:

@@ -52,6 +52,11 @@ def _describe(params, top: float) -> str:
     how = "estimated" if params.sigma_estimated else "given"
     colour = {"opponent": ", opponent colour", "rgb": ", joint RGB"}.get(params.color_space, "")
     k = params.temporal_radius
+    if params.method == "neural":
+        return (
+            f"method neural (spacetime network, {2 * k + 1} frames), sigma {params.sigma:.5f}"
+            f"{scale} ({how}){', one channel at a time' if params.color_space != 'gray' else ''}"
+        )
     return (
         f"method {params.method}, sigma {params.sigma:.5f}{scale} ({how}), h {params.h:.5f}, "
         f"patch {params.patch_size}x{params.patch_size}, "

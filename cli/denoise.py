@@ -335,14 +335,9 @@ def denoise(
     from . import _video
 
     if sequence or any(_video.is_sequence_input(i, folders=False) for i in inputs):
-        if (
-            method is Method.neural
-            or noise not in (Noise.gaussian, Noise.white)
-            or noise_params is not None
-        ):
+        if noise not in (Noise.gaussian, Noise.white) or noise_params is not None:
             raise typer.BadParameter(
-                "sequences take --method fast, exact or patchwise with Gaussian noise "
-                "(the spacetime network and the Poisson-Gaussian path are for images only)"
+                "sequences take Gaussian noise (the Poisson-Gaussian path is for images only)"
             )
         if device is Device.cuda:
             raise typer.BadParameter(

@@ -54,18 +54,22 @@ class SequenceParameters:
     for integer frames); ``temporal_radius`` is ``k`` (the window spans ``2k
     + 1`` frames); ``automatic`` lists what came from the shipped table or
     an estimate; ``color_space`` is ``"gray"``, ``"rgb"`` or ``"opponent"``.
+    For ``method="neural"`` ``h``, ``patch_size`` and ``patch_distance`` are
+    None, ``temporal_radius`` is the spacetime network's (half its frames)
+    and ``weights`` names its file.
     """
 
     method: str
     sigma: float
-    h: float
-    patch_size: int
-    patch_distance: int
+    h: float | None
+    patch_size: int | None
+    patch_distance: int | None
     temporal_radius: int
     sigma_estimated: bool
     automatic: tuple[str, ...] = ()
     color_space: str = "gray"
     h_chroma: float | None = None
+    weights: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -79,12 +83,13 @@ class SequenceParameters:
             patch_size=self.patch_size,
             patch_distance=self.patch_distance,
             temporal_radius=self.temporal_radius,
+            weights=self.weights,
         )
-        if self.color_space != "gray":
+        if self.color_space != "gray" and self.method != "neural":
             kwargs["color_space"] = self.color_space
         if self.h_chroma is not None:
             kwargs["h_chroma"] = self.h_chroma
-        return kwargs
+        return {key: value for key, value in kwargs.items() if value is not None}
 
 
 def _sequence_row(method: str, sigma: float) -> dict:
@@ -133,6 +138,7 @@ def resolve_sequence_parameters(
     patch_distance=None,
     color_space="auto",
     h_chroma=None,
+    weights=None,
 ) -> SequenceParameters:
     """Fill in every parameter of :func:`denoise_sequence` left as ``None``.
 
@@ -145,14 +151,14 @@ def resolve_sequence_parameters(
     sequences with motion, ``benchmarks/fit_sequence_parameters.py``).
     ``n_frames``, when known, caps an automatic ``temporal_radius`` at
     ``n_frames - 1`` and refuses a given one that reaches beyond the clip.
+    ``method="neural"``: the spacetime network (``weights``, default the
+    shipped one) fixes the temporal radius; only ``sigma`` is resolved.
     """
-    if not isinstance(method, str) or method not in CLASSICAL_METHODS:
-        if method == "neural":
-            raise ValueError(
-                "method='neural' is not available for sequences yet (the spacetime network is "
-                "not trained); use fast, exact or patchwise, or nlmeans.denoise frame by frame"
-            )
-        raise ValueError(f"method must be one of {', '.join(CLASSICAL_METHODS)}; got {method!r}")
+    methods = CLASSICAL_METHODS + ("neural",)
+    if not isinstance(method, str) or method not in methods:
+        raise ValueError(f"method must be one of {', '.join(methods)}; got {method!r}")
+    if weights is not None and method != "neural":
+        raise ValueError("weights applies only to method='neural'")
     sample = [_check_image(f) for f in frames[:ESTIMATE_FRAMES]]
     if not sample:
         raise ValueError("the sequence holds no frame")
@@ -167,6 +173,20 @@ def resolve_sequence_parameters(
         automatic.append("sigma")
     else:
         sigma_value = _check_real("sigma", sigma, positive=False)
+    if method == "neural":
+        return _neural_parameters(
+            sigma_value,
+            sigma is None,
+            temporal_radius,
+            space,
+            weights,
+            automatic,
+            h=h,
+            patch_size=patch_size,
+            patch_distance=patch_distance,
+            h_chroma=h_chroma,
+            color_space=color_space,
+        )
     needs_row = None in (h, patch_size, patch_distance, temporal_radius)
     row = _sequence_row(method, max(sigma_value, _MIN_AUTO_SIGMA)) if needs_row else {}
     if temporal_radius is None:
@@ -228,6 +248,48 @@ def resolve_sequence_parameters(
     )
 
 
+def _neural_parameters(
+    sigma, estimated, temporal_radius, space, weights, automatic, *, color_space, **unused
+) -> SequenceParameters:
+    """The parameters of ``method="neural"``: sigma, and the network's radius."""
+    from ._sequence_neural import load_spacetime_model
+
+    for name, value in unused.items():
+        if value is not None:
+            raise ValueError(f"{name} does not apply to method='neural'")
+    if color_space not in ("auto", "rgb"):
+        raise ValueError(
+            "color_space does not apply to method='neural' (colour frames go through the "
+            "gray spacetime network one channel at a time)"
+        )
+    model = load_spacetime_model(weights)
+    k = model.config.frames // 2
+    if temporal_radius is None:
+        automatic.append("temporal_radius")
+    elif _check_temporal_radius(temporal_radius) != k:
+        raise ValueError(
+            f"the spacetime network takes {2 * k + 1} frames: temporal_radius must be {k} "
+            f"(or None) for method='neural', got {temporal_radius}"
+        )
+    if weights is None:
+        from .neural import default_weights_path
+
+        weights = default_weights_path(spacetime=True)
+    return SequenceParameters(
+        "neural",
+        sigma,
+        None,
+        None,
+        None,
+        k,
+        estimated,
+        tuple(automatic),
+        space,
+        None,
+        str(weights),
+    )
+
+
 def denoise_sequence(
     frames,
     *,
@@ -241,6 +303,7 @@ def denoise_sequence(
     patch_distance=None,
     color_space="auto",
     h_chroma=None,
+    weights=None,
     threads=None,
     return_params=False,
 ):
@@ -254,12 +317,17 @@ def denoise_sequence(
 
     Parameters
     ----------
-    frames : ndarray or iterable of ndarray
+    frames : ndarray, dask.array.Array or iterable of ndarray
         An array holding the frames along ``time_axis`` (uint8, uint16,
         float32 or float64), or any other iterable of 2-D frames (gray, or
         with channels along ``channel_axis``), which is then denoised as it
         is consumed: the call returns a generator of denoised frames, in
-        order, and holds only a few frames at a time.
+        order, and holds only a few frames at a time. A Dask array gives a
+        lazy Dask array of the same shape, chunks and dtype, equal to the
+        in-memory result bit for bit: it is denoised by time chunks, each
+        with ``k`` frames of context on either side and whole frames
+        (spatial chunks are joined), so memory follows the time chunk size
+        (``pip install "nlmeans[dask]"``).
     time_axis : int
         Axis of the frames in an array input (ignored for iterables).
     temporal_radius : int, optional
@@ -271,13 +339,20 @@ def denoise_sequence(
     channel_axis : int or None
         Axis of the channels, counted in the input array (or in a frame, for
         iterables). Channels share one weight.
-    method : {"fast", "exact", "patchwise"}
-        As in :func:`nlmeans.denoise`, with 2-D patches compared across frames.
+    method : {"fast", "exact", "patchwise", "neural"}
+        As in :func:`nlmeans.denoise`, with 2-D patches compared across
+        frames; ``"neural"``: the shipped spacetime network (a
+        ``NonLocalBlock3d`` over 5 frames, so ``temporal_radius`` 2), given
+        the noise level ``sigma``; colour frames go through it one channel
+        at a time, and the clip's ends are mirrored in time.
     h, sigma, patch_size, patch_distance, color_space, h_chroma
         As in :func:`nlmeans.denoise`, resolved once for the whole sequence:
         ``sigma`` from the median noise estimate of the first
         :data:`ESTIMATE_FRAMES` frames, the others from the table's
-        ``"sequence"`` rows.
+        ``"sequence"`` rows (the network takes only ``sigma``).
+    weights : str or path, optional
+        ``method="neural"`` only: another spacetime network's weights
+        (``nlmeans train-neural --frames 5`` checkpoint or export).
     threads : int, optional
         Number of threads; the result is bit-identical for any value.
     return_params : bool
@@ -295,7 +370,7 @@ def denoise_sequence(
     TypeError, ValueError
         As :func:`nlmeans.denoise` for the parameters and frames; also for
         frames that change shape or dtype, a ``temporal_radius`` the clip
-        cannot hold, ``method="neural"`` (not available for sequences yet).
+        cannot hold (or, for ``method="neural"``, other than the network's).
 
     Notes
     -----
@@ -341,8 +416,22 @@ def denoise_sequence(
         patch_distance=patch_distance,
         color_space=color_space,
         h_chroma=h_chroma,
+        weights=weights,
     )
     n_threads = check_threads(threads)
+    from ._front import _is_dask_array
+
+    if _is_dask_array(frames):
+        from ._sequence_dask import denoise_sequence_dask
+
+        result, params = denoise_sequence_dask(
+            frames,
+            time_axis=time_axis,
+            channel_axis=channel_axis,
+            n_threads=n_threads,
+            options=options,
+        )
+        return (result, params) if return_params else result
     if isinstance(frames, (np.ndarray, list, tuple)):
         array = _check_image(frames)
         if array.ndim not in (3, 4):
@@ -365,7 +454,7 @@ def denoise_sequence(
         )
         logger.info("nlmeans sequence parameters: %s", params)
         out = np.empty_like(moved)
-        for i, frame in enumerate(_run(iter(moved), params, frame_axis, n_threads)):
+        for i, frame in enumerate(_runner(params)(iter(moved), params, frame_axis, n_threads)):
             out[i] = frame
         result = np.moveaxis(out, 0, t_axis)
         return (result, params) if return_params else result
@@ -380,8 +469,22 @@ def denoise_sequence(
     )
     axis = _frame_axis(first[0], channel_axis)
     logger.info("nlmeans sequence parameters: %s", params)
-    generator = _run(itertools.chain(first, iterator), params, axis, n_threads)
+    generator = _runner(params)(itertools.chain(first, iterator), params, axis, n_threads)
     return (generator, params) if return_params else generator
+
+
+def _runner(params: SequenceParameters):
+    """The generator that denoises frames with ``params``: the kernels or the network."""
+    if params.method != "neural":
+        return _run
+
+    def run_network(frames, params, axis, n_threads):
+        from ._sequence_neural import load_spacetime_model, run_neural
+
+        model = load_spacetime_model(params.weights)
+        return run_neural(frames, model, params.sigma, axis, n_threads)
+
+    return run_network
 
 
 def _normalise_axis(name: str, value, ndim: int) -> int:
@@ -401,13 +504,19 @@ class _Frame:
     hi: float
 
 
-def _run(frames: Iterator, params: SequenceParameters, axis, n_threads) -> Iterator[np.ndarray]:
-    """Denoise ``frames`` block by block; yields denoised frames in order."""
+def _run(
+    frames: Iterator, params: SequenceParameters, axis, n_threads, scale=None
+) -> Iterator[np.ndarray]:
+    """Denoise ``frames`` block by block; yields denoised frames in order.
+
+    ``scale``: the ``(lo, hi - lo)`` float scale of the whole sequence
+    (default: from the first frame seen, which is the sequence's own first
+    frame unless a piece of a longer sequence is given).
+    """
     k = params.temporal_radius
     buffer: deque[_Frame] = deque()
     first_index = 0  # sequence index of buffer[0]
     next_out = 0  # next frame to denoise
-    scale = None
     shape = dtype = None
     chunk = 1
     exhausted = False
@@ -423,9 +532,8 @@ def _run(frames: Iterator, params: SequenceParameters, axis, n_threads) -> Itera
             frame = _check_image(np.asarray(raw))
             if shape is None:
                 shape, dtype = frame.shape, frame.dtype
-                floats = to_unit_float(frame)
-                lo, hi = float(floats.min()), float(floats.max())
-                scale = (lo, hi - lo if hi > lo else 1.0)
+                if scale is None:
+                    scale = sequence_scale(frame)
                 n_values = frame.size
                 chunk = int(max(1, min(_MAX_CHUNK, _BLOCK_VALUES // n_values - 2 * k)))
             if frame.shape != shape:
@@ -470,6 +578,13 @@ def _run(frames: Iterator, params: SequenceParameters, axis, n_threads) -> Itera
         while buffer and first_index < next_out - k:
             buffer.popleft()
             first_index += 1
+
+
+def sequence_scale(first_frame: np.ndarray) -> tuple[float, float]:
+    """The float scale ``(lo, hi - lo)`` every frame is mapped by: the first frame's range."""
+    floats = to_unit_float(first_frame)
+    lo, hi = float(floats.min()), float(floats.max())
+    return lo, hi - lo if hi > lo else 1.0
 
 
 def _prepare(frame: np.ndarray, axis, scale) -> _Frame:

@@ -14,11 +14,15 @@ Methods of :func:`compare_sequence` (:data:`SEQUENCE_METHODS`):
 
 ``noisy``
     The noisy input itself (the reference point for flicker).
-``spacetime``, ``spacetime-patchwise``, ``spacetime-exact``
+``spacetime``, ``spacetime-patchwise``, ``spacetime-exact``, ``spacetime-neural``
     :func:`nlmeans.denoise_sequence` with that method and automatic
-    parameters (sigma estimated from the first frames).
-``frames``, ``frames-patchwise``, ``frames-exact``
-    :func:`nlmeans.denoise` on every frame on its own, automatic parameters.
+    parameters (sigma estimated from the first frames); ``-neural`` is the
+    spacetime network.
+``frames``, ``frames-patchwise``, ``frames-exact``, ``frames-neural``
+    :func:`nlmeans.denoise` on every frame on its own, automatic parameters
+    (``frames-neural``: the per-frame network, given the sigma the
+    spacetime methods estimate, so that the two networks differ only in
+    the frames they see).
 ``opencv-multi``
     :func:`cv2.fastNlMeansDenoisingMulti` (``...ColoredMulti`` is not used:
     the 3-channel input goes to the same function, one joint distance, as
@@ -52,9 +56,11 @@ SEQUENCE_METHODS = (
     "spacetime",
     "spacetime-patchwise",
     "spacetime-exact",
+    "spacetime-neural",
     "frames",
     "frames-patchwise",
     "frames-exact",
+    "frames-neural",
     "opencv-multi",
 )
 #: OpenCV's h is searched over these multiples of sigma (in gray levels).
@@ -215,11 +221,21 @@ def compare_sequence(
                 noisy,
                 channel_axis=None if axis is None else axis,
                 method=kind,
-                temporal_radius=temporal_radius,
+                temporal_radius=temporal_radius if kind != "neural" else None,
                 threads=threads,
                 return_params=True,
             )
             params = used.as_dict()
+        elif method == "frames-neural":
+            level = resolved.sigma
+            out = np.stack(
+                [
+                    nlmeans.denoise(
+                        f, method="neural", sigma=level, channel_axis=axis, threads=threads
+                    )
+                    for f in noisy
+                ]
+            )
         elif method.startswith("frames"):
             kind = method.partition("-")[2] or "fast"
             out = np.stack(

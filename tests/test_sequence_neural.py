@@ -1,0 +1,247 @@
+"""The spacetime network: the model against a frame-by-frame reference, its
+warm start from the per-frame network, clip training, and
+``denoise_sequence(method="neural")`` with its command line."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+
+import nlmeans  # noqa: E402
+from nlmeans import _sequence_neural  # noqa: E402
+from nlmeans.neural import checkpoint as ckpt_mod  # noqa: E402
+from nlmeans.neural import training as train_mod  # noqa: E402
+from nlmeans.neural.model import DenoiserConfig, NonLocalDenoiser  # noqa: E402
+
+TINY = DenoiserConfig(channels=8, depth=6, blocks=1, window=1, noise_level_input=True)
+TINY_ST = dataclasses.replace(TINY, frames=3, temporal_window=1)
+
+
+def _activated(config, seed=0):
+    from neural_helpers import activate
+
+    torch.manual_seed(seed)
+    return activate(NonLocalDenoiser(config), seed)
+
+
+@pytest.fixture
+def tiny_weights(tmp_path):
+    """A small spacetime network whose temporal block does something."""
+    return ckpt_mod.save_weights(tmp_path / "st.safetensors", _activated(TINY_ST))
+
+
+def _reference_noise(model, x, sigma):
+    """The spacetime forward pass written out frame by frame, with loops."""
+    cfg = model.config
+    feats = []
+    for t in range(cfg.frames):
+        frame = x[:, t : t + 1]
+        y = torch.nn.functional.pixel_unshuffle(frame, cfg.downscale)
+        level = torch.full((x.shape[0], 1, *y.shape[-2:]), float(sigma))
+        y = torch.relu(model.head(torch.cat([y, level], dim=1)))
+        for layer in list(model.body)[: model._fuse_at]:
+            y = layer(y)
+        feats.append(y)
+    volume = torch.stack(feats, dim=2)  # (B, c, T, h, w)
+    y = model.temporal(volume)[:, :, cfg.frames // 2]
+    for layer in list(model.body)[model._fuse_at :]:
+        y = layer(y)
+    return torch.nn.functional.pixel_shuffle(model.tail(y), cfg.downscale)
+
+
+def test_forward_matches_the_frame_by_frame_reference():
+    model = _activated(TINY_ST)
+    x = torch.rand(2, 3, 12, 16)
+    with torch.no_grad():
+        noise = model.predict_noise(x, 0.1)
+        expected = _reference_noise(model, x, 0.1)
+        torch.testing.assert_close(noise, expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(model(x, 0.1), x[:, 1:2] - expected, rtol=1e-5, atol=1e-6)
+        # one level per clip, repeated for its frames, equals the scalar
+        torch.testing.assert_close(model(x, torch.tensor([0.1, 0.1])), model(x, 0.1))
+    # The other frames matter once the temporal block is active.
+    y = x.clone()
+    y[:, 0] = torch.rand(12, 16)
+    with torch.no_grad():
+        assert not torch.allclose(model(x, 0.1), model(y, 0.1))
+
+
+def test_config_and_shape_errors():
+    with pytest.raises(ValueError, match="frames must be odd"):
+        DenoiserConfig(frames=4)
+    with pytest.raises(ValueError, match="frames"):
+        DenoiserConfig(frames=0)
+    model = NonLocalDenoiser(TINY_ST)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\).*3 frames"):
+        model(torch.rand(1, 1, 8, 8), 0.1)
+    # The receptive radius grows by the temporal window (at half resolution).
+    assert TINY_ST.receptive_radius == TINY.receptive_radius + 2 * TINY_ST.temporal_window
+
+
+def test_warm_start_from_the_per_frame_network_is_exact_then_trains(tmp_path):
+    frame_model = _activated(TINY)
+    source = ckpt_mod.save_weights(tmp_path / "frame.safetensors", frame_model)
+    spacetime = NonLocalDenoiser(TINY_ST).eval()
+    train_mod.warm_start(spacetime, source)
+    x = torch.rand(2, 3, 16, 20)
+    with torch.no_grad():
+        for sigma in (0.0, 0.2):
+            torch.testing.assert_close(
+                spacetime(x, sigma), frame_model(x[:, 1:2], sigma), rtol=0, atol=0
+            )
+    # A spacetime source for a network of other frames is refused.
+    other = ckpt_mod.save_weights(tmp_path / "st.safetensors", NonLocalDenoiser(TINY_ST))
+    with pytest.raises(ValueError, match="cannot start from"):
+        train_mod.warm_start(NonLocalDenoiser(dataclasses.replace(TINY_ST, frames=5)), other)
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    import imageio.v3 as iio
+
+    d = tmp_path / "data"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        yy, xx = np.mgrid[0:64, 0:60]
+        img = 0.5 + 0.3 * np.sin(xx / (2 + i) + yy / 5) * rng.uniform(0.5, 1)
+        iio.imwrite(d / f"img{i}.png", (np.clip(img, 0, 1) * 255).round().astype(np.uint8))
+    return d
+
+
+def test_clip_data_and_training(data_dir, tmp_path):
+    from nlmeans.neural.data import CLIP_MOTIONS, load_data
+    from nlmeans.neural.train_config import TrainConfig
+
+    settings = TrainConfig(patch_size=16, batch_size=4, val_fraction=0.2)
+    data = load_data(data_dir, settings, 1, frames=3)
+    assert len(data.train_images) == 4 * len(CLIP_MOTIONS)
+    assert all(c.dtype == torch.uint8 and c.shape == (3, 48, 45) for c in data.train_images)
+    ((noisy, clean),) = data.val_pairs
+    assert noisy.shape == (1, 3, 48, 45) and clean.shape == (1, 1, 48, 45)
+    # The clips move: consecutive frames differ.
+    assert any(not torch.equal(c[0], c[1]) for c in data.train_images)
+    source = ckpt_mod.save_weights(tmp_path / "frame.safetensors", _activated(TINY))
+    result = train_mod.train(
+        data_dir,
+        out=tmp_path / "st.pt",
+        config=TINY_ST,
+        init=source,
+        steps=3,
+        batch_size=4,
+        patch_size=16,
+        progress=False,
+        threads=1,
+        val_fraction=0.2,
+    )
+    assert result.completed and np.isfinite(result.final_val_psnr)
+    exported = ckpt_mod.export_weights(result.out, tmp_path / "st.safetensors")
+    assert ckpt_mod.load_model(exported).config == TINY_ST
+    with pytest.raises(ValueError, match="mixture"):
+        train_mod.train(
+            data_dir,
+            out=tmp_path / "m.pt",
+            config=TINY_ST,
+            noise="mixture",
+            steps=1,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="gray"):
+        load_data(data_dir, settings, 3, frames=3)
+
+
+@given(st.integers(-40, 40), st.integers(1, 12))
+def test_mirrored_index_stays_in_the_clip(index, n):
+    got = _sequence_neural.mirrored(index, n)
+    assert 0 <= got < n
+    if 0 <= index < n:
+        assert got == index
+    if n > 1 and -n < index < 0:
+        assert got == -index
+
+
+def _clip(n=7, shape=(24, 28), colour=False, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    frames = [0.5 + 0.3 * np.sin((xx + t) / 3 + yy / 4) for t in range(n)]
+    clip = np.stack(frames)
+    if colour:
+        clip = np.stack([clip, clip[:, ::-1], 1 - clip], axis=-1)
+    return np.clip(clip + rng.normal(0, 0.08, clip.shape), 0, 1)
+
+
+def test_sequence_network_array_stream_dtypes_and_channels(tiny_weights):
+    model = ckpt_mod.load_model(tiny_weights)
+    clip = _clip()
+    out, params = nlmeans.denoise_sequence(
+        clip, method="neural", weights=tiny_weights, sigma=0.08, return_params=True
+    )
+    assert out.shape == clip.shape and out.dtype == clip.dtype
+    assert params.temporal_radius == 1 and params.h is None and params.weights == str(tiny_weights)
+    # Frame t is the network's answer on frames t-1, t, t+1, mirrored at the ends.
+    from nlmeans.neural.inference import denoise_array
+
+    for t, window in ((0, [1, 0, 1]), (3, [2, 3, 4]), (6, [5, 6, 5])):
+        expected = denoise_array(model, clip[window].astype(np.float32), 0.08)
+        np.testing.assert_allclose(out[t], expected, atol=1e-6)
+    streamed = np.stack(
+        list(
+            nlmeans.denoise_sequence(iter(clip), method="neural", weights=tiny_weights, sigma=0.08)
+        )
+    )
+    np.testing.assert_array_equal(streamed, out)
+    # kwargs reproduce the call; uint8 stays uint8.
+    again = nlmeans.denoise_sequence(clip, **params.denoise_kwargs())
+    np.testing.assert_array_equal(again, out)
+    as_uint8 = (clip * 255).round().astype(np.uint8)
+    assert (
+        nlmeans.denoise_sequence(as_uint8, method="neural", weights=tiny_weights).dtype == np.uint8
+    )
+    # Colour: each channel through the gray network.
+    rgb = _clip(n=4, colour=True)
+    out_rgb = nlmeans.denoise_sequence(
+        rgb, channel_axis=-1, method="neural", weights=tiny_weights, sigma=0.08
+    )
+    for c in range(3):
+        gray = nlmeans.denoise_sequence(
+            rgb[..., c], method="neural", weights=tiny_weights, sigma=0.08
+        )
+        np.testing.assert_allclose(out_rgb[..., c], gray, atol=1e-6)
+    # Clips shorter than the window (mirrored) and of one frame.
+    for n in (1, 2):
+        assert (
+            nlmeans.denoise_sequence(clip[:n], method="neural", weights=tiny_weights).shape
+            == clip[:n].shape
+        )
+
+
+def test_sequence_network_bad_input(tiny_weights, tmp_path):
+    clip = _clip(n=4)
+    with pytest.raises(ValueError, match="temporal_radius must be 1"):
+        nlmeans.denoise_sequence(clip, method="neural", weights=tiny_weights, temporal_radius=2)
+    with pytest.raises(ValueError, match="h does not apply"):
+        nlmeans.denoise_sequence(clip, method="neural", weights=tiny_weights, h=0.1)
+    with pytest.raises(ValueError, match="color_space does not apply"):
+        nlmeans.denoise_sequence(
+            _clip(n=3, colour=True),
+            channel_axis=-1,
+            method="neural",
+            weights=tiny_weights,
+            color_space="opponent",
+        )
+    frame_weights = ckpt_mod.save_weights(tmp_path / "f.safetensors", NonLocalDenoiser(TINY))
+    with pytest.raises(ValueError, match="not a spacetime network"):
+        nlmeans.denoise_sequence(clip, method="neural", weights=frame_weights)
+    with pytest.raises(ValueError, match="weights applies only"):
+        nlmeans.denoise_sequence(clip, weights=tiny_weights)
+    with pytest.raises(ValueError, match="spacetime network"):
+        nlmeans.neural.denoise(clip[0].astype(np.float32), sigma=0.1, weights=tiny_weights)
+    bad = [clip[0], clip[1][:, :-2]]
+    with pytest.raises(ValueError, match="must match"):
+        list(nlmeans.denoise_sequence(iter(bad), method="neural", weights=tiny_weights, sigma=0.1))
