@@ -176,8 +176,8 @@ def test_bad_input(rng):
         list(nlmeans.denoise_sequence(iter(frames), temporal_radius=5))
     with pytest.raises(ValueError, match="same size"):
         list(nlmeans.denoise_sequence(iter([frames[0]] * 6 + [frames[0][:8]]), temporal_radius=1))
-    with pytest.raises(ValueError, match="neural"):
-        nlmeans.denoise_sequence(frames, method="neural")
+    with pytest.raises(ValueError, match="fast, exact, patchwise, neural"):
+        nlmeans.denoise_sequence(frames, method="bm3d")
     with pytest.raises(ValueError, match="channel_axis"):
         nlmeans.denoise_sequence(rng.random((3, 16, 16, 3)))
     with pytest.raises(ValueError, match="NaN"):

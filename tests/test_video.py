@@ -150,7 +150,8 @@ def test_bad_inputs_give_one_line_and_leave_nothing(clips, tmp_path):
         ([clips["mp4"], "--temporal-radius", "9"], "larger than the clip"),
         ([clips["avi"], "-o", tmp_path / "raw.mp4"], "cannot hold rawvideo"),
         ([clips["mp4"], "-o", tmp_path / "x.mp4", "--lossless"], "FFV1 in Matroska"),
-        ([clips["mp4"], "--method", "neural"], "sequences take"),
+        ([clips["mp4"], "--noise", "poisson-gaussian"], "sequences take Gaussian noise"),
+        ([clips["mp4"], "--method", "neural"], "patch_size does not apply to method='neural'"),
     ]
     for args, message in cases:
         before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
