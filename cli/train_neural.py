@@ -91,6 +91,14 @@ def train_neural(
             "middle one; trained on clips with motion made from the training images (gray).",
         ),
     ] = 1,
+    early_fusion: Annotated[
+        bool,
+        typer.Option(
+            "--early-fusion",
+            help="With --frames: the middle frame's first layer also sees the other frames' "
+            "pixels (their weights start at zero).",
+        ),
+    ] = False,
     features: Annotated[
         int, typer.Option("--features", min=1, help="Feature channels of the hidden layers.")
     ] = 48,
@@ -204,6 +212,8 @@ def train_neural(
             f"got {frames}",
             param_hint="--frames",
         )
+    if early_fusion and frames == 1:
+        raise typer.BadParameter("--early-fusion needs --frames 3 or more", param_hint="--frames")
     if frames > 1 and channels != 1:
         raise typer.BadParameter(
             "spacetime networks are gray (--channels 1); colour clips are denoised one "
@@ -242,6 +252,7 @@ def train_neural(
         channels=features,
         depth=depth,
         frames=frames,
+        early_fusion=early_fusion,
     )
     # A resumed run keeps its checkpoint's network unless one was asked for.
     config = (

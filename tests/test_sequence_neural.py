@@ -39,12 +39,18 @@ def tiny_weights(tmp_path):
 def _reference_noise(model, x, sigma):
     """The spacetime forward pass written out frame by frame, with loops."""
     cfg = model.config
+    unshuffle = torch.nn.functional.pixel_unshuffle
     feats = []
     for t in range(cfg.frames):
         frame = x[:, t : t + 1]
-        y = torch.nn.functional.pixel_unshuffle(frame, cfg.downscale)
+        y = unshuffle(frame, cfg.downscale)
         level = torch.full((x.shape[0], 1, *y.shape[-2:]), float(sigma))
-        y = torch.relu(model.head(torch.cat([y, level], dim=1)))
+        inputs = [y, level]
+        if cfg.early_fusion:  # the middle frame also sees the others, in time order
+            others = [unshuffle(x[:, u : u + 1], cfg.downscale) for u in range(cfg.frames)]
+            others = [o if t == cfg.frames // 2 else torch.zeros_like(o) for o in others]
+            inputs += [o for u, o in enumerate(others) if u != cfg.frames // 2]
+        y = torch.relu(model.head(torch.cat(inputs, dim=1)))
         for layer in list(model.body)[: model._fuse_at]:
             y = layer(y)
         feats.append(y)
@@ -55,8 +61,9 @@ def _reference_noise(model, x, sigma):
     return torch.nn.functional.pixel_shuffle(model.tail(y), cfg.downscale)
 
 
-def test_forward_matches_the_frame_by_frame_reference():
-    model = _activated(TINY_ST)
+@pytest.mark.parametrize("early_fusion", [False, True])
+def test_forward_matches_the_frame_by_frame_reference(early_fusion):
+    model = _activated(dataclasses.replace(TINY_ST, early_fusion=early_fusion))
     x = torch.rand(2, 3, 12, 16)
     with torch.no_grad():
         noise = model.predict_noise(x, 0.1)
@@ -77,6 +84,8 @@ def test_config_and_shape_errors():
         DenoiserConfig(frames=4)
     with pytest.raises(ValueError, match="frames"):
         DenoiserConfig(frames=0)
+    with pytest.raises(ValueError, match="early_fusion needs frames > 1"):
+        DenoiserConfig(early_fusion=True)
     model = NonLocalDenoiser(TINY_ST)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\).*3 frames"):
         model(torch.rand(1, 1, 8, 8), 0.1)
@@ -95,10 +104,20 @@ def test_warm_start_from_the_per_frame_network_is_exact_then_trains(tmp_path):
             torch.testing.assert_close(
                 spacetime(x, sigma), frame_model(x[:, 1:2], sigma), rtol=0, atol=0
             )
-    # A spacetime source for a network of other frames is refused.
-    other = ckpt_mod.save_weights(tmp_path / "st.safetensors", NonLocalDenoiser(TINY_ST))
+    # Early fusion added to a trained spacetime network: exact at the start too.
+    trained = _activated(TINY_ST, seed=1)
+    st_source = ckpt_mod.save_weights(tmp_path / "st.safetensors", trained)
+    fused = NonLocalDenoiser(dataclasses.replace(TINY_ST, early_fusion=True)).eval()
+    train_mod.warm_start(fused, st_source)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x, 0.1), trained(x, 0.1), rtol=0, atol=0)
+    # A spacetime source for a network of other frames, or one dropping early
+    # fusion, is refused.
     with pytest.raises(ValueError, match="cannot start from"):
-        train_mod.warm_start(NonLocalDenoiser(dataclasses.replace(TINY_ST, frames=5)), other)
+        train_mod.warm_start(NonLocalDenoiser(dataclasses.replace(TINY_ST, frames=5)), st_source)
+    fused_source = ckpt_mod.save_weights(tmp_path / "fused.safetensors", _activated(fused.config))
+    with pytest.raises(ValueError, match="cannot start from"):
+        train_mod.warm_start(NonLocalDenoiser(TINY_ST), fused_source)
 
 
 @pytest.fixture
@@ -313,3 +332,24 @@ def test_cli_denoises_and_compares_a_stack_with_the_spacetime_network(tmp_path):
     records = {r["method"]: r for r in json.loads(result.stdout)[0]["records"]}
     assert records["spacetime-neural"]["psnr"] > records["frames-neural"]["psnr"]
     assert records["spacetime-neural"]["flicker"] < records["frames-neural"]["flicker"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--frames", "4"], "odd number of frames"),
+        (["--frames", "3", "--channels", "3"], "spacetime networks are gray"),
+        (["--early-fusion"], "--early-fusion needs --frames"),
+    ],
+)
+def test_train_neural_cli_refuses_bad_frame_options(data_dir, tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from nlmeans_cli.main import app
+
+    out = tmp_path / "x.pt"
+    result = CliRunner().invoke(
+        app, ["train-neural", "--data", str(data_dir), "--steps", "1", "-o", str(out), *args]
+    )
+    assert result.exit_code == 2 and message in " ".join(result.stderr.split())
+    assert not out.exists() and "Traceback" not in result.stderr

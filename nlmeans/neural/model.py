@@ -87,6 +87,10 @@ class DenoiserConfig:
             the middle frame only.
         temporal_window: radius of that block's (t, y, x) window, at the
             reduced resolution (used only when ``frames > 1``).
+        early_fusion: spacetime networks only: the middle frame's head also
+            sees the pixels of the other frames (extra input channels, zero
+            for the other frames' own heads), so that the convolutions can
+            average across frames before the temporal block matches them.
     """
 
     in_channels: int = 1
@@ -103,6 +107,7 @@ class DenoiserConfig:
     noise_level_input: bool = False
     frames: int = 1
     temporal_window: int = 2
+    early_fusion: bool = False
 
     def __post_init__(self) -> None:
         def _int(name: str, minimum: int) -> None:
@@ -132,7 +137,9 @@ class DenoiserConfig:
             _int("inter_channels", 1)
         if self.norm not in NORMS:
             raise ValueError(f"DenoiserConfig.norm must be one of {NORMS}, got {self.norm!r}")
-        for name in ("sub_sample", "residual", "noise_level_input"):
+        if self.early_fusion and self.frames == 1:
+            raise ValueError("DenoiserConfig.early_fusion needs frames > 1")
+        for name in ("sub_sample", "residual", "noise_level_input", "early_fusion"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
                     f"DenoiserConfig.{name} must be a bool, got {getattr(self, name)!r}"
@@ -257,7 +264,8 @@ class NonLocalDenoiser(nn.Module):
         io_channels = config.in_channels * s * s
         batch_norm = config.norm == "batch"
 
-        self.head = nn.Conv2d(io_channels + config.noise_channels, c, 3, padding=1)
+        fused = io_channels * (config.frames - 1) if config.early_fusion else 0
+        self.head = nn.Conv2d(io_channels + config.noise_channels + fused, c, 3, padding=1)
         # Body: (depth - 2) 3x3 convolutions grouped in units -- residual
         # units of two convolutions (plus one plain layer first when the count
         # is odd) or plain conv-ReLU layers -- with the blocks between units.
@@ -370,7 +378,12 @@ class NonLocalDenoiser(nn.Module):
         s = cfg.downscale
         y = F.pixel_unshuffle(x, s) if s > 1 else x
         if cfg.noise_level_input:
+            pixels = y
             y = torch.cat([y, self._noise_input(sigma, x, (h, w), y.shape[-2:])], dim=1)
+        else:
+            pixels = y
+        if cfg.spacetime and cfg.early_fusion:
+            y = torch.cat([y, self._other_frames(pixels, b)], dim=1)
         y = torch.relu(self.head(y))
         if cfg.spacetime:
             assert self.temporal is not None
@@ -384,6 +397,20 @@ class NonLocalDenoiser(nn.Module):
         if s > 1:
             y = F.pixel_shuffle(y, s)
         return y[..., :h, :w]
+
+    def _other_frames(self, pixels: torch.Tensor, batch: int) -> torch.Tensor:
+        """Early fusion: the other frames' pixels as extra head inputs of each
+        clip's middle frame, zeros for every other frame.
+
+        ``pixels``: ``(B*T, P, h, w)`` -> ``(B*T, (T-1)*P, h, w)``.
+        """
+        t = self.config.frames
+        mid = t // 2
+        clips = pixels.reshape(batch, t, *pixels.shape[1:])  # (B, T, P, h, w)
+        others = torch.cat([clips[:, :mid], clips[:, mid + 1 :]], dim=1).flatten(1, 2)
+        extra = pixels.new_zeros(batch, t, *others.shape[1:])
+        extra[:, mid] = others
+        return extra.flatten(0, 1)
 
     def middle_frame(self, x: torch.Tensor) -> torch.Tensor:
         """The frame a spacetime network denoises (``x`` itself otherwise)."""

@@ -74,10 +74,11 @@ def warm_start(model: NonLocalDenoiser, weights: str | os.PathLike) -> None:
     """Load another network's weights into ``model``, in place.
 
     The two must have the same architecture, except that ``model`` may take
-    a noise-level map where the source is blind, and may be a spacetime
-    network (``frames > 1``) where the source takes one frame. The head's
-    inputs for the map then start at zero, and the spacetime network's
-    temporal block keeps its zero initialisation, so that the warm-started
+    a noise-level map where the source is blind, may be a spacetime network
+    (``frames > 1``) where the source takes one frame, and may add early
+    fusion (``early_fusion``) to a spacetime source. The head's inputs for
+    the map (or the other frames) then start at zero, and a new temporal
+    block keeps its zero initialisation, so that the warm-started
     network computes exactly what the source does (on the middle frame),
     whatever map it is given, and training teaches it to use the map and
     the other frames from there (the paper's recipe for adding a non-local
@@ -94,7 +95,11 @@ def warm_start(model: NonLocalDenoiser, weights: str | os.PathLike) -> None:
     source = load_model(weights, device="cpu")
     src = source.config
     view = dataclasses.replace(
-        model.config, noise_level_input=src.noise_level_input, frames=src.frames
+        model.config,
+        noise_level_input=src.noise_level_input,
+        frames=src.frames,
+        # a source without early fusion: the other frames' head inputs start at zero
+        early_fusion=src.early_fusion,
     )
     if src.frames == 1:
         view = dataclasses.replace(view, temporal_window=src.temporal_window)
@@ -102,6 +107,7 @@ def warm_start(model: NonLocalDenoiser, weights: str | os.PathLike) -> None:
         view != src
         or (src.noise_level_input and model.config.blind)
         or (src.spacetime and src.frames != model.config.frames)
+        or (src.early_fusion and not model.config.early_fusion)
     ):
         raise ValueError(
             f"cannot start from {weights}: its network is {src}, this one is "
