@@ -99,6 +99,16 @@ def train_neural(
             "pixels (their weights start at zero).",
         ),
     ] = False,
+    clip_motions: Annotated[
+        Optional[str],
+        typer.Option(
+            "--clip-motions",
+            help="With --frames: the clips made from each training image, one per motion "
+            "(comma-separated: static, pan, zoom, objects, mixed; default "
+            "mixed,static,pan,objects,zoom,mixed,static).",
+            show_default=False,
+        ),
+    ] = None,
     features: Annotated[
         int, typer.Option("--features", min=1, help="Feature channels of the hidden layers.")
     ] = 48,
@@ -212,6 +222,16 @@ def train_neural(
             f"got {frames}",
             param_hint="--frames",
         )
+    motions = None
+    if clip_motions is not None:
+        from nlmeans.synthetic import MOTIONS
+
+        motions = tuple(m.strip() for m in clip_motions.split(",") if m.strip())
+        if not motions or any(m not in MOTIONS for m in motions):
+            raise typer.BadParameter(
+                f"expected motions among {', '.join(MOTIONS)}, got {clip_motions!r}",
+                param_hint="--clip-motions",
+            )
     if early_fusion and frames == 1:
         raise typer.BadParameter("--early-fusion needs --frames 3 or more", param_hint="--frames")
     if frames > 1 and channels != 1:
@@ -281,6 +301,7 @@ def train_neural(
             patch_size=patch_size,
             lr=lr,
             seed=seed,
+            clip_motions=motions,
             resume=resume,
             init=init_from,
             device=device,

@@ -141,6 +141,16 @@ def test_clip_data_and_training(data_dir, tmp_path):
     settings = TrainConfig(patch_size=16, batch_size=4, val_fraction=0.2)
     data = load_data(data_dir, settings, 1, frames=3)
     assert len(data.train_images) == 4 * len(CLIP_MOTIONS)
+    # static clips repeat their frame exactly; the others move
+    static = data.train_images[CLIP_MOTIONS.index("static")]
+    assert torch.equal(static[0], static[1]) and torch.equal(static[0], static[2])
+    two = load_data(data_dir, TrainConfig(patch_size=16, clip_motions=("pan", "zoom")), 1, 3)
+    assert len(two.train_images) == 4 * 2
+    assert TrainConfig.from_dict(TrainConfig(clip_motions=("pan",)).to_dict()).clip_motions == (
+        "pan",
+    )
+    with pytest.raises(ValueError, match="clip_motions"):
+        TrainConfig(clip_motions=("wobble",))
     assert all(c.dtype == torch.uint8 and c.shape == (3, 48, 45) for c in data.train_images)
     ((noisy, clean),) = data.val_pairs
     assert noisy.shape == (1, 3, 48, 45) and clean.shape == (1, 1, 48, 45)
@@ -340,6 +350,7 @@ def test_cli_denoises_and_compares_a_stack_with_the_spacetime_network(tmp_path):
         (["--frames", "4"], "odd number of frames"),
         (["--frames", "3", "--channels", "3"], "spacetime networks are gray"),
         (["--early-fusion"], "--early-fusion needs --frames"),
+        (["--frames", "3", "--clip-motions", "pan,wobble"], "expected motions among"),
     ],
 )
 def test_train_neural_cli_refuses_bad_frame_options(data_dir, tmp_path, args, message):

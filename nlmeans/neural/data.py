@@ -29,7 +29,7 @@ import torch
 
 from .._checks import IMAGE_SUFFIXES
 from ..io import read_image
-from .train_config import TrainConfig
+from .train_config import CLIP_MOTIONS_DEFAULT, TrainConfig
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -44,9 +44,8 @@ __all__ = [
 #: The suffixes training looks for: those the CLI reads.
 IMAGE_EXTENSIONS = IMAGE_SUFFIXES
 VAL_CROP = 256  # validation images are centre-cropped to at most this size
-#: Clips made from each training image for a spacetime network, cycling
-#: through these motions (different seeds, so different paths and objects).
-CLIP_MOTIONS = ("mixed", "mixed", "pan", "objects", "zoom", "mixed")
+#: The default of TrainConfig.clip_motions (kept here under its old name).
+CLIP_MOTIONS = CLIP_MOTIONS_DEFAULT
 
 
 def list_images(data_dir: str | os.PathLike) -> list[Path]:
@@ -282,7 +281,8 @@ def _training_clips(
 ) -> list[torch.Tensor]:
     """Clips of every training image, as uint8 ``(frames, h, w)`` tensors."""
     p = settings.patch_size
-    per_image = len(CLIP_MOTIONS)
+    motions = settings.clip_motions
+    per_image = len(motions)
     clips = []
     for i, im in enumerate(images):
         if im.shape[-2] * 3 // 4 < p or im.shape[-1] * 3 // 4 < p:
@@ -291,7 +291,7 @@ def _training_clips(
         # from the background they move over.
         others = [images[(i + 1) % len(images)].numpy(), images[(i + 7) % len(images)].numpy()]
         seeds = [settings.seed * 1_000_003 + i * per_image + j for j in range(per_image)]
-        for clip in _clips(im, frames, seeds=seeds, motions=CLIP_MOTIONS, objects=others):
+        for clip in _clips(im, frames, seeds=seeds, motions=motions, objects=others):
             clips.append(torch.round(clip * 255.0).to(torch.uint8))
     if not clips:
         raise ValueError(f"no training image is large enough for {p}x{p} patches of its clips")
@@ -326,7 +326,7 @@ def load_data(
     ``channels``: 1 (gray, colour converted) or 3 (RGB). Images smaller than
     a patch are skipped with a warning. ``frames > 1`` (a spacetime
     network, gray only): each training image becomes
-    ``len(CLIP_MOTIONS)`` clips of that many frames with motion, three
+    ``len(settings.clip_motions)`` clips of that many frames, one per motion, three
     quarters of its size, their moving objects cut from the other training
     images (:func:`nlmeans.synthetic.make_sequence`, seeded by
     ``settings.seed`` and the image's index); they are stored as uint8.

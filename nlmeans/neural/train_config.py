@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..synthetic import MOTIONS
 from .model import DenoiserConfig
 
 __all__ = ["NOISE_KINDS", "SCHEDULES", "TrainConfig", "TrainResult", "TrainingInterrupted"]
@@ -17,6 +18,9 @@ __all__ = ["NOISE_KINDS", "SCHEDULES", "TrainConfig", "TrainResult", "TrainingIn
 NOISE_KINDS = ("gaussian", "poisson-gaussian", "mixture")
 SCHEDULES = ("cosine", "step", "constant")
 VAL_CROP = 256  # validation images are centre-cropped to at most this size
+#: Spacetime networks: the clips made from each training image, one per
+#: motion of nlmeans.synthetic.make_sequence (each with its own seed).
+CLIP_MOTIONS_DEFAULT = ("mixed", "static", "pan", "objects", "zoom", "mixed", "static")
 
 
 class TrainingInterrupted(RuntimeError):
@@ -57,6 +61,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     val_sigma: float = 25.0
+    clip_motions: tuple[str, ...] = CLIP_MOTIONS_DEFAULT
 
     def __post_init__(self) -> None:
         lo, hi = (float(v) for v in self.sigma)
@@ -97,11 +102,19 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if not (self.val_sigma >= 0):
             raise ValueError(f"val_sigma must be >= 0, got {self.val_sigma!r}")
+        motions = tuple(self.clip_motions)
+        if not motions or any(m not in MOTIONS for m in motions):
+            raise ValueError(
+                f"clip_motions must be a non-empty sequence of {', '.join(MOTIONS)}; "
+                f"got {self.clip_motions!r}"
+            )
+        object.__setattr__(self, "clip_motions", motions)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["sigma"] = list(self.sigma)
         d["poisson_peak"] = list(self.poisson_peak)
+        d["clip_motions"] = list(self.clip_motions)
         return d
 
     @classmethod
@@ -111,7 +124,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training settings: {sorted(unknown)}")
         d = dict(data)
-        for key in ("sigma", "poisson_peak"):
+        for key in ("sigma", "poisson_peak", "clip_motions"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)

@@ -150,6 +150,7 @@ def train(
     seed: int = 0,
     val_fraction: float = 0.1,
     val_sigma: float = 25.0,
+    clip_motions: tuple[str, ...] | None = None,
     config: DenoiserConfig | None = None,
     resume: str | os.PathLike | None = None,
     init: str | os.PathLike | None = None,
@@ -206,6 +207,10 @@ def train(
         val_fraction: share of the files held out for validation (an evenly
             spaced, seed-independent subset; 0 disables validation).
         val_sigma: sigma (/255 scale) of the validation noise (fixed seeds).
+        clip_motions: spacetime networks (``config.frames > 1``): the clips
+            made from each training image, one per motion of
+            :func:`nlmeans.synthetic.make_sequence` (default
+            :data:`~nlmeans.neural.train_config.CLIP_MOTIONS_DEFAULT`).
         config: network architecture (default ``DenoiserConfig()``).
         resume: checkpoint to continue from. The network config and every
             training setting stored there are used (differing arguments are
@@ -251,6 +256,7 @@ def train(
         seed=seed,
         val_fraction=val_fraction,
         val_sigma=val_sigma,
+        **({} if clip_motions is None else {"clip_motions": tuple(clip_motions)}),
     )
     if settings is not None:
         if not isinstance(settings, TrainConfig):
