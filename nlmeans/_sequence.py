@@ -432,20 +432,8 @@ def denoise_sequence(
         return (result, params) if return_params else result
     if isinstance(frames, (np.ndarray, list, tuple)):
         array = _check_image(frames)
-        if array.ndim not in (3, 4):
-            raise ValueError(
-                f"frames must be a 3-D (t, y, x) or 4-D (with channels) array, got {array.ndim}-D"
-            )
-        t_axis = _normalise_axis("time_axis", time_axis, array.ndim)
-        c_axis = None
-        if channel_axis is not None:
-            c_axis = _normalise_axis("channel_axis", channel_axis, array.ndim)
-            if c_axis == t_axis:
-                raise ValueError("channel_axis and time_axis must differ")
-        elif array.ndim == 4:
-            raise ValueError("a 4-D array needs channel_axis (frames are 2-D)")
+        t_axis, frame_axis = _array_axes(array.ndim, time_axis, channel_axis)
         moved = np.moveaxis(array, t_axis, 0)
-        frame_axis = None if c_axis is None else c_axis - (c_axis > t_axis)
         first = list(moved[:ESTIMATE_FRAMES])
         params = resolve_sequence_parameters(
             first, n_frames=moved.shape[0], channel_axis=frame_axis, **options
@@ -483,6 +471,23 @@ def _runner(params: SequenceParameters):
         return run_neural(frames, model, params.sigma, axis, n_threads)
 
     return run_network
+
+
+def _array_axes(ndim: int, time_axis, channel_axis) -> tuple[int, int | None]:
+    """``(time axis, channel axis within a frame)`` of a clip array, checked."""
+    if ndim not in (3, 4):
+        raise ValueError(
+            f"frames must be a 3-D (t, y, x) or 4-D (with channels) array, got {ndim}-D"
+        )
+    t_axis = _normalise_axis("time_axis", time_axis, ndim)
+    if channel_axis is None:
+        if ndim == 4:
+            raise ValueError("a 4-D array needs channel_axis (frames are 2-D)")
+        return t_axis, None
+    c_axis = _normalise_axis("channel_axis", channel_axis, ndim)
+    if c_axis == t_axis:
+        raise ValueError("channel_axis and time_axis must differ")
+    return t_axis, c_axis - (c_axis > t_axis)
 
 
 def _normalise_axis(name: str, value, ndim: int) -> int:
@@ -703,20 +708,8 @@ def _denoise_dask(frames, *, time_axis, channel_axis, n_threads, options):
     da = require_dask()
     import dask
 
-    if frames.ndim not in (3, 4):
-        raise ValueError(
-            f"frames must be a 3-D (t, y, x) or 4-D (with channels) array, got {frames.ndim}-D"
-        )
-    t_axis = _normalise_axis("time_axis", time_axis, frames.ndim)
-    c_axis = None
-    if channel_axis is not None:
-        c_axis = _normalise_axis("channel_axis", channel_axis, frames.ndim)
-        if c_axis == t_axis:
-            raise ValueError("channel_axis and time_axis must differ")
-    elif frames.ndim == 4:
-        raise ValueError("a 4-D array needs channel_axis (frames are 2-D)")
+    t_axis, frame_axis = _array_axes(frames.ndim, time_axis, channel_axis)
     moved = da.moveaxis(frames, t_axis, 0)
-    frame_axis = None if c_axis is None else c_axis - (c_axis > t_axis)
     n = moved.shape[0]
     if n == 0:
         raise ValueError("the sequence holds no frame")
