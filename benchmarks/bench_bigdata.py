@@ -14,7 +14,7 @@ tile so that the generator never holds them either. Then measures:
 
 Prints a Markdown table and writes it to ``benchmarks/results/bigdata.md``
 (``bigdata_quick.md`` with ``--quick``: tiny sizes, for checking the script),
-rewritten after every run; ``--runs`` picks a subset.
+rewritten after every run; ``--runs`` picks a subset and ``--out`` another table.
 
 Usage::
 
@@ -134,6 +134,11 @@ def main() -> None:
         default=",".join(RUNS),
         help=f"comma-separated subset of {', '.join(RUNS)} (default: all)",
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="table to write (default benchmarks/results/bigdata.md, or bigdata_quick.md)",
+    )
     args = parser.parse_args()
     if args.quick:
         side, depth, vside, fit, chunk = 1024, 16, 256, 512, 256
@@ -147,7 +152,7 @@ def main() -> None:
         parser.error(f"--runs: unknown {', '.join(sorted(unknown))}; choose from {', '.join(RUNS)}")
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
-    out = results / ("bigdata_quick.md" if args.quick else "bigdata.md")
+    out = args.out or results / ("bigdata_quick.md" if args.quick else "bigdata.md")
     command = " ".join(["python benchmarks/bench_bigdata.py", *sys.argv[1:]])
     rows, notes = [], []
 
