@@ -5,7 +5,8 @@ k`` within ``+-d`` pixels, weighted by 2-D patch similarity: the same object
 in the neighbouring frames is usually the most similar patch, and no motion
 is estimated. Frames are processed in blocks of a few frames plus ``k``
 frames of context on each side, so a sequence of any length needs memory for
-one block only, and an iterator of frames is denoised as it arrives.
+one block only, and an iterator of frames is denoised as it arrives. Volumes
+over time (3-D + t) work the same way with 3-D patches and a 4-D window.
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ ESTIMATE_FRAMES = 5
 #: Frame data (floats) per block that sets how many frames are denoised at once.
 _BLOCK_VALUES = 1 << 23
 _MAX_CHUNK = 8
+#: Automatic parameters of volumes over time (3-D patches), for every sigma.
+#: Fitted by ``python benchmarks/bench_volume_sequence.py --fit`` on volume
+#: series made from Train400 images (make_volume_sequence; sigma 15, 25,
+#: 50), among windows costing at most 3x a volume-by-volume `fast` (5 x 5**3
+#: shifts against its 7**3: 1.8x): 3-D patches of 125 voxels tell patches
+#: apart better than 2-D ones, so h is lower than the 2-D rows'.
+VOLUME_PARAMETERS = {
+    "temporal_radius": 2,
+    "patch_size": 5,
+    "patch_distance": 2,
+    "h_over_sigma": 0.5,
+}
 
 
 @dataclass(frozen=True)
@@ -102,19 +115,27 @@ def _sequence_row(method: str, sigma: float) -> dict:
 
 
 def _frame_axis(frame: np.ndarray, channel_axis) -> int | None:
-    """The channel axis of one frame, checked: frames are 2-D, gray or with channels."""
+    """The channel axis of one frame, checked: a 2-D image or a 3-D volume, gray or with channels."""
     if channel_axis is None:
-        if frame.ndim != 2:
+        if frame.ndim not in (2, 3):
             raise ValueError(
-                f"frames must be 2-D (gray) or 2-D with channels, got a {frame.ndim}-D frame; "
+                f"frames must be 2-D images or 3-D volumes, got a {frame.ndim}-D frame; "
                 "pass channel_axis for frames with channels"
             )
         return None
-    if frame.ndim != 3:
-        raise ValueError(f"with channel_axis every frame must be 3-D, got {frame.ndim}-D")
-    if not -3 <= channel_axis < 3:
-        raise ValueError(f"channel_axis={channel_axis} is out of range for a 3-D frame")
-    return int(channel_axis) % 3
+    if frame.ndim not in (3, 4):
+        raise ValueError(
+            f"with channel_axis every frame must be 3-D (an image with channels) or 4-D "
+            f"(a volume with channels), got {frame.ndim}-D"
+        )
+    if not -frame.ndim <= channel_axis < frame.ndim:
+        raise ValueError(f"channel_axis={channel_axis} is out of range for a {frame.ndim}-D frame")
+    return int(channel_axis) % frame.ndim
+
+
+def _is_volume(frame: np.ndarray, axis) -> bool:
+    """Whether the frames are 3-D volumes (3-D patches) rather than 2-D images."""
+    return frame.ndim - (axis is not None) == 3
 
 
 def _check_temporal_radius(value) -> int:
@@ -163,6 +184,12 @@ def resolve_sequence_parameters(
     if not sample:
         raise ValueError("the sequence holds no frame")
     axis = _frame_axis(sample[0], channel_axis)
+    volume = _is_volume(sample[0], axis)
+    if volume and method in ("patchwise", "neural"):
+        raise ValueError(
+            f"method={method!r} takes 2-D frames; volumes over time (3-D + t) are denoised "
+            "with method='fast' or 'exact'"
+        )
     space = _check_color_space(sample[0], axis, color_space)
     automatic = []
     if sigma is None:
@@ -188,7 +215,10 @@ def resolve_sequence_parameters(
             color_space=color_space,
         )
     needs_row = None in (h, patch_size, patch_distance, temporal_radius)
-    row = _sequence_row(method, max(sigma_value, _MIN_AUTO_SIGMA)) if needs_row else {}
+    if volume:
+        row = VOLUME_PARAMETERS
+    else:
+        row = _sequence_row(method, max(sigma_value, _MIN_AUTO_SIGMA)) if needs_row else {}
     if temporal_radius is None:
         k = int(row["temporal_radius"])
         if n_frames is not None:
@@ -203,6 +233,10 @@ def resolve_sequence_parameters(
             )
     if patch_size is None:
         patch_size = int(row["patch_size"])
+        if volume:
+            # Thin stacks (a few slices) take the largest odd patch they hold.
+            depth = [n for i, n in enumerate(sample[0].shape) if i != axis][0]
+            patch_size = max(1, min(patch_size, depth - (1 - depth % 2)))
         automatic.append("patch_size")
     else:
         patch_size = _check_positive_odd("patch_size", patch_size)
@@ -215,6 +249,12 @@ def resolve_sequence_parameters(
     if min(spatial) < patch_size:
         raise ValueError(
             f"frames of shape {spatial} are smaller than the patch (patch_size={patch_size})"
+            + (
+                "; without channel_axis 3-D frames are volumes (z, y, x): pass channel_axis "
+                "for 2-D frames with channels"
+                if volume and axis is None
+                else ""
+            )
         )
     if h is None:
         h = float(row["h_over_sigma"]) * max(sigma_value, _MIN_AUTO_SIGMA)
@@ -319,8 +359,9 @@ def denoise_sequence(
     ----------
     frames : ndarray, dask.array.Array or iterable of ndarray
         An array holding the frames along ``time_axis`` (uint8, uint16,
-        float32 or float64), or any other iterable of 2-D frames (gray, or
-        with channels along ``channel_axis``), which is then denoised as it
+        float32 or float64), or any other iterable of frames (2-D images or
+        3-D volumes, gray or with channels along ``channel_axis``), which is
+        then denoised as it
         is consumed: the call returns a generator of denoised frames, in
         order, and holds only a few frames at a time. A Dask array gives a
         lazy Dask array of the same shape, chunks and dtype, equal to the
@@ -387,7 +428,12 @@ def denoise_sequence(
     that patch distances between frames are meaningful; each output frame
     is clipped to the [min, max] of the frames in its window.
 
-    Patches are 2-D; volumes over time (3-D + t) are not supported.
+    Volumes over time (3-D + t: a 4-D array ``(t, z, y, x)`` without
+    ``channel_axis``, or 3-D frames) take 3-D patches and a window over
+    ``+-k`` time points and ``+-d`` voxels along z, y and x, each volume
+    padded on its own; methods ``"fast"`` and ``"exact"``. Their automatic
+    parameters are :data:`VOLUME_PARAMETERS` (patch 5, search radius 2, k =
+    2, h = 0.5 sigma; a stack thinner than 5 slices takes a smaller patch).
 
     References
     ----------
@@ -474,15 +520,22 @@ def _runner(params: SequenceParameters):
 
 
 def _array_axes(ndim: int, time_axis, channel_axis) -> tuple[int, int | None]:
-    """``(time axis, channel axis within a frame)`` of a clip array, checked."""
-    if ndim not in (3, 4):
-        raise ValueError(
-            f"frames must be a 3-D (t, y, x) or 4-D (with channels) array, got {ndim}-D"
+    """``(time axis, channel axis within a frame)`` of a clip array, checked.
+
+    Without ``channel_axis`` a 3-D array is ``(t, y, x)`` and a 4-D one
+    volumes over time ``(t, z, y, x)``; with it, 4-D and 5-D arrays are
+    those with channels.
+    """
+    allowed = (3, 4) if channel_axis is None else (4, 5)
+    if ndim not in allowed:
+        kinds = (
+            "3-D (t, y, x) or 4-D (t, z, y, x)"
+            if channel_axis is None
+            else "4-D (images with channels) or 5-D (volumes with channels)"
         )
+        raise ValueError(f"frames must be a {kinds} array, got {ndim}-D")
     t_axis = _normalise_axis("time_axis", time_axis, ndim)
     if channel_axis is None:
-        if ndim == 4:
-            raise ValueError("a 4-D array needs channel_axis (frames are 2-D)")
         return t_axis, None
     c_axis = _normalise_axis("channel_axis", channel_axis, ndim)
     if c_axis == t_axis:
@@ -625,6 +678,9 @@ def _denoise_block(block, out_lo, out_hi, params: SequenceParameters, scale, n_t
 def _pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigma, h):
     """One spatio-temporal pass in kernel layout; the correction of the output frames."""
     from . import kernels
+
+    if guide.ndim == 5:
+        return _volume_pass(values, guide, params, out_lo, out_hi, sigma, h)
     from ._sequence_kernels import frames_accumulate, frames_patchwise_aggregate
 
     n_channels, n_z, n_y, n_x = guide.shape
@@ -684,6 +740,53 @@ def _pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigma, h):
         out_numerator,
     )
     return out_numerator / _patch_coverage((n_out, n_y, n_x), f, 0)
+
+
+def _volume_pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigma, h):
+    """:func:`_pass` for volumes over time: ``(C, T, Z, Y, X)`` in, ``(C, out, Z, Y, X)`` out.
+
+    Patches are 3-D (``patch_size`` along z too) and the window spans ``+-k``
+    time points and ``+-d`` voxels along z, y and x; every volume is padded
+    on its own, so a patch never reaches into another time point.
+    """
+    from . import kernels
+    from ._sequence_kernels import volume_half_window_shifts, volumes_accumulate
+
+    n_channels, n_t, n_z, n_y, n_x = guide.shape
+    n_out = out_hi - out_lo
+    f = params.patch_size // 2
+    d = min(params.patch_distance, max(n_y, n_x) - 1)
+    dz = min(params.patch_distance, n_z - 1)
+    two_sigma2, inv_h2 = kernels.weight_constants(sigma, h)
+    kind = "gaussian" if params.method == "exact" else "uniform"
+    weights = kernels.patch_weights(params.patch_size, kind)
+    norm = kernels.distance_norm(kind, n_channels, params.patch_size, f)
+    # Time in front, so that one time point is a contiguous (C, Z, Y, X) volume.
+    by_time = np.ascontiguousarray(np.moveaxis(guide, 1, 0))
+    padded = np.pad(by_time, ((0, 0), (0, 0), (f, f), (f, f), (f, f)), mode="reflect")
+    # The values differ from the guide for the chrominance of color_space="opponent".
+    value_volumes = by_time if values is guide else np.ascontiguousarray(np.moveaxis(values, 1, 0))
+    numerator = np.zeros((values.shape[0], n_out * n_z, n_y, n_x), np.float32)
+    denominator = np.zeros((n_out * n_z, n_y, n_x), np.float32)
+    volumes_accumulate(
+        value_volumes,
+        padded,
+        volume_half_window_shifts(params.temporal_radius, dz, d),
+        d,
+        out_lo,
+        out_hi,
+        weights,
+        weights,
+        weights,
+        kind == "uniform",
+        norm,
+        two_sigma2,
+        inv_h2,
+        numerator,
+        denominator,
+    )
+    correction = numerator / (denominator + np.float32(1.0))
+    return correction.reshape(values.shape[0], n_out, n_z, n_y, n_x)
 
 
 # --------------------------------------------------------------------------

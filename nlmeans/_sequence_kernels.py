@@ -32,7 +32,30 @@ from .kernels import (
     exp_neg,
 )
 
-__all__ = ["frames_accumulate", "frames_patchwise_aggregate"]
+__all__ = [
+    "frames_accumulate",
+    "frames_patchwise_aggregate",
+    "volume_half_window_shifts",
+    "volumes_accumulate",
+]
+
+
+def volume_half_window_shifts(k: int, dz: int, d: int) -> np.ndarray:
+    """Offsets ``(st, sz, sy, sx)`` of a ``+-k`` x ``+-dz`` x ``+-d`` x ``+-d`` window, each pair once.
+
+    As :func:`nlmeans.kernels.half_window_shifts` with time in front:
+    ``sy >= 0`` always (a strip's partners lie in the halo below it), and
+    for ``sy == 0`` only ``(st, sz, sx)`` after zero in lexicographic order.
+    """
+    out = []
+    for sy in range(0, d + 1):
+        for st in range(-k, k + 1):
+            for sz in range(-dz, dz + 1):
+                for sx in range(-d, d + 1):
+                    if sy == 0 and (st, sz, sx) <= (0, 0, 0):
+                        continue
+                    out.append((st, sz, sy, sx))
+    return np.array(out, dtype=np.int64).reshape(-1, 4)
 
 
 @njit(parallel=True, **_JIT)
@@ -110,6 +133,7 @@ def frames_accumulate(
                 if ylo >= yhi or zlo >= zhi or xlo >= xhi:
                     continue
                 _shift_distances(
+                    padded,
                     padded,
                     sz,
                     sy,
@@ -252,6 +276,7 @@ def frames_patchwise_aggregate(
                 if s < shifts.shape[0]:
                     _shift_distances(
                         padded,
+                        padded,
                         sz,
                         sy,
                         sx,
@@ -308,3 +333,138 @@ def frames_patchwise_aggregate(
                         brow = box_xy[zo, r, px_lo:px_hi]
                         for k in range(m):
                             out_row[k] += brow[k] * (src[k] - centre[k])
+
+
+@njit(parallel=True, **_JIT)
+def volumes_accumulate(
+    image,
+    padded,
+    shifts,
+    d,
+    out_lo,
+    out_hi,
+    weights_z,
+    weights_y,
+    weights_x,
+    uniform,
+    norm,
+    two_sigma2,
+    inv_h2,
+    numerator,
+    denominator,
+):
+    """:func:`frames_accumulate` for volumes over time (3-D patches, 4-D window).
+
+    ``image`` is a block ``(T, C, Z, Y, X)`` of volumes and ``padded`` each
+    volume's own reflect padding ``(T, C, Z + 2fz, Y + 2f, X + 2f)``, so a
+    patch never reads another time point; ``shifts`` come from
+    :func:`volume_half_window_shifts`. ``numerator`` is ``(C, (out_hi -
+    out_lo) * Z, Y, X)`` and ``denominator`` ``((out_hi - out_lo) * Z, Y,
+    X)``, zeroed by the caller: the sums of plane ``z`` of volume ``out_lo +
+    i`` land in plane ``i * Z + z``. A pair is computed when either of its
+    voxels lies in an output volume, and its weight serves both when both
+    do. Every output voxel receives its terms in the same order (shift, then
+    time) whatever the block and the thread count.
+    """
+    n_t, n_channels, n_z, n_y, n_x = image.shape
+    n_out = out_hi - out_lo
+    size_z = weights_z.shape[0]
+    size = weights_y.shape[0]
+    n_strips = (n_y + STRIP_ROWS - 1) // STRIP_ROWS
+    halo = STRIP_ROWS + d
+    num_private = np.zeros((n_strips, n_channels, n_out * n_z, halo, n_x), np.float32)
+    den_private = np.zeros((n_strips, n_out * n_z, halo, n_x), np.float32)
+    max_private = np.zeros((n_strips, 1, 1, 1), np.float32)
+    unused_max = np.zeros((1, 1, 1), np.float32)
+    padded_width = padded.shape[4]
+    for strip in prange(n_strips):
+        y0 = np.int64(strip) * STRIP_ROWS
+        y1 = min(n_y, y0 + STRIP_ROWS)
+        row_ring = np.empty((size, padded_width), np.float32)
+        column_sums = np.empty(padded_width, np.float32)
+        plane_ring = np.empty((size_z, STRIP_ROWS, n_x), np.float32)
+        dist = np.empty((n_z, STRIP_ROWS, n_x), np.float32)
+        num = num_private[strip]
+        den = den_private[strip]
+        for s in range(shifts.shape[0]):
+            st = shifts[s, 0]
+            sz = shifts[s, 1]
+            sy = shifts[s, 2]
+            sx = shifts[s, 3]
+            ylo = y0
+            yhi = min(y1, n_y - sy)
+            zlo = max(0, -sz)
+            zhi = min(n_z, n_z - sz)
+            xlo = max(0, -sx)
+            xhi = min(n_x, n_x - sx)
+            if ylo >= yhi or zlo >= zhi or xlo >= xhi:
+                continue
+            n = xhi - xlo
+            for t in range(max(0, -st), min(n_t, n_t - st)):
+                a_out = out_lo <= t < out_hi
+                b_out = out_lo <= t + st < out_hi
+                if not (a_out or b_out):
+                    continue
+                _shift_distances(
+                    padded[t],
+                    padded[t + st],
+                    sz,
+                    sy,
+                    sx,
+                    zlo,
+                    zhi,
+                    ylo,
+                    yhi,
+                    xlo,
+                    xhi,
+                    weights_z,
+                    weights_y,
+                    weights_x,
+                    uniform,
+                    norm,
+                    row_ring,
+                    column_sums,
+                    plane_ring,
+                    dist,
+                )
+                plane_a = (t - out_lo) * n_z
+                plane_b = (t + st - out_lo) * n_z + sz
+                for z in range(zlo, zhi):
+                    for y in range(ylo, yhi):
+                        r = y - y0
+                        wrow = dist[z, y - ylo, :n]
+                        for k in range(n):
+                            excess = max(wrow[k] - two_sigma2, np.float32(0.0))
+                            wrow[k] = exp_neg(excess * inv_h2)
+                        if a_out:
+                            den_a = den[plane_a + z, r, xlo:xhi]
+                            for k in range(n):
+                                den_a[k] += wrow[k]
+                        if b_out:
+                            den_b = den[plane_b + z, r + sy, xlo + sx : xhi + sx]
+                            for k in range(n):
+                                den_b[k] += wrow[k]
+                        for c in range(n_channels):
+                            u_a = image[t, c, z, y, xlo:xhi]
+                            u_b = image[t + st, c, z + sz, y + sy, xlo + sx : xhi + sx]
+                            if a_out:
+                                num_a = num[c, plane_a + z, r, xlo:xhi]
+                                for k in range(n):
+                                    num_a[k] += wrow[k] * (u_b[k] - u_a[k])
+                            if b_out:
+                                num_b = num[c, plane_b + z, r + sy, xlo + sx : xhi + sx]
+                                for k in range(n):
+                                    num_b[k] += wrow[k] * (u_a[k] - u_b[k])
+
+    # Deterministic reduction, strips in order (as pixelwise_accumulate).
+    for row in prange(n_y):
+        _reduce_strips_row(
+            row,
+            num_private,
+            den_private,
+            max_private,
+            numerator,
+            denominator,
+            unused_max,
+            False,
+        )

@@ -181,6 +181,7 @@ def exp_neg(x):
 @njit(**_JIT)
 def _shift_distances(
     padded,
+    partner,
     sz,
     sy,
     sx,
@@ -202,7 +203,10 @@ def _shift_distances(
 ):
     """Patch distances of pixels ``(z, y, x)`` to ``(z+sz, y+sy, x+sx)``.
 
-    Fills ``out[z, y - ylo, x - xlo]`` for ``z`` in ``[zlo, zhi)``, ``y`` in
+    The patches of ``(z, y, x)`` are read in ``padded``, those of the partner
+    pixels in ``partner``: the same array for pairs within one image, another
+    time point's volume for :mod:`nlmeans._sequence_kernels`' volumes over
+    time. Fills ``out[z, y - ylo, x - xlo]`` for ``z`` in ``[zlo, zhi)``, ``y`` in
     ``[ylo, yhi)``, ``x`` in ``[xlo, xhi)`` (image coordinates) with ``d2``
     (already multiplied by ``norm``).
 
@@ -241,7 +245,7 @@ def _shift_distances(
                 ring_row[k] = 0.0
             for c in range(n_channels):
                 src = padded[c, zp, yp, xlo : xlo + width]
-                dst = padded[c, zp + sz, yp + sy, xlo + sx : xlo + sx + width]
+                dst = partner[c, zp + sz, yp + sy, xlo + sx : xlo + sx + width]
                 for k in range(width):
                     diff = src[k] - dst[k]
                     ring_row[k] += diff * diff
@@ -426,6 +430,7 @@ def pixelwise_accumulate(
                 continue
             _shift_distances(
                 padded,
+                padded,
                 sz,
                 sy,
                 sx,
@@ -565,6 +570,7 @@ def patchwise_aggregate(
             if ylo < yhi and zlo < zhi and xlo < xhi:
                 if s < shifts.shape[0]:
                     _shift_distances(
+                        padded,
                         padded,
                         sz,
                         sy,

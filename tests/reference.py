@@ -225,3 +225,38 @@ def nlm_spacetime(
                 out[:, t, py, px] += estimate / total
                 count[t, py, px] += 1
     return out / count if patchwise else out
+
+
+def nlm_volume_spacetime(
+    volumes, *, patch_size, patch_distance, temporal_radius, h, sigma=0.0, gaussian=False
+):
+    """Pixel-wise NLM of volumes over time; volumes (C, T, Z, Y, X) float64.
+
+    3-D patches, every volume reflect-padded on its own (a patch never reads
+    another time point); the window spans +-temporal_radius time points and
+    +-patch_distance voxels along z, y and x, clipped to the series and the
+    volume; centre weight 1.
+    """
+    radius = patch_size // 2
+    kernel = _kernel(patch_size, 3, gaussian)
+    pad = ((0, 0), (0, 0)) + ((radius, radius),) * 3
+    padded = np.pad(volumes, pad, mode="reflect")
+    n_t, n_z, n_y, n_x = volumes.shape[1:]
+    size = 2 * radius + 1
+    out = np.zeros_like(volumes, dtype=np.float64)
+    for t, z, y, x in np.ndindex(n_t, n_z, n_y, n_x):
+        a = padded[:, t, z : z + size, y : y + size, x : x + size]
+        total, acc = 0.0, 0.0
+        for tj, zj, yj, xj in itertools.product(
+            range(max(0, t - temporal_radius), min(n_t, t + temporal_radius + 1)),
+            range(max(0, z - patch_distance), min(n_z, z + patch_distance + 1)),
+            range(max(0, y - patch_distance), min(n_y, y + patch_distance + 1)),
+            range(max(0, x - patch_distance), min(n_x, x + patch_distance + 1)),
+        ):
+            b = padded[:, tj, zj : zj + size, yj : yj + size, xj : xj + size]
+            d2 = float((((a - b) ** 2).mean(axis=0) * kernel).sum())
+            w = np.exp(-max(d2 - 2 * sigma**2, 0.0) / h**2)
+            total += w
+            acc = acc + w * volumes[:, tj, zj, yj, xj]
+        out[:, t, z, y, x] = acc / total
+    return out

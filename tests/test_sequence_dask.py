@@ -77,7 +77,7 @@ def test_network_on_dask_equals_in_memory(rng, tmp_path):
 
 
 def test_bad_input(rng):
-    with pytest.raises(ValueError, match="4-D array needs channel_axis"):
+    with pytest.raises(ValueError, match="pass channel_axis"):
         nlmeans.denoise_sequence(da.zeros((3, 8, 8, 2)))
     with pytest.raises(ValueError, match="3-D .* or 4-D"):
         nlmeans.denoise_sequence(da.zeros((3, 8)))

@@ -1,0 +1,165 @@
+"""Volumes over time (3-D + t): spacetime `fast` against volume-by-volume `fast`.
+
+Series are made by :func:`nlmeans.synthetic.make_volume_sequence` (a
+photograph's texture through a tilted stack, stage drift, moving
+ellipsoidal cells): series ``i`` of a set (files in sorted order) uses
+``seed=i``, ``--frames`` time points of ``--depth`` slices of half the
+image's size. Noise: AWGN, ``default_rng(i)``, not clipped.
+
+Evaluation (default), on Set12, sigma 15 / 25 / 50:
+
+* ``volumes``: :func:`nlmeans.denoise` on every volume on its own (3-D
+  patches and window, every parameter automatic, sigma estimated);
+* ``spacetime``: :func:`nlmeans.denoise_sequence` on the series (3-D patches,
+  window over +-k time points; every parameter automatic, sigma estimated).
+
+PSNR and SSIM (3-D, ``skimage.metrics.structural_similarity``) are means
+over time points, then over series; flicker is the mean absolute change of
+the error from one time point to the next, in 8-bit gray levels; seconds
+per series (compilation excluded by a warm-up).
+
+``--fit`` instead grids the windows (temporal radius, search radius,
+patch size, h / sigma) on series made from Train400 images (seeds 100 +
+i), sigma given, and prints the mean PSNR of each setting: what
+``nlmeans._sequence.VOLUME_PARAMETERS`` was chosen from.
+
+Usage::
+
+    python benchmarks/bench_volume_sequence.py            # writes benchmarks/results/volume_sequence.md
+    python benchmarks/bench_volume_sequence.py --fit      # the parameter grid (about 15 min)
+    python benchmarks/bench_volume_sequence.py --quick    # a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+from skimage.metrics import structural_similarity
+
+import nlmeans
+from nlmeans.synthetic import make_volume_sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared/data"
+
+
+def load(folder: Path, count: int | None) -> list[np.ndarray]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".tif"))
+    return [iio.imread(f) for f in files[:count]]
+
+
+def psnr(x: np.ndarray, clean: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((np.clip(x, 0, 1) - clean) ** 2)))
+
+
+def scores(result: np.ndarray, clean: np.ndarray) -> dict:
+    error = result - clean
+    return {
+        "psnr": float(np.mean([psnr(r, c) for r, c in zip(result, clean)])),
+        "ssim": float(
+            np.mean(
+                [
+                    structural_similarity(np.clip(r, 0, 1), c, data_range=1.0)
+                    for r, c in zip(result, clean)
+                ]
+            )
+        ),
+        "flicker": float(np.mean(np.abs(np.diff(error, axis=0))) * 255),
+    }
+
+
+def evaluate(images, sigmas, frames, depth, out: Path | None) -> None:
+    warm = make_volume_sequence(images[0], 3, depth=6, seed=0, frame_shape=(24, 24))
+    nlmeans.denoise_sequence(warm)  # compile before timing
+    nlmeans.denoise(warm[0])
+    lines = [
+        f"<!-- python benchmarks/bench_volume_sequence.py --frames {frames} --depth {depth} -->",
+        "| sigma | method | PSNR | SSIM | flicker | s / series |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for sigma in sigmas:
+        rows: dict[str, list] = {"noisy": [], "volumes": [], "spacetime": []}
+        for i, image in enumerate(images):
+            clean = make_volume_sequence(image, frames, depth=depth, seed=i)
+            noise = np.random.default_rng(i).normal(0.0, sigma / 255.0, clean.shape)
+            noisy = clean + noise
+            start = time.perf_counter()
+            volumes = np.stack([nlmeans.denoise(v) for v in noisy])
+            volumes_s = time.perf_counter() - start
+            start = time.perf_counter()
+            spacetime, params = nlmeans.denoise_sequence(noisy, return_params=True)
+            spacetime_s = time.perf_counter() - start
+            rows["noisy"].append({**scores(noisy, clean), "seconds": 0.0})
+            rows["volumes"].append({**scores(volumes, clean), "seconds": volumes_s})
+            rows["spacetime"].append({**scores(spacetime, clean), "seconds": spacetime_s})
+            print(
+                f"sigma {sigma} series {i}: "
+                + ", ".join(f"{m} {r[-1]['psnr']:.2f} dB" for m, r in rows.items())
+                + f" ({params.temporal_radius=}, {params.patch_size=}, {params.patch_distance=})",
+                flush=True,
+            )
+        for method, rs in rows.items():
+            mean = {key: np.mean([r[key] for r in rs]) for key in rs[0]}
+            seconds = f"{mean['seconds']:.2f}" if method != "noisy" else ""
+            lines.append(
+                f"| {sigma} | {method} | {mean['psnr']:.2f} | {mean['ssim']:.4f} | "
+                f"{mean['flicker']:.2f} | {seconds} |"
+            )
+    shape = f"{frames} x {depth} x {images[0].shape[0] // 2}²"
+    lines += [
+        "",
+        f"{len(images)} series of {shape} voxels; sigma estimated, every parameter automatic.",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out is not None:
+        out.write_text(text)
+
+
+def fit(images, sigmas, frames, depth) -> None:
+    # Windows that cost at most 3x volume-by-volume `fast` (7**3 shifts).
+    budget = 3 * 7**3
+    windows = [
+        (k, d, p)
+        for k, d, p in itertools.product((1, 2), (2, 3), (3, 5))
+        if (2 * k + 1) * (2 * d + 1) ** 3 <= budget
+    ]
+    for sigma in sigmas:
+        s = sigma / 255.0
+        results: dict[tuple, list] = {}
+        for i, image in enumerate(images):
+            clean = make_volume_sequence(image, frames, depth=depth, seed=100 + i)
+            noisy = clean + np.random.default_rng(i).normal(0.0, s, clean.shape)
+            for (k, d, p), h in itertools.product(windows, (0.4, 0.5, 0.6, 0.8)):
+                out = nlmeans.denoise_sequence(
+                    noisy, sigma=s, temporal_radius=k, patch_distance=d, patch_size=p, h=h * s
+                )
+                results.setdefault((k, d, p, h), []).append(psnr(out, clean))
+        print(f"sigma {sigma}: (temporal radius, search radius, patch, h/sigma) mean PSNR")
+        for key, values in sorted(results.items(), key=lambda kv: -np.mean(kv[1]))[:6]:
+            print(f"  {key}: {np.mean(values):.3f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fit", action="store_true", help="grid the parameters on Train400")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (checks the script)")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--depth", type=int, default=16)
+    args = parser.parse_args()
+    if args.fit:
+        fit(load(DATA / "train400", 2 if args.quick else 4), (15, 25, 50), args.frames, args.depth)
+        return
+    images = load(DATA / "set12", 2 if args.quick else None)
+    out = None if args.quick else ROOT / "benchmarks/results/volume_sequence.md"
+    frames, depth = (4, 8) if args.quick else (args.frames, args.depth)
+    evaluate(images, (25,) if args.quick else (15, 25, 50), frames, depth, out)
+
+
+if __name__ == "__main__":
+    main()
