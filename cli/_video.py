@@ -47,7 +47,7 @@ def _output_for(src: Path, output: Optional[Path], out_dir: Optional[Path], loss
     return (out_dir / name) if out_dir is not None else src.with_name(name)
 
 
-def _describe(params, top: float) -> str:
+def _describe(params, top: float, volume: bool = False) -> str:
     scale = f" = {params.sigma * top:.2f}/{top:g}" if top != 1 else ""
     how = "estimated" if params.sigma_estimated else "given"
     colour = {"opponent": ", opponent colour", "rgb": ", joint RGB"}.get(params.color_space, "")
@@ -57,10 +57,12 @@ def _describe(params, top: float) -> str:
             f"method neural (spacetime network, {2 * k + 1} frames), sigma {params.sigma:.5f}"
             f"{scale} ({how}){', one channel at a time' if params.color_space != 'gray' else ''}"
         )
+    dims = 3 if volume else 2
+    patch = "x".join([str(params.patch_size)] * dims)
+    search = "x".join([str(2 * params.patch_distance + 1)] * dims)
     return (
         f"method {params.method}, sigma {params.sigma:.5f}{scale} ({how}), h {params.h:.5f}, "
-        f"patch {params.patch_size}x{params.patch_size}, "
-        f"search {2 * params.patch_distance + 1}x{2 * params.patch_distance + 1} "
+        f"patch {patch}, search {search} "
         f"over {2 * k + 1} frame{'s' if k else ''} (temporal radius {k}){colour}"
     )
 
@@ -118,7 +120,8 @@ def _denoise_one(src, output, out_dir, options, lossless, threads, force, consol
     # that cannot hold the codec) before any frame is denoised.
     with SequenceWriter(dst, like=source, lossless=lossless, force=force) as writer:
         console.print(
-            f"{src} ({source.describe()}): {_describe(params, max_value(source.dtype))}",
+            f"{src} ({source.describe()}): "
+            f"{_describe(params, max_value(source.dtype), source.depth is not None)}",
             markup=False,
             highlight=False,
             soft_wrap=True,

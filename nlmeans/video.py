@@ -12,7 +12,10 @@ between :func:`open_sequence` and :class:`SequenceWriter`.
   high quality (H.264/HEVC ``crf 17``, VP9 ``crf 20``, others at a high bit
   rate); ``lossless=True`` writes FFV1 (into ``.mkv``). Audio and subtitle
   tracks are not copied.
-* Multi-page TIFF stacks: one frame per page (:mod:`tifffile`).
+* Multi-page TIFF stacks: one frame per page (:mod:`tifffile`). ImageJ
+  hyperstacks with axes ``TZYX`` are volumes over time: one frame per time
+  point, a ``(Z, Y, X)`` volume, written back as a ``TZYX`` hyperstack with
+  the input's voxel size, unit and frame interval.
 * Folders of frames: the folder's PNG, TIFF and JPEG files in name order, all
   of the same size; written as ``frame_000000.png`` ... (``.tif`` for float
   frames).
@@ -28,7 +31,9 @@ clear message.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -90,12 +95,19 @@ class SequenceSource:
     bit_rate: int | None = None
     has_audio: bool = False
     files: list = field(default_factory=list, repr=False)
+    #: Slices per frame for volumes over time (a TZYX hyperstack), else None.
+    depth: int | None = None
+    #: What a hyperstack's output keeps: ImageJ metadata and the resolution.
+    tiff_metadata: dict = field(default_factory=dict, repr=False)
 
     @property
     def is_color(self) -> bool:
-        return len(self.frame_shape) == 3
+        return len(self.frame_shape) == 3 and self.depth is None
 
     def describe(self) -> str:
+        if self.depth is not None:
+            d, h, w = self.frame_shape
+            return f"{w}x{h}x{d} gray volumes (TZYX hyperstack), {self.n_frames} time points"
         h, w = self.frame_shape[:2]
         what = {"video": f"{self.codec} video", "tiff": "TIFF stack", "folder": "frame folder"}
         rate = f", {float(self.fps):g} fps" if self.fps else ""
@@ -275,6 +287,9 @@ def _open_tiff(path: Path) -> SequenceSource:
             n = len(pages)
             if n == 0:
                 raise SequenceError(f"{path}: the TIFF file holds no image")
+            series = tif.series[0]
+            if "T" in series.axes and "Z" in series.axes:
+                return _open_hyperstack(path, tif, series)
             first = pages[0]
             shape, dtype = tuple(first.shape), np.dtype(first.dtype)
             for i in range(1, n):
@@ -292,6 +307,35 @@ def _open_tiff(path: Path) -> SequenceSource:
     return SequenceSource(path, "tiff", n, shape, dtype)
 
 
+def _open_hyperstack(path: Path, tif, series) -> SequenceSource:
+    """A TZYX hyperstack: volumes over time."""
+    if series.axes != "TZYX":
+        raise SequenceError(
+            f"{path}: a {series.axes} hyperstack; volumes over time are read from gray TZYX "
+            "stacks only (split the channels into files first)"
+        )
+    dtype = np.dtype(series.dtype)
+    if dtype.type not in (np.uint8, np.uint16, np.float32):
+        raise SequenceError(f"{path}: volumes of sample type {dtype} are not supported")
+    keep = ("spacing", "unit", "finterval")
+    metadata = {k: v for k, v in (tif.imagej_metadata or {}).items() if k in keep}
+    page = tif.pages[0]
+    tags = page.tags
+    resolution = None
+    if "XResolution" in tags and "YResolution" in tags:
+        x, y = tags["XResolution"].value, tags["YResolution"].value
+        resolution = (x[0] / x[1], y[0] / y[1])
+    return SequenceSource(
+        path,
+        "tiff",
+        int(series.shape[0]),
+        tuple(int(n) for n in series.shape[1:]),
+        dtype,
+        depth=int(series.shape[1]),
+        tiff_metadata={"metadata": metadata, "resolution": resolution},
+    )
+
+
 def _check_frame(path, shape, dtype) -> None:
     if dtype.type not in (np.uint8, np.uint16, np.float32, np.float64):
         raise SequenceError(f"{path}: frames of sample type {dtype} are not supported")
@@ -305,6 +349,13 @@ def _tiff_frames(source: SequenceSource) -> Iterator[np.ndarray]:
     import tifffile
 
     with tifffile.TiffFile(source.path) as tif:
+        if source.depth is not None:
+            # The hyperstack's pages are in T, Z order: a time point is
+            # ``depth`` consecutive pages of the series.
+            for t in range(source.n_frames):
+                pages = range(t * source.depth, (t + 1) * source.depth)
+                yield tif.asarray(key=pages, series=0).reshape(source.frame_shape)
+            return
         for i in range(source.n_frames):
             yield tif.pages[i].asarray()
 
@@ -438,6 +489,8 @@ class SequenceWriter:
         self._stream = None
         if self.kind == "video":
             self._open_video(lossless)
+        elif self.kind == "tiff" and like.depth is not None:
+            self._handle = _HyperstackWriter(self.tmp, like)
         elif self.kind == "tiff":
             import tifffile
 
@@ -512,6 +565,8 @@ class SequenceWriter:
                     self._handle.mux(packet)
             except av.error.FFmpegError as exc:
                 raise SequenceError(f"{self.dst}: encoding failed ({_reason(exc)})") from None
+        elif self.kind == "tiff" and self.like.depth is not None:
+            self._handle.write(frame)
         elif self.kind == "tiff":
             self._handle.write(
                 frame, contiguous=True, photometric="rgb" if frame.ndim == 3 else "minisblack"
@@ -574,6 +629,77 @@ class SequenceWriter:
                 raise
         else:
             self._discard()
+
+
+class _HyperstackWriter:
+    """A TZYX ImageJ hyperstack written one volume at a time.
+
+    tifffile writes an ImageJ hyperstack from an iterator of pages when it is
+    given the whole shape first (ImageJ keeps the shape in the first page).
+    That write runs in a thread that takes the pages of each volume from a
+    short queue, so only a volume or two are held at a time. An incomplete
+    or failed write raises in :meth:`write` or :meth:`close`.
+    """
+
+    def __init__(self, path: Path, like: SequenceSource):
+        if like.dtype.type not in (np.uint8, np.uint16, np.float32):
+            raise SequenceError(f"{path}: hyperstacks hold uint8, uint16 or float32 volumes")
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._ended = False  # the end marker was taken from the queue
+        shape = (like.n_frames,) + tuple(like.frame_shape)
+        self._thread = threading.Thread(
+            target=self._run, args=(path, shape, like), name="nlmeans-tiff", daemon=True
+        )
+        self._thread.start()
+
+    def _pages(self):
+        while (volume := self._queue.get()) is not None:
+            yield from volume
+        self._ended = True
+
+    def _run(self, path: Path, shape, like: SequenceSource) -> None:
+        import tifffile
+
+        extra = like.tiff_metadata
+        metadata = {"axes": "TZYX", **extra.get("metadata", {})}
+        try:
+            with tifffile.TiffWriter(path, imagej=True) as tif:
+                tif.write(
+                    self._pages(),
+                    shape=shape,
+                    dtype=like.dtype,
+                    photometric="minisblack",
+                    metadata=metadata,
+                    resolution=extra.get("resolution"),
+                )
+        except BaseException as exc:  # noqa: BLE001 - handed to the writing thread
+            self._error = exc
+            while not self._ended:  # let a waiting producer finish
+                self._ended = self._queue.get() is None
+
+    def _put(self, item) -> None:
+        while self._thread.is_alive():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise SequenceError(f"writing the hyperstack failed ({_reason(self._error)})")
+
+    def write(self, volume: np.ndarray) -> None:
+        self._raise()
+        self._put(np.asarray(volume))
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._put(None)
+        self._thread.join()
+        self._raise()
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -212,3 +212,47 @@ def test_cli_light_copy_of_video_suffixes():
     from nlmeans_cli import _video
 
     assert _video.VIDEO_SUFFIXES == video.VIDEO_SUFFIXES
+
+
+def test_hyperstack_of_volumes_over_time(tmp_path):
+    # An ImageJ TZYX hyperstack is volumes over time: 3-D patches, the
+    # output a TZYX hyperstack with the voxel size, unit and frame interval.
+    rng = np.random.default_rng(4)
+    volumes = (rng.random((4, 5, 18, 20)) * 60000).astype(np.uint16)
+    src = tmp_path / "cells.tif"
+    metadata = {"axes": "TZYX", "spacing": 2.5, "unit": "um", "finterval": 30.0}
+    tifffile.imwrite(src, volumes, imagej=True, metadata=metadata, resolution=(2.5, 2.5))
+    source = open_sequence(src)
+    assert source.depth == 5 and source.n_frames == 4 and not source.is_color
+    assert "gray volumes" in source.describe()
+    result = invoke("denoise", src, "--sigma", "0.05")
+    assert result.exit_code == 0, result.stderr
+    dst = tmp_path / "cells_denoised.tif"
+    expected = nlmeans.denoise_sequence(volumes, sigma=0.05)
+    with tifffile.TiffFile(dst) as tif:
+        assert tif.series[0].axes == "TZYX"
+        info = tif.imagej_metadata
+        assert (info["spacing"], info["unit"], info["finterval"]) == (2.5, "um", 30.0)
+        assert tif.pages[0].tags["XResolution"].value == (5, 2)
+        np.testing.assert_array_equal(tif.asarray(), expected)
+    # 2-D only methods: one line, exit 1, nothing written.
+    result = invoke("denoise", src, "-o", tmp_path / "p.tif", "--method", "patchwise")
+    assert result.exit_code == 1 and "'fast' or 'exact'" in result.stderr
+    assert not (tmp_path / "p.tif").exists()
+    # Channels in a hyperstack are refused with what to do.
+    tzcyx = tmp_path / "tzcyx.tif"
+    tifffile.imwrite(tzcyx, np.zeros((2, 3, 2, 8, 8), np.uint8), imagej=True)
+    with pytest.raises(SequenceError, match="TZCYX hyperstack.*split the channels"):
+        open_sequence(tzcyx)
+
+
+def test_hyperstack_writer_discards_incomplete_output(tmp_path):
+    volumes = np.zeros((3, 4, 8, 8), np.float32)
+    src = tmp_path / "v.tif"
+    tifffile.imwrite(src, volumes, imagej=True, metadata={"axes": "TZYX"})
+    dst = tmp_path / "out.tif"
+    with pytest.raises(SequenceError, match="2 of 3 frames"):
+        with SequenceWriter(dst, like=open_sequence(src)) as writer:
+            writer.write(volumes[0])
+            writer.write(volumes[1])
+    assert list(tmp_path.iterdir()) == [src]
