@@ -166,10 +166,14 @@ def compare_sequences(
     from nlmeans.io import to_unit_float
     from nlmeans.video import open_sequence
 
-    try:
-        method_list = sev.parse_sequence_methods(methods or "noisy,spacetime,frames,opencv-multi")
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--methods") from None
+    def method_list(volumes: bool) -> list[str]:
+        default = "noisy,spacetime,frames" + ("" if volumes else ",opencv-multi")
+        try:
+            return sev.parse_sequence_methods(methods or default, volumes=volumes)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--methods") from None
+
+    method_list(False)  # a bad --methods is refused before any file is read
     if noisy_items is not None and len(noisy_items) != len(clean_items):
         raise typer.BadParameter(
             "give as many --noisy as --clean sequences", param_hint="--noisy/--clean"
@@ -189,6 +193,7 @@ def compare_sequences(
         clean_src = open_sequence(clean_item)
         clean = np.stack([to_unit_float(f) for f in clean_src.frames()])
         axis = -1 if clean_src.is_color else None
+        chosen = method_list(clean_src.depth is not None)
         if noisy_items is not None:
             noisy_src = open_sequence(noisy_items[i])
             if (noisy_src.n_frames, noisy_src.frame_shape) != (
@@ -208,7 +213,7 @@ def compare_sequences(
                 cases.append((level, clean + rng.normal(0.0, level / 255.0, clean.shape)))
         for level, noisy in cases:
             with progress_bar("compare", console) as bar:
-                task = bar.add_task("", total=len(method_list))
+                task = bar.add_task("", total=len(chosen))
 
                 def progress(method):
                     bar.update(task, description=f"{Path(clean_item).name} {method}")
@@ -217,7 +222,7 @@ def compare_sequences(
                     clean,
                     noisy,
                     sigma=None if level is None else level / 255.0,
-                    methods=method_list,
+                    methods=chosen,
                     channel_axis=axis,
                     threads=threads,
                     progress=lambda m: (progress(m), bar.advance(task)),

@@ -32,6 +32,10 @@ Methods of :func:`compare_sequence` (:data:`SEQUENCE_METHODS`):
     times sigma (gray levels) by mean PSNR against the clean frames (an
     oracle choice, in OpenCV's favour). Near the ends of the clip its
     temporal window is shortened to stay inside the clip.
+
+Volumes over time (frames that are 3-D volumes) are compared with
+:data:`VOLUME_METHODS` only (the others take 2-D frames); their SSIM is the
+3-D SSIM of each volume.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import numpy as np
 __all__ = [
     "OPENCV_H_FACTORS",
     "SEQUENCE_METHODS",
+    "VOLUME_METHODS",
     "SequenceRecord",
     "compare_sequence",
     "flicker",
@@ -63,6 +68,8 @@ SEQUENCE_METHODS = (
     "frames-neural",
     "opencv-multi",
 )
+#: The methods that take volumes over time (3-D frames).
+VOLUME_METHODS = ("noisy", "spacetime", "spacetime-exact", "frames", "frames-exact")
 #: OpenCV's h is searched over these multiples of sigma (in gray levels).
 OPENCV_H_FACTORS = (0.6, 0.8, 1.0, 1.2, 1.4)
 
@@ -102,8 +109,12 @@ def measure_sequence(clean, output, *, channel_axis=None) -> dict:
     if clean.shape != output.shape:
         raise ValueError(f"clean {clean.shape} and output {output.shape} differ in shape")
     psnr = [peak_signal_noise_ratio(c, o, data_range=1.0) for c, o in zip(clean, output)]
+    # SSIM's 7-wide window, narrowed to the frame's smallest side (thin stacks).
+    spatial = [n for i, n in enumerate(clean.shape[1:]) if channel_axis is None or i != 2]
+    smallest = min(spatial) if spatial else 7
+    window = max(3, min(7, smallest - (1 - smallest % 2)))
     ssim = [
-        structural_similarity(c, o, data_range=1.0, channel_axis=channel_axis)
+        structural_similarity(c, o, data_range=1.0, channel_axis=channel_axis, win_size=window)
         for c, o in zip(clean, output)
     ]
     return {
@@ -156,12 +167,15 @@ class SequenceRecord:
         return asdict(self)
 
 
-def parse_sequence_methods(text) -> list[str]:
-    """Comma-separated method names (or an iterable); ``all`` for every method."""
+def parse_sequence_methods(text, *, volumes: bool = False) -> list[str]:
+    """Comma-separated method names (or an iterable); ``all`` for every method.
+
+    ``volumes``: ``all`` means every method that takes volumes over time.
+    """
     names = [p.strip() for p in text.split(",")] if isinstance(text, str) else list(text)
     names = [n for n in names if n]
     if names == ["all"]:
-        return list(SEQUENCE_METHODS)
+        return list(VOLUME_METHODS if volumes else SEQUENCE_METHODS)
     unknown = [n for n in names if n not in SEQUENCE_METHODS]
     if unknown or not names:
         raise ValueError(
@@ -199,6 +213,14 @@ def compare_sequence(
     if clean.shape != noisy.shape:
         raise ValueError(f"clean {clean.shape} and noisy {noisy.shape} differ in shape")
     axis = None if channel_axis is None else -1
+    methods = parse_sequence_methods(methods)
+    if clean.ndim - (axis is not None) == 4:  # (t, z, y, x): volumes over time
+        other = [m for m in methods if m not in VOLUME_METHODS]
+        if other:
+            raise ValueError(
+                f"{', '.join(other)} take 2-D frames; volumes over time are compared with "
+                f"{', '.join(VOLUME_METHODS)}"
+            )
     records = []
     resolved = nlmeans.resolve_sequence_parameters(
         list(noisy[: nlmeans._sequence.ESTIMATE_FRAMES]),
@@ -208,7 +230,7 @@ def compare_sequence(
     )
     if sigma is None:
         sigma = resolved.sigma
-    for method in parse_sequence_methods(methods):
+    for method in methods:
         if progress is not None:
             progress(method)
         start = time.perf_counter()

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import nlmeans
 from nlmeans.io import write_image
-from nlmeans.synthetic import make_sequence
+from nlmeans.synthetic import make_sequence, make_volume_sequence
 from nlmeans.video import SequenceError, SequenceWriter, open_sequence
 from nlmeans_cli.main import app
 
@@ -256,3 +256,19 @@ def test_hyperstack_writer_discards_incomplete_output(tmp_path):
             writer.write(volumes[0])
             writer.write(volumes[1])
     assert list(tmp_path.iterdir()) == [src]
+
+
+def test_compare_on_volumes_over_time(tmp_path):
+    image = np.random.default_rng(0).random((48, 48))
+    clean = (make_volume_sequence(image, 4, depth=5, seed=0) * 255).round().astype(np.uint8)
+    stack = tmp_path / "cells.tif"
+    tifffile.imwrite(stack, clean, imagej=True, metadata={"axes": "TZYX"})
+    result = invoke("compare", stack, "--sigma", "25", "--json")
+    assert result.exit_code == 0, result.stderr
+    records = {r["method"]: r for r in json.loads(result.stdout)[0]["records"]}
+    assert set(records) == {"noisy", "spacetime", "frames"}  # the volume defaults
+    assert records["spacetime"]["psnr"] > records["noisy"]["psnr"]
+    result = invoke("compare", stack, "--sigma", "25", "--methods", "spacetime,opencv-multi")
+    assert result.exit_code == 1
+    assert "opencv-multi take 2-D frames" in result.stderr
+    assert "Traceback" not in result.stderr
