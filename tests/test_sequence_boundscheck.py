@@ -6,8 +6,9 @@ so that an out-of-range index raises ``IndexError`` at the access, and run
 on sequences whose windows hit every border: the first and last frames,
 blocks of one output frame with a radius larger than the block (the pairs'
 frame range is then not contiguous), frames taller than two row strips,
-search radii beyond a strip, patches as large as the frame. Results must
-match the normal (unchecked, parallel) kernels.
+search radii beyond a strip, patches as large as the frame; and, for volumes
+over time, windows beyond the volume and the series and patches as deep as
+the volume. Results must match the normal (unchecked, parallel) kernels.
 """
 
 from __future__ import annotations
@@ -84,3 +85,45 @@ def test_sequence_kernels_stay_in_bounds(monkeypatch):
         _sequence._MAX_CHUNK = chunk
     for key, expected in normal.items():
         np.testing.assert_allclose(checked[key], expected, rtol=1e-6, atol=1e-6, err_msg=str(key))
+
+
+def test_volume_kernel_stays_in_bounds(monkeypatch):
+    # Windows beyond the volume and the series, patches as deep as the
+    # volume, volumes taller than two row strips, blocks of one volume.
+    tall = 2 * kernels.STRIP_ROWS + 3
+    cases = [
+        ((4, 3, 7, 8), 3, 4, 3, 1),
+        ((3, 5, tall, 6), 5, 2, 1, 2),
+        ((2, 4, 6, 5), 3, 9, 1, 1),
+    ]
+    rng = np.random.default_rng(3)
+
+    def run_all():
+        out = []
+        for shape, p, d, k, chunk in cases:
+            _sequence._MAX_CHUNK = chunk
+            series = rng.random(shape)
+            for method in ("fast", "exact"):
+                options = dict(method=method, h=0.3, sigma=0.05, temporal_radius=k)
+                options.update(patch_size=p, patch_distance=d)
+                out.append(np.stack(list(nlmeans.denoise_sequence(iter(series), **options))))
+        return out
+
+    chunk = _sequence._MAX_CHUNK
+    try:
+        normal = run_all()
+        monkeypatch.setattr(
+            _sequence_kernels, "_shift_distances", _serial_checked(kernels._shift_distances)
+        )
+        monkeypatch.setattr(_sequence_kernels, "exp_neg", _serial_checked(kernels.exp_neg))
+        monkeypatch.setattr(
+            _sequence_kernels,
+            "volumes_accumulate",
+            _serial_checked(_sequence_kernels.volumes_accumulate),
+        )
+        rng = np.random.default_rng(3)
+        checked = run_all()
+    finally:
+        _sequence._MAX_CHUNK = chunk
+    for got, expected in zip(checked, normal):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)

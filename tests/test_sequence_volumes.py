@@ -1,17 +1,16 @@
 """denoise_sequence on volumes over time (3-D + t): the kernel against the
 brute-force reference, k = 0 against volume-by-volume denoise, independence
-of blocks, threads and Dask chunks, the kernel's bounds, automatic
-parameters and the gain they bring, and bad input."""
+of blocks, threads and Dask chunks, automatic parameters and the gain they
+bring, and bad input. The kernel's bounds: tests/test_sequence_boundscheck.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import reference
-from numba import njit
 
 import nlmeans
-from nlmeans import _sequence, _sequence_kernels, kernels
+from nlmeans import _sequence, _sequence_kernels
 from nlmeans.synthetic import make_volume_sequence
 
 
@@ -74,55 +73,6 @@ def test_blocks_threads_and_dask_do_not_change_the_result(monkeypatch, rng, chun
     np.testing.assert_array_equal(whole, one_thread)
     np.testing.assert_array_equal(whole, streamed)
     np.testing.assert_array_equal(whole, lazy.compute())
-
-
-def _serial_checked(dispatcher):
-    options = dict(dispatcher.targetoptions, parallel=False, boundscheck=True, cache=False)
-    options.pop("nopython", None)
-    return njit(**options)(dispatcher.py_func)
-
-
-@pytest.mark.slow
-def test_volume_kernel_stays_in_bounds(monkeypatch):
-    # Windows beyond the volume and the series, patches as deep as the
-    # volume, volumes taller than two row strips, blocks of one volume.
-    tall = 2 * kernels.STRIP_ROWS + 3
-    cases = [
-        ((4, 3, 7, 8), 3, 4, 3, 1),
-        ((3, 5, tall, 6), 5, 2, 1, 2),
-        ((2, 4, 6, 5), 3, 9, 1, 1),
-    ]
-    rng = np.random.default_rng(3)
-
-    def run_all():
-        out = []
-        for shape, p, d, k, chunk in cases:
-            _sequence._MAX_CHUNK = chunk
-            series = rng.random(shape)
-            for method in ("fast", "exact"):
-                options = dict(method=method, h=0.3, sigma=0.05, temporal_radius=k)
-                options.update(patch_size=p, patch_distance=d)
-                out.append(np.stack(list(nlmeans.denoise_sequence(iter(series), **options))))
-        return out
-
-    chunk = _sequence._MAX_CHUNK
-    try:
-        normal = run_all()
-        monkeypatch.setattr(
-            _sequence_kernels, "_shift_distances", _serial_checked(kernels._shift_distances)
-        )
-        monkeypatch.setattr(_sequence_kernels, "exp_neg", _serial_checked(kernels.exp_neg))
-        monkeypatch.setattr(
-            _sequence_kernels,
-            "volumes_accumulate",
-            _serial_checked(_sequence_kernels.volumes_accumulate),
-        )
-        rng = np.random.default_rng(3)
-        checked = run_all()
-    finally:
-        _sequence._MAX_CHUNK = chunk
-    for got, expected in zip(checked, normal):
-        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_half_window_shifts_cover_each_pair_once():
