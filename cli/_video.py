@@ -142,7 +142,10 @@ def _denoise_one(src, output, out_dir, options, lossless, threads, force, consol
                 bar.advance(task)
     seconds = time.perf_counter() - start
     console.print(
-        f"  -> {dst} ({source.n_frames} frames, {seconds:.2f} s)", markup=False, highlight=False
+        f"  -> {dst} ({source.n_frames} {'time points' if source.depth else 'frames'}, "
+        f"{seconds:.2f} s)",
+        markup=False,
+        highlight=False,
     )
     return dst
 
