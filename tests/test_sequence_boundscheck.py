@@ -42,6 +42,20 @@ def _serial_checked(dispatcher):
     return njit(**options)(dispatcher.py_func)
 
 
+def _install_checked(monkeypatch, kernel_names) -> None:
+    """Replace the named kernels of _sequence_kernels (and their helpers) by checked ones."""
+    # Module globals are resolved when a function compiles: the checked
+    # helpers must be in place before the checked kernels are built.
+    monkeypatch.setattr(
+        _sequence_kernels, "_shift_distances", _serial_checked(kernels._shift_distances)
+    )
+    monkeypatch.setattr(_sequence_kernels, "exp_neg", _serial_checked(kernels.exp_neg))
+    for name in kernel_names:
+        monkeypatch.setattr(
+            _sequence_kernels, name, _serial_checked(getattr(_sequence_kernels, name))
+        )
+
+
 def _run_all():
     rng = np.random.default_rng(7)
     out = {}
@@ -70,16 +84,7 @@ def test_sequence_kernels_stay_in_bounds(monkeypatch):
     chunk = _sequence._MAX_CHUNK
     try:
         normal = _run_all()
-        # Module globals are resolved when a function compiles: the checked
-        # helpers must be in place before the checked kernels are built.
-        monkeypatch.setattr(
-            _sequence_kernels, "_shift_distances", _serial_checked(kernels._shift_distances)
-        )
-        monkeypatch.setattr(_sequence_kernels, "exp_neg", _serial_checked(kernels.exp_neg))
-        for name in ("frames_accumulate", "frames_patchwise_aggregate"):
-            monkeypatch.setattr(
-                _sequence_kernels, name, _serial_checked(getattr(_sequence_kernels, name))
-            )
+        _install_checked(monkeypatch, ("frames_accumulate", "frames_patchwise_aggregate"))
         checked = _run_all()
     finally:
         _sequence._MAX_CHUNK = chunk
@@ -112,15 +117,7 @@ def test_volume_kernel_stays_in_bounds(monkeypatch):
     chunk = _sequence._MAX_CHUNK
     try:
         normal = run_all()
-        monkeypatch.setattr(
-            _sequence_kernels, "_shift_distances", _serial_checked(kernels._shift_distances)
-        )
-        monkeypatch.setattr(_sequence_kernels, "exp_neg", _serial_checked(kernels.exp_neg))
-        monkeypatch.setattr(
-            _sequence_kernels,
-            "volumes_accumulate",
-            _serial_checked(_sequence_kernels.volumes_accumulate),
-        )
+        _install_checked(monkeypatch, ("volumes_accumulate",))
         rng = np.random.default_rng(3)
         checked = run_all()
     finally:
