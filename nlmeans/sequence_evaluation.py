@@ -110,7 +110,9 @@ def measure_sequence(clean, output, *, channel_axis=None) -> dict:
         raise ValueError(f"clean {clean.shape} and output {output.shape} differ in shape")
     psnr = [peak_signal_noise_ratio(c, o, data_range=1.0) for c, o in zip(clean, output)]
     # SSIM's 7-wide window, narrowed to the frame's smallest side (thin stacks).
-    spatial = [n for i, n in enumerate(clean.shape[1:]) if channel_axis is None or i != 2]
+    frame_shape = clean.shape[1:]
+    channel = None if channel_axis is None else channel_axis % len(frame_shape)
+    spatial = [n for i, n in enumerate(frame_shape) if i != channel]
     smallest = min(spatial) if spatial else 7
     window = max(3, min(7, smallest - (1 - smallest % 2)))
     ssim = [
