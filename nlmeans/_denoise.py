@@ -569,11 +569,11 @@ def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h, 
 
     pad = ((0, 0), (fz, fz), (f, f), (f, f))
     padded = np.pad(guide, pad, mode="reflect")
-    two_sigma2, inv_h2 = kernels.weight_constants(sigma, h)
-    kind = "gaussian" if params.method == "exact" else "uniform"
-    weights_y = kernels.patch_weights(s, kind)
-    weights_z = kernels.patch_weights(2 * fz + 1, kind)
-    norm = kernels.distance_norm(kind, n_channels, s, fz)
+    two_sigma2, inv_h2, uniform, weights_y, norm = kernels.pass_constants(
+        params.method, s, n_channels, sigma, h, fz
+    )
+    # 2-D patches have one plane: weight 1 along z, for either kind.
+    weights_z = weights_y if fz else np.ones(1, np.float32)
 
     numerator = np.zeros_like(values)
     denominator = np.zeros(values.shape[1:], np.float32)
@@ -588,7 +588,7 @@ def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h, 
         weights_z,
         weights_y,
         weights_y,
-        kind == "uniform",
+        uniform,
         norm,
         two_sigma2,
         inv_h2,

@@ -231,11 +231,12 @@ def resolve_sequence_parameters(
                 f"temporal_radius={k} is larger than the clip allows: {n_frames} frame(s) "
                 f"take a radius of at most {n_frames - 1}"
             )
+    spatial = tuple(n for i, n in enumerate(sample[0].shape) if i != axis)
     if patch_size is None:
         patch_size = int(row["patch_size"])
         if volume:
             # Thin stacks (a few slices) take the largest odd patch they hold.
-            depth = [n for i, n in enumerate(sample[0].shape) if i != axis][0]
+            depth = spatial[0]
             patch_size = max(1, min(patch_size, depth - (1 - depth % 2)))
         automatic.append("patch_size")
     else:
@@ -245,7 +246,6 @@ def resolve_sequence_parameters(
         automatic.append("patch_distance")
     else:
         patch_distance = _check_distance(patch_distance)
-    spatial = tuple(n for i, n in enumerate(sample[0].shape) if i != axis)
     if min(spatial) < patch_size:
         raise ValueError(
             f"frames of shape {spatial} are smaller than the patch (patch_size={patch_size})"
@@ -691,10 +691,9 @@ def _pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigma, h):
     k = params.temporal_radius
     pad = ((0, 0), (0, 0), (f, f), (f, f))
     padded = np.pad(guide, pad, mode="reflect")
-    two_sigma2, inv_h2 = kernels.weight_constants(sigma, h)
-    kind = "gaussian" if params.method == "exact" else "uniform"
-    weights = kernels.patch_weights(s, kind)
-    norm = kernels.distance_norm(kind, n_channels, s)
+    two_sigma2, inv_h2, uniform, weights, norm = kernels.pass_constants(
+        params.method, s, n_channels, sigma, h
+    )
     numerator = np.zeros((values.shape[0], n_out, n_y, n_x), np.float32)
     denominator = np.zeros((n_out, n_y, n_x), np.float32)
     track_max = params.method == "patchwise"
@@ -708,7 +707,7 @@ def _pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigma, h):
         out_hi,
         weights,
         weights,
-        kind == "uniform",
+        uniform,
         norm,
         two_sigma2,
         inv_h2,
@@ -757,10 +756,9 @@ def _volume_pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigm
     f = params.patch_size // 2
     d = min(params.patch_distance, max(n_y, n_x) - 1)
     dz = min(params.patch_distance, n_z - 1)
-    two_sigma2, inv_h2 = kernels.weight_constants(sigma, h)
-    kind = "gaussian" if params.method == "exact" else "uniform"
-    weights = kernels.patch_weights(params.patch_size, kind)
-    norm = kernels.distance_norm(kind, n_channels, params.patch_size, f)
+    two_sigma2, inv_h2, uniform, weights, norm = kernels.pass_constants(
+        params.method, params.patch_size, n_channels, sigma, h, f
+    )
     # Time in front, so that one time point is a contiguous (C, Z, Y, X) volume.
     by_time = np.ascontiguousarray(np.moveaxis(guide, 1, 0))
     padded = np.pad(by_time, ((0, 0), (0, 0), (f, f), (f, f), (f, f)), mode="reflect")
@@ -778,7 +776,7 @@ def _volume_pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigm
         weights,
         weights,
         weights,
-        kind == "uniform",
+        uniform,
         norm,
         two_sigma2,
         inv_h2,

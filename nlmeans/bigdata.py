@@ -446,7 +446,6 @@ def denoise_dask(
     bounds = tuple(float(v) for v in dask.compute(image.min(), image.max()))
     if not all(np.isfinite(bounds)):
         raise ValueError("image contains NaN or Inf values")
-    source = image
     # The network gets the one sigma resolved for the whole image (never an
     # estimate per chunk), or the noise model's per-pixel map.
     neural_sigma = params.sigma
@@ -457,7 +456,7 @@ def denoise_dask(
     )
 
     # One task per output chunk, in one graph layer: it receives the input
-    # chunks that its region overlaps (keys of ``source``), joins them and cuts
+    # chunks that its region overlaps (keys of ``image``), joins them and cuts
     # the region out. (Slicing the Dask array once per chunk would cost time
     # quadratic in the number of chunks.)
     from functools import partial
@@ -466,7 +465,7 @@ def denoise_dask(
     from dask.tokenize import tokenize
 
     edges = [np.cumsum((0,) + c) for c in image.chunks]
-    name = "nlmeans-denoise-" + tokenize(source, bounds, params, n_threads, stabilised)
+    name = "nlmeans-denoise-" + tokenize(image, bounds, params, n_threads, stabilised)
     graph = {}
     for index in np.ndindex(*image.numblocks):
         region, core, offset, blocks = [], [], [], []
@@ -486,7 +485,7 @@ def denoise_dask(
             core.append(slice(start - lo, stop - lo))
         keys = np.empty([len(b) for b in blocks], dtype=object)
         for local in np.ndindex(*keys.shape):
-            keys[local] = (source.name,) + tuple(b[k] for b, k in zip(blocks, local))
+            keys[local] = (image.name,) + tuple(b[k] for b, k in zip(blocks, local))
         task = partial(
             _denoise_region,
             params=params,
@@ -501,7 +500,7 @@ def denoise_dask(
             bounds=bounds,
         )
         graph[(name,) + index] = (task, keys.tolist())
-    layer = HighLevelGraph.from_collections(name, graph, dependencies=[source])
+    layer = HighLevelGraph.from_collections(name, graph, dependencies=[image])
     result = da.Array(layer, name, chunks=image.chunks, dtype=image.dtype)
     return (result, params) if return_params else result
 

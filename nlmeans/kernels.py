@@ -147,6 +147,27 @@ def distance_norm(kind: str, n_channels: int, patch_size: int, fz: int = 0) -> n
     return np.float32(1.0 / n_channels)
 
 
+def pass_constants(method: str, patch_size: int, n_channels: int, sigma, h, fz: int = 0):
+    """What one pass of ``method`` hands the kernels, on the kernels' scale.
+
+    Returns ``(two_sigma2, inv_h2, uniform, weights, norm)``: the weight
+    constants (:func:`weight_constants`), whether the patch weights are
+    uniform (``"fast"``, ``"patchwise"``) or Gaussian (``"exact"``), the 1-D
+    patch weights along an axis of ``patch_size`` and the distance ``norm``
+    for a patch of half depth ``fz`` (0 for 2-D patches).
+    """
+    kind = "gaussian" if method == "exact" else "uniform"
+    two_sigma2, inv_h2 = weight_constants(sigma, h)
+    weights = patch_weights(patch_size, kind)
+    return (
+        two_sigma2,
+        inv_h2,
+        kind == "uniform",
+        weights,
+        distance_norm(kind, n_channels, patch_size, fz),
+    )
+
+
 @njit(inline="always", **_JIT)
 def exp_neg(x):
     """``exp(-x)`` for ``0 <= x`` in float32.
