@@ -25,7 +25,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|min|h)?\s*$")
 _UNIT_SECONDS = {None: 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 
-def _parse_duration(text: Optional[str]) -> Optional[float]:
+def _parse_duration(text: Optional[str], option: str = "--max-time") -> Optional[float]:
     """``"90"``, ``"90s"``, ``"40m"``, ``"1.5h"`` -> seconds."""
     if text is None:
         return None
@@ -34,7 +34,7 @@ def _parse_duration(text: Optional[str]) -> Optional[float]:
     if seconds <= 0:
         raise typer.BadParameter(
             f"expected a positive duration such as 90s, 40m or 1.5h, got {text!r}",
-            param_hint="--max-time",
+            param_hint=option,
         )
     return seconds
 
@@ -122,11 +122,40 @@ def train_neural(
     epochs: Annotated[
         int, typer.Option("--epochs", min=1, help="Epochs (when --steps is not given).")
     ] = 20,
+    steps_per_epoch: Annotated[
+        Optional[int],
+        typer.Option(
+            "--steps-per-epoch",
+            min=1,
+            help="Steps between validations and checkpoints (default: the training images' "
+            "non-overlapping patches / batch size).",
+            show_default=False,
+        ),
+    ] = None,
+    time_budget: Annotated[
+        Optional[str],
+        typer.Option(
+            "--time-budget",
+            help="Train for this long, e.g. 7m: the cosine schedule runs over the time, and "
+            "the run is complete when it is spent (--steps / --epochs only bound it). The "
+            "step count then depends on the machine's speed.",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Patches per step.")] = 64,
     patch_size: Annotated[
         int, typer.Option("--patch-size", min=2, help="Training patch side in pixels.")
     ] = 40,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate.")] = 1e-3,
+    grad_clip: Annotated[
+        Optional[float],
+        typer.Option(
+            "--grad-clip",
+            help="Clip the gradient's norm to this value (guards against loss spikes at high "
+            "learning rates).",
+            show_default=False,
+        ),
+    ] = None,
     max_steps: Annotated[
         Optional[int],
         typer.Option(
@@ -240,7 +269,12 @@ def train_neural(
             "channel at a time",
             param_hint="--frames",
         )
+    if grad_clip is not None and not grad_clip > 0:
+        raise typer.BadParameter(
+            f"expected a positive number, got {grad_clip}", param_hint="--grad-clip"
+        )
     seconds = _parse_duration(max_time)
+    budget = _parse_duration(time_budget, "--time-budget")
     if resume is not None and resume.is_dir():
         raise typer.BadParameter(
             f"{resume}: is a folder, not a checkpoint file", param_hint="--resume"
@@ -294,12 +328,15 @@ def train_neural(
             noise=noise,
             epochs=epochs,
             steps=steps,
+            steps_per_epoch=steps_per_epoch,
+            time_budget=budget,
             max_steps=max_steps,
             max_time=seconds,
             config=config,
             batch_size=batch_size,
             patch_size=patch_size,
             lr=lr,
+            grad_clip=grad_clip,
             seed=seed,
             clip_motions=motions,
             resume=resume,

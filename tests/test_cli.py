@@ -681,6 +681,31 @@ def test_train_neural_tiny_run(tmp_path, crops):
     assert load_model(weights).num_parameters() > 0
 
 
+def test_train_neural_time_budget_grad_clip_and_epoch_length(tmp_path, crops):
+    pytest.importorskip("torch")
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        write_image(data / f"{i}.png", np.rot90(crops["gray"], i).copy())
+    ckpt = tmp_path / "model.pt"
+    result = invoke(
+        "train-neural", "--data", data, "--steps", "3", "--steps-per-epoch", "1",
+        "--time-budget", "1h", "--grad-clip", "0.5", "--batch-size", "2", "--patch-size",
+        "16", "--out", ckpt, "--threads", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    from nlmeans.neural import load_checkpoint
+
+    stored = load_checkpoint(ckpt)
+    assert stored["train_settings"]["time_budget"] == 3600.0
+    assert stored["train_settings"]["grad_clip"] == 0.5
+    assert [h["step"] for h in stored["history"]] == [1, 2, 3]
+    for option, value in (("--time-budget", "soon"), ("--grad-clip", "0")):
+        bad = invoke("train-neural", "--data", data, option, value, "--out", tmp_path / "x.pt")
+        assert bad.exit_code == 2 and option in _flat(bad.stderr), bad.output
+        assert not (tmp_path / "x.pt").exists()
+
+
 def test_train_neural_usage_errors(tmp_path):
     result = invoke("train-neural", "--data", tmp_path / "none")
     assert result.exit_code == 2 and "not a folder" in _flat(result.stderr)

@@ -426,3 +426,92 @@ def test_warm_start_from_a_blind_model_computes_the_same_then_trains(data_dir, t
     assert not torch.equal(
         trained["head.weight"][:, 4:], torch.zeros_like(trained["head.weight"][:, 4:])
     )
+
+
+# --------------------------------------------------------------------------- time budget, sync
+
+
+def test_time_budget_ends_the_run_and_the_schedule(data_dir, tmp_path, monkeypatch):
+    """With a time budget the cosine schedule follows the clock and the run is
+    complete, at whatever step, once the time is spent."""
+    from nlmeans.neural import train_loop
+
+    clock = {"t": 0.0}
+    monkeypatch.setattr(train_loop.time, "monotonic", lambda: clock["t"])
+    seen_lr = []
+
+    def tick(record):
+        seen_lr.append(record["lr"])
+
+    real_step = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        clock["t"] += 1.0  # every optimizer step takes one "second"
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    out = tmp_path / "budget.pt"
+    res = _run(data_dir, out, steps=1000, steps_per_epoch=3, time_budget=7, callback=tick)
+    # the budget is spent after the 7th step: the run ends there, complete
+    assert res.step == 7 and res.total_steps == 7 and res.completed
+    assert [h["step"] for h in res.history] == [3, 6, 7]
+    # the learning rate went down the cosine over the 7 "seconds", to 1 % of lr
+    assert seen_lr == sorted(seen_lr, reverse=True)
+    assert seen_lr[-1] == pytest.approx(1e-3 * 0.01)
+    stored = nn_.load_checkpoint(out)
+    assert stored["train_settings"]["time_budget"] == 7.0
+    # resuming a run whose budget is spent trains no further
+    again = nn_.train(data_dir, resume=out, progress=False, threads=1)
+    assert again.step == 7 and again.completed
+    _assert_same_weights(_weights(out), stored["model"])
+
+
+def test_time_budget_settings_are_checked(data_dir, tmp_path):
+    with pytest.raises(ValueError, match="time_budget"):
+        _run(data_dir, tmp_path / "m.pt", time_budget=-1)
+    with pytest.raises(ValueError, match="time_budget needs schedule"):
+        _run(data_dir, tmp_path / "m.pt", time_budget=10, schedule="step")
+
+
+def test_reading_the_loss_every_few_steps_changes_nothing(data_dir, tmp_path, monkeypatch):
+    """On a GPU the loop reads the loss on the host every SYNC_EVERY steps
+    only; forced on the CPU, the weights and the history are the same."""
+    from nlmeans.neural import train_loop
+
+    every_step = _run(data_dir, tmp_path / "a.pt", steps=7, steps_per_epoch=5)
+    monkeypatch.setattr(train_loop, "_sync_every", lambda device: 3)
+    every_third = _run(data_dir, tmp_path / "b.pt", steps=7, steps_per_epoch=5)
+    _assert_same_weights(_weights(tmp_path / "a.pt"), _weights(tmp_path / "b.pt"))
+    assert every_step.history == [
+        {**h, "epoch_time": a["epoch_time"], "wall_time": a["wall_time"]}
+        for h, a in zip(every_third.history, every_step.history)
+    ]
+
+
+def test_divergence_between_reads_is_reported(data_dir, tmp_path, monkeypatch):
+    from nlmeans.neural import train_loop
+
+    monkeypatch.setattr(train_loop, "_sync_every", lambda device: 4)
+    with pytest.raises(FloatingPointError, match=r"diverged .* between steps \d+ and \d+"):
+        _run(data_dir, tmp_path / "m.pt", lr=1e30, steps=20, steps_per_epoch=20)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_gradient_clipping_clips(data_dir, tmp_path, monkeypatch):
+    """grad_clip reaches torch's clip_grad_norm_ at every step, and is stored."""
+    calls = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        norm = real(parameters, max_norm, *args, **kwargs)
+        after = torch.sqrt(sum((p.grad**2).sum() for p in parameters if p.grad is not None))
+        calls.append((max_norm, float(norm), float(after)))
+        return norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    _run(data_dir, tmp_path / "c.pt", grad_clip=1e-4, steps=3, steps_per_epoch=3)
+    assert len(calls) == 3
+    for max_norm, before, after in calls:
+        assert max_norm == 1e-4 and before > 1e-4 and after == pytest.approx(1e-4, rel=1e-3)
+    assert nn_.load_checkpoint(tmp_path / "c.pt")["train_settings"]["grad_clip"] == 1e-4

@@ -180,16 +180,15 @@ class PatchSampler:
         start = self.offsets[idx] + y * widths + x
         where = start[:, None, None] + self.grid[None, :, None] * widths[:, None, None] + self.grid
         clean = self.flat[:, where].transpose(0, 1)  # (b, C, p, p)
-        clean = _to_float(clean) if self.uint8 else clean.clone()
-        # The 8 symmetries of the square: a flip, then 0-3 quarter turns.
-        for t in range(8):
-            sel = (sym == t).nonzero().flatten()
-            if len(sel) and t:
-                part = clean[sel]
-                if t & 4:
-                    part = part.flip(-1)
-                clean[sel] = torch.rot90(part, t & 3, (-2, -1))
-        return clean
+        clean = _to_float(clean) if self.uint8 else clean
+        # The 8 symmetries of the square: a flip, then 0-3 quarter turns,
+        # chosen per patch with torch.where (no host sync on a GPU).
+        sym = sym.view(b, 1, 1, 1)
+        clean = torch.where((sym & 4).bool(), clean.flip(-1), clean)
+        turned = clean
+        for turns in (1, 2, 3):
+            turned = torch.where((sym & 3) == turns, torch.rot90(clean, turns, (-2, -1)), turned)
+        return turned
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         s, g = self.s, self.g

@@ -62,6 +62,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     val_sigma: float = 25.0
     clip_motions: tuple[str, ...] = CLIP_MOTIONS_DEFAULT
+    time_budget: float | None = None
 
     def __post_init__(self) -> None:
         lo, hi = (float(v) for v in self.sigma)
@@ -102,6 +103,22 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if not (self.val_sigma >= 0):
             raise ValueError(f"val_sigma must be >= 0, got {self.val_sigma!r}")
+        if self.time_budget is not None:
+            budget = self.time_budget
+            if (
+                isinstance(budget, bool)
+                or not isinstance(budget, (int, float))
+                or not (budget > 0 and math.isfinite(budget))
+            ):
+                raise ValueError(
+                    f"time_budget must be a positive number of seconds or None, got {budget!r}"
+                )
+            if self.schedule == "step":
+                raise ValueError(
+                    "time_budget needs schedule 'cosine' or 'constant' (the 'step' schedule's "
+                    "milestones are step counts)"
+                )
+            object.__setattr__(self, "time_budget", float(budget))
         motions = tuple(self.clip_motions)
         if not motions or any(m not in MOTIONS for m in motions):
             raise ValueError(

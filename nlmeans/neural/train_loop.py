@@ -31,6 +31,9 @@ from .train_config import TrainConfig, TrainingInterrupted
 
 __all__ = ["Run", "fit"]
 
+#: Steps between two reads of the loss on the host when training on a GPU.
+SYNC_EVERY = 50
+
 
 @dataclass
 class Run:
@@ -51,6 +54,21 @@ class Run:
     epoch: int = 0
     wall: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: time.monotonic() when this call's training started (None before)
+    started: float | None = None
+    #: run.wall when this call's training started
+    wall_at_start: float = 0.0
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, earlier (resumed) calls included."""
+        if self.started is None:
+            return self.wall
+        return self.wall_at_start + time.monotonic() - self.started
+
+    def time_fraction(self) -> float:
+        """Share of ``settings.time_budget`` spent (0 without a budget)."""
+        budget = self.settings.time_budget
+        return 0.0 if budget is None else self.elapsed() / budget
 
     def save(self) -> None:
         train_state.save(
@@ -89,54 +107,72 @@ def fit(
     checkpoint, ``saved_path`` before the first one of this call, stays).
     """
     settings, model, optimizer, scheduler = run.settings, run.model, run.optimizer, run.scheduler
-    dev, total, spe = run.device, run.total, run.steps_per_epoch
+    dev, spe = run.device, run.steps_per_epoch
     sampler = PatchSampler(run.data.train_images, settings, run.gen)
     saved_step = run.step
     model.train()
     deadline = None if max_time is None else time.monotonic() + float(max_time)
+    budget = settings.time_budget
+    # Reading the loss on the host waits for the device: on a GPU that
+    # happens every SYNC_EVERY steps only, so that the host queues the next
+    # steps while the device computes (on the CPU it costs nothing).
+    sync_every = _sync_every(dev)
+    run.started, run.wall_at_start = time.monotonic(), run.wall
     try:
         with _progress_bar(progress) as bar:
-            task = bar.add_task("train", total=total, completed=run.step, info="")
+            task = bar.add_task("train", total=run.total, completed=run.step, info="")
             while run.step < stop_at:
-                t0 = time.perf_counter()
-                epoch_end = min(total, (run.step // spe + 1) * spe, stop_at)
-                losses = []
+                t0 = time.monotonic()
+                epoch_end = min(run.total, (run.step // spe + 1) * spe, stop_at)
+                loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+                n_losses = 0
                 while run.step < epoch_end:
                     noisy, clean, sig = sampler.batch()
                     noisy, clean, sig = noisy.to(dev), clean.to(dev), sig.to(dev)
                     optimizer.zero_grad(set_to_none=True)
                     # a spacetime network denoises the middle frame of each clip
                     loss = F.mse_loss(model(noisy, sig), model.middle_frame(clean))
-                    if not torch.isfinite(loss):
-                        where = (
-                            f"; the last complete checkpoint is {saved_path}" if saved_path else ""
-                        )
-                        raise FloatingPointError(
-                            f"training diverged (loss {loss.detach().item()}) at step "
-                            f"{run.step + 1}{where}; try a lower lr or grad_clip"
-                        )
+                    if sync_every == 1 and not torch.isfinite(loss):
+                        _diverged(loss.item(), f"at step {run.step + 1}", saved_path)
                     loss.backward()
                     if settings.grad_clip is not None:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
                     optimizer.step()
                     scheduler.step()
                     run.step += 1
-                    losses.append(loss.detach().item())
-                    bar.update(task, completed=run.step, info=f"loss {losses[-1]:.2e}")
-                    if deadline is not None and time.monotonic() >= deadline:
+                    loss_sum += loss.detach()
+                    n_losses += 1
+                    stop_now = (deadline is not None and time.monotonic() >= deadline) or (
+                        budget is not None and run.elapsed() >= budget
+                    )
+                    if stop_now or run.step % sync_every == 0 or run.step == epoch_end:
+                        if not torch.isfinite(loss_sum):
+                            first = run.step - n_losses + 1
+                            _diverged(
+                                loss_sum.item(), f"between steps {first} and {run.step}", saved_path
+                            )
+                        bar.update(
+                            task, completed=run.step, info=f"loss {loss.detach().item():.2e}"
+                        )
+                    if budget is not None and run.elapsed() >= budget:
+                        # The time budget is spent: the run is complete here.
+                        run.total = stop_at = run.step
+                        bar.update(task, total=run.total)
+                        break
+                    if stop_now:
                         stop_at = run.step  # checkpoint now, then stop
                         break
-                epoch_done = run.step % spe == 0 or run.step >= total
+                epoch_done = run.step % spe == 0 or run.step >= run.total
                 if epoch_done:
                     run.epoch += 1
                 val = _validate(model, run.data.val_pairs, settings.val_sigma, dev)
-                dt = time.perf_counter() - t0
+                dt = time.monotonic() - t0
                 run.wall += dt
                 record = {
                     "epoch": run.epoch,
                     "partial": not epoch_done,  # stopped by max_steps / max_time mid-epoch
                     "step": run.step,
-                    "train_loss": float(np.mean(losses)) if losses else None,
+                    "train_loss": loss_sum.item() / n_losses if n_losses else None,
                     "val_psnr": val,
                     "lr": scheduler.get_last_lr()[0],
                     "epoch_time": dt,
@@ -146,27 +182,25 @@ def fit(
                 run.save()
                 saved_step, saved_path = run.step, run.out
                 val_txt = f"val {val:.2f} dB" if val is not None else "no val"
-                bar.update(
-                    task,
-                    completed=run.step,
-                    info=f"loss {record['train_loss']:.2e} | {val_txt}",
+                loss_txt = (
+                    f"{record['train_loss']:.2e}" if record["train_loss"] is not None else "-"
                 )
+                bar.update(task, completed=run.step, info=f"loss {loss_txt} | {val_txt}")
                 if progress:
                     bar.console.log(
-                        f"step {run.step}/{total}  loss {record['train_loss']:.3e}  {val_txt}  "
-                        f"-> {run.out}"
+                        f"step {run.step}/{run.total}  loss {loss_txt}  {val_txt}  -> {run.out}"
                     )
                 if callback is not None:
                     callback(dict(record))
     except KeyboardInterrupt:
         if saved_path is None:
             msg = (
-                f"training interrupted at step {run.step}/{total} before the first checkpoint; "
+                f"training interrupted at step {run.step}/{run.total} before the first checkpoint; "
                 "nothing was saved"
             )
         else:
             msg = (
-                f"training interrupted at step {run.step}/{total}; the last complete checkpoint "
+                f"training interrupted at step {run.step}/{run.total}; the last complete checkpoint "
                 f"is {saved_path} (step {saved_step}). Resume with "
                 f"`nlmeans train-neural --resume {saved_path}` or "
                 f"nlmeans.neural.train(..., resume={str(saved_path)!r})"
@@ -176,8 +210,23 @@ def fit(
         ) from None
 
 
+def _sync_every(device: torch.device) -> int:
+    """Steps between two reads of the loss on the host."""
+    return 1 if device.type == "cpu" else SYNC_EVERY
+
+
+def _diverged(loss: float, when: str, saved_path: Path | None) -> None:
+    where = f"; the last complete checkpoint is {saved_path}" if saved_path else ""
+    raise FloatingPointError(
+        f"training diverged (loss {loss}) {when}{where}; try a lower lr or grad_clip"
+    )
+
+
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, schedule: str, total: int
+    optimizer: torch.optim.Optimizer,
+    schedule: str,
+    total: int,
+    time_fraction: Callable[[], float] | None = None,
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """The learning-rate schedule over ``total`` steps (one scheduler step per batch).
 
@@ -187,6 +236,10 @@ def make_scheduler(
     1e-8 relative and would change seeded results); ``"step"``: x0.1 at 60 %
     and 85 % of the steps (``MultiStepLR``); ``"constant"``: ``ConstantLR``
     with factor 1.
+
+    ``time_fraction`` (a run with a time budget): the share of the budget
+    spent so far; the cosine then follows whichever of the steps and the
+    time is further along.
     """
     sched = torch.optim.lr_scheduler
     if schedule == "step":
@@ -197,6 +250,8 @@ def make_scheduler(
 
     def cosine(step: int) -> float:
         t = min(step, total) / max(total, 1)
+        if time_fraction is not None:
+            t = max(t, min(time_fraction(), 1.0))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
     return sched.LambdaLR(optimizer, cosine)

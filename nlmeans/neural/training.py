@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -127,6 +128,25 @@ def warm_start(model: NonLocalDenoiser, weights: str | os.PathLike) -> None:
                 tensor.copy_(value)
 
 
+@contextmanager
+def _fast_gpu_kernels(dev: torch.device) -> Iterator[None]:
+    """On a GPU: let cuDNN pick its fastest convolution for the fixed patch
+    size, and run float32 matrix products on TF32 tensor cores (the
+    non-local block's products; cuDNN's convolutions already do). A CPU run
+    is unchanged."""
+    if dev.type != "cuda":
+        yield
+        return
+    old = torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
+    torch.backends.cudnn.benchmark = True
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = old[0]
+        torch.set_float32_matmul_precision(old[1])
+
+
 def train(
     data_dir: str | os.PathLike,
     *,
@@ -151,6 +171,7 @@ def train(
     val_fraction: float = 0.1,
     val_sigma: float = 25.0,
     clip_motions: tuple[str, ...] | None = None,
+    time_budget: float | None = None,
     config: DenoiserConfig | None = None,
     resume: str | os.PathLike | None = None,
     init: str | os.PathLike | None = None,
@@ -211,6 +232,14 @@ def train(
             made from each training image, one per motion of
             :func:`nlmeans.synthetic.make_sequence` (default
             :data:`~nlmeans.neural.train_config.CLIP_MOTIONS_DEFAULT`).
+        time_budget: train for this many seconds (validation included,
+            earlier calls of a resumed run counted): the cosine schedule
+            runs over the time instead of the steps (whichever is further
+            along), and the run is complete when the time is spent, at
+            whatever step that is (``steps`` / ``epochs`` then only bound it
+            from above). Stored in the checkpoint. The step count depends on
+            the machine's speed, so such a run is not reproducible step for
+            step; the checkpoint records where it ended.
         config: network architecture (default ``DenoiserConfig()``).
         resume: checkpoint to continue from. The network config and every
             training setting stored there are used (differing arguments are
@@ -257,6 +286,7 @@ def train(
         val_fraction=val_fraction,
         val_sigma=val_sigma,
         **({} if clip_motions is None else {"clip_motions": tuple(clip_motions)}),
+        time_budget=time_budget,
     )
     if settings is not None:
         if not isinstance(settings, TrainConfig):
@@ -319,38 +349,51 @@ def train(
         optimizer = torch.optim.Adam(
             model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
         )
-        scheduler = make_scheduler(optimizer, settings.schedule, total)
+        # A time budget's schedule reads the run's clock (the run is made below).
+        runs: list[Run] = []
+        scheduler = make_scheduler(
+            optimizer,
+            settings.schedule,
+            total,
+            time_fraction=(lambda: runs[0].time_fraction() if runs else 0.0)
+            if settings.time_budget is not None
+            else None,
+        )
         # The data generator lives on the training device, so that patches
         # and noise are drawn there (on CPU: the same draws as always).
         gen = torch.Generator(device=dev).manual_seed(settings.seed)
         run = Run(
             settings, net_config, data, model, optimizer, scheduler, gen, dev, out_path, total, spe
         )
+        runs.append(run)
         if state is not None:
             run.step, run.epoch, run.history, run.wall = restore(
                 state, resume, device, model, optimizer, scheduler, gen
             )
+            if settings.time_budget is not None and run.wall >= settings.time_budget:
+                run.total = stop_at = run.step  # its time budget was spent: complete
         model.to(dev)
         # optimizer state follows the parameters' device
         for st in optimizer.state.values():
             for k, v in st.items():
                 if isinstance(v, torch.Tensor) and k != "step":
                     st[k] = v.to(dev)
-        fit(
-            run,
-            stop_at=stop_at,
-            max_time=max_time,
-            progress=progress,
-            callback=callback,
-            saved_path=resume,
-        )
+        with _fast_gpu_kernels(dev):
+            fit(
+                run,
+                stop_at=stop_at,
+                max_time=max_time,
+                progress=progress,
+                callback=callback,
+                saved_path=resume,
+            )
 
     return TrainResult(
         out=out_path,
         history=run.history,
         step=run.step,
-        total_steps=total,
-        completed=run.step >= total,
+        total_steps=run.total,
+        completed=run.step >= run.total,
         config=net_config,
         settings=settings,
         parameters=model.num_parameters(),
