@@ -135,11 +135,14 @@ def main() -> None:
     table = json.loads(out.read_text())
     section = table.setdefault("sequence", {"methods": {}})
     section["note"] = (
-        "Fitted by benchmarks/fit_sequence_parameters.py"
-        f"{' --quick' if args.quick else ''} on {len(gray)} Train400 and {len(color)} CBSD432 "
+        "Automatic parameters of denoise_sequence, fitted by "
+        "benchmarks/fit_sequence_parameters.py (fitted_by says how, per method); rows indexed "
+        "by the sigma estimate in gray levels (/255)."
+    )
+    fitted_by = (
+        f"{'--quick: ' if args.quick else ''}{len(gray)} Train400 and {len(color)} CBSD432 "
         f"synthetic sequences ({args.frames} frames, {args.crop}px crops, motions "
-        f"{'/'.join(MOTIONS_CYCLE)}); search cost at most {args.max_cost}x frame-by-frame; "
-        "rows indexed by the sigma estimate in gray levels (/255)."
+        f"{'/'.join(MOTIONS_CYCLE)}); search cost at most {args.max_cost}x frame-by-frame"
     )
     for method in args.methods.split(","):
         rows = []
@@ -206,6 +209,7 @@ def main() -> None:
             print(
                 f"{method} sigma={level}: {row} ({time.perf_counter() - started:.0f} s)", flush=True
             )
+        section.setdefault("fitted_by", {})[method] = fitted_by
         write_method_rows(table, section, method, rows, "n_sequences", len(clean), out)
 
 
