@@ -26,6 +26,7 @@ Usage::
 
     python benchmarks/bench_video.py [--out benchmarks/results/video]   # the full run
     python benchmarks/bench_video.py --quick                            # seconds: a smoke test
+    python benchmarks/bench_video.py --sets set12 --methods spacetime,opencv-multi --no-speed
     python benchmarks/bench_video.py --methods spacetime-neural,frames-neural --no-speed \
         --out benchmarks/results/video_neural                           # the network rows
 """
@@ -188,6 +189,9 @@ def main() -> None:
     parser.add_argument(
         "--methods", default=",".join(METHODS), help="comma-separated methods of the quality table"
     )
+    parser.add_argument(
+        "--sets", default="set12,mcmaster", help="comma-separated: set12 (gray), mcmaster (colour)"
+    )
     parser.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
     parser.add_argument("--quick", action="store_true", help="2 images per set, 5 frames, tiny")
     args = parser.parse_args()
@@ -196,15 +200,16 @@ def main() -> None:
     if args.quick:
         args.images, args.frames, args.speed_frames, crop = 2, 5, 4, 96
         speed_shape = (48, 80)
-    gray = sequences(load_set(DATA / "set12", args.images, crop), args.frames)
-    colour = sequences(load_set(DATA / "mcmaster", args.images, crop), args.frames)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    results = {
-        "quality": {
-            "Set12 (gray)": quality("set12", gray, args.sigma, args.threads, methods),
-            "McMaster (colour)": quality("mcmaster", colour, args.sigma, args.threads, methods),
-        },
-    }
+    titles = {"set12": "Set12 (gray)", "mcmaster": "McMaster (colour)"}
+    chosen = [name.strip() for name in args.sets.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(titles))
+    if unknown:
+        parser.error(f"unknown set(s) {', '.join(unknown)}: choose from set12, mcmaster")
+    results: dict = {"quality": {}}
+    for name in chosen:
+        clips = sequences(load_set(DATA / name, args.images, crop), args.frames)
+        results["quality"][titles[name]] = quality(name, clips, args.sigma, args.threads, methods)
     if not args.no_speed:
         results["speed"] = speed(args.speed_frames, speed_shape, args.sigma, args.threads)
     text = markdown(results, args)
