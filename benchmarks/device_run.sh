@@ -7,12 +7,13 @@
 # holds torch (CUDA), numba, numba-cuda and the CUDA toolkit, OpenCV,
 # scikit-image, pytest; nlmeans itself runs from this checkout (PYTHONPATH).
 # Only modules that fail to import are installed, from wheels carried in .whl/
-# (the device reaches no registry). PyWavelets is the likely one (scikit-image's
-# estimate_sigma needs it); prepare it here, once, from the repository root:
+# (the device reaches no registry). PyWavelets (scikit-image's estimate_sigma
+# needs it) and pypng (nlmeans.io reads PNG with it; seen missing on an H200
+# there) are the likely ones; prepare them here, once, from the repository root:
 #
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#       --implementation cp --platform manylinux_2_17_x86_64 -d .whl PyWavelets
+#       --implementation cp --platform manylinux_2_17_x86_64 -d .whl PyWavelets pypng
 #
 # Steps (each with its own time limit, the most important first; everything
 # lands in $OUT): environment facts, the CUDA kernel tests on the GPU (no
@@ -34,7 +35,7 @@ site=/tmp/nlmeans-site
 mkdir -p "$site"
 ln -sfn "$PWD/cli" "$site/nlmeans_cli"
 missing=()
-for module in numpy numba numba_cuda scipy skimage pywt cv2 imageio tifffile PIL torch \
+for module in numpy numba numba_cuda scipy skimage pywt png cv2 imageio tifffile PIL torch \
     safetensors typer rich pytest hypothesis; do
     "$PY" -c "import $module" 2>/dev/null || missing+=("$module")
 done
