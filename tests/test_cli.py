@@ -636,12 +636,19 @@ def test_explain_bad_position(images, at):
 # --------------------------------------------------------------------------- train-neural
 
 
-def test_train_neural_tiny_run(tmp_path, crops):
+@pytest.fixture
+def training_folder(tmp_path, crops):
+    """Three small gray PNGs to train on (the tests that use it need torch)."""
     pytest.importorskip("torch")
     data = tmp_path / "data"
     data.mkdir()
     for i in range(3):
         write_image(data / f"{i}.png", np.rot90(crops["gray"], i).copy())
+    return data
+
+
+def test_train_neural_tiny_run(tmp_path, training_folder):
+    data = training_folder
     ckpt = tmp_path / "model.pt"
     args = [
         "train-neural",
@@ -681,12 +688,8 @@ def test_train_neural_tiny_run(tmp_path, crops):
     assert load_model(weights).num_parameters() > 0
 
 
-def test_train_neural_time_budget_grad_clip_and_epoch_length(tmp_path, crops):
-    pytest.importorskip("torch")
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(3):
-        write_image(data / f"{i}.png", np.rot90(crops["gray"], i).copy())
+def test_train_neural_time_budget_grad_clip_and_epoch_length(tmp_path, training_folder):
+    data = training_folder
     ckpt = tmp_path / "model.pt"
     result = invoke(
         "train-neural", "--data", data, "--steps", "3", "--steps-per-epoch", "1",
