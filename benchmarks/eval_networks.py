@@ -4,13 +4,16 @@ Runs wherever torch runs (``--device cuda`` on a GPU machine), with the
 noise level given (true sigma), on the shared development sets:
 
 * ``--gray W.safetensors``: Set12, AWGN sigma 15 / 25 / 50, ``default_rng(i)``
-  for the i-th image (the protocol of ``bench_noise`` / REFERENCE);
-* ``--color W.safetensors``: McMaster, colour AWGN sigma 15 / 25 / 50, the
-  protocol of ``bench_color.py``;
+  for the i-th image;
+* ``--color W.safetensors``: McMaster, colour AWGN sigma 15 / 25 / 50, the same;
 * ``--spacetime W.safetensors`` (with ``--frame-model W.safetensors``, the
   per-frame network it is compared with): Set12 sequences of
   ``bench_video.py`` (10 frames, sigma 25), the spacetime network against the
   per-frame network on every frame.
+
+The images are in ``bench_video.load_set``'s order (McMaster 1, 2, ..., 18;
+``bench_color.py`` sorts the names as text, so its noise falls on other
+images and its means differ slightly).
 
 Each option may be given several times (one row each). The tables that go
 into the README come from the benchmarks that run on the CPU with the
@@ -90,6 +93,8 @@ def main() -> None:
     parser.add_argument("--frame-model", default=None, help="per-frame network (--spacetime)")
     parser.add_argument("--out", default=None, help="also write the table to this file")
     args = parser.parse_args()
+    if args.spacetime and args.frame_model is None:
+        parser.error("--spacetime needs --frame-model (the per-frame network to compare with)")
     data = Path(args.data)
     lines = ["| set | weights | σ = 15 | σ = 25 | σ = 50 | s |", "|---|---|---:|---:|---:|---:|"]
 

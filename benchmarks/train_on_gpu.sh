@@ -61,7 +61,7 @@ export PYTHONPATH="$PWD:$site${PYTHONPATH:+:$PYTHONPATH}"
 } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-budget() { echo "$(($1 / SCALE))s"; }
+budget() { awk -v b="$1" -v s="$SCALE" 'BEGIN { printf "%gs", b / s }'; }
 train() {  # train NAME ARGS...: nlmeans train-neural, log in $WORK/NAME.log
     local name=$1
     shift
@@ -83,7 +83,10 @@ train gray --data "$DATA/train400" --noise-map --noise mixture --sigma 0,55 \
     --features 64 --depth 14 --batch-size 256 --patch-size 64 --lr 0.001 --grad-clip 0.01 \
     --time-budget "$(budget "${GRAY_BUDGET:-200}")" &
 gray_pid=$!
-wait $color_pid $gray_pid
+status=0
+wait $color_pid || status=1
+wait $gray_pid || status=1
 # The logs, one file (the tool returns at most 8 files).
 tar -C "$WORK" -czf "$OUT/logs.tgz" --exclude='*.pt' .
 echo "done after $((SECONDS - start))s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
+exit $status

@@ -431,39 +431,69 @@ def test_warm_start_from_a_blind_model_computes_the_same_then_trains(data_dir, t
 # --------------------------------------------------------------------------- time budget, sync
 
 
-def test_time_budget_ends_the_run_and_the_schedule(data_dir, tmp_path, monkeypatch):
-    """With a time budget the cosine schedule follows the clock and the run is
-    complete, at whatever step, once the time is spent."""
-    from nlmeans.neural import train_loop
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """Training time that passes only as the test says: 1 s per optimizer
+    step and 0.5 s per checkpoint written."""
+    from nlmeans.neural import train_loop, train_state
 
     clock = {"t": 0.0}
-    monkeypatch.setattr(train_loop.time, "monotonic", lambda: clock["t"])
-    seen_lr = []
-
-    def tick(record):
-        seen_lr.append(record["lr"])
-
-    real_step = torch.optim.Adam.step
+    monkeypatch.setattr(train_loop, "_clock", lambda: clock["t"])
+    real_step, real_save = torch.optim.Adam.step, train_state.save
 
     def step(self, *args, **kwargs):
-        clock["t"] += 1.0  # every optimizer step takes one "second"
+        clock["t"] += 1.0
         return real_step(self, *args, **kwargs)
 
+    def save(*args, **kwargs):
+        clock["t"] += 0.5
+        return real_save(*args, **kwargs)
+
     monkeypatch.setattr(torch.optim.Adam, "step", step)
+    monkeypatch.setattr(train_state, "save", save)
+    return clock
+
+
+def _cosine(fraction: float, lr: float = 1e-3) -> float:
+    return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0))))
+
+
+def test_time_budget_ends_the_run_and_the_schedule(data_dir, tmp_path, fake_clock):
+    """With a time budget the cosine schedule follows the clock and the run is
+    complete, at whatever step, once the time is spent."""
     out = tmp_path / "budget.pt"
-    res = _run(data_dir, out, steps=1000, steps_per_epoch=3, time_budget=7, callback=tick)
-    # the budget is spent after the 7th step: the run ends there, complete
+    res = _run(data_dir, out, steps=1000, steps_per_epoch=3, time_budget=8)
+    # steps 1-3 (3 s), a checkpoint (3.5 s), steps 4-6 (6.5 s), a checkpoint
+    # (7 s), step 7 (8 s): spent. The run ends there, complete.
     assert res.step == 7 and res.total_steps == 7 and res.completed
     assert [h["step"] for h in res.history] == [3, 6, 7]
-    # the learning rate went down the cosine over the 7 "seconds", to 1 % of lr
-    assert seen_lr == sorted(seen_lr, reverse=True)
-    assert seen_lr[-1] == pytest.approx(1e-3 * 0.01)
+    assert [h["epoch"] for h in res.history] == [1, 2, 3]
+    assert not any(h["partial"] for h in res.history)
+    # The learning rate is the cosine of the time spent (a step-based cosine
+    # over 1000 steps would still be near 1e-3).
+    assert [h["lr"] for h in res.history] == pytest.approx(
+        [_cosine(3 / 8), _cosine(6.5 / 8), _cosine(1.0)]
+    )
     stored = nn_.load_checkpoint(out)
-    assert stored["train_settings"]["time_budget"] == 7.0
-    # resuming a run whose budget is spent trains no further
+    assert stored["train_settings"]["time_budget"] == 8.0
+    assert stored["history"][-1]["wall_time"] == pytest.approx(8.0)
+    # Resuming a run whose budget is spent trains no further.
     again = nn_.train(data_dir, resume=out, progress=False, threads=1)
     assert again.step == 7 and again.completed
     _assert_same_weights(_weights(out), stored["model"])
+
+
+def test_time_budget_resumed_after_a_stop(data_dir, tmp_path, fake_clock):
+    """A run stopped early (max_steps) spends the rest of its budget when
+    resumed, counting the time it had already spent."""
+    out = tmp_path / "budget.pt"
+    first = _run(data_dir, out, steps=1000, steps_per_epoch=3, time_budget=8, max_steps=4)
+    assert first.step == 4 and not first.completed and first.history[-1]["partial"]
+    # Stored: 4 steps and the checkpoint at step 3, 4.5 s; the 3.5 s left
+    # are steps 5 and 6, the checkpoint at step 6, and step 7.
+    res = nn_.train(data_dir, resume=out, progress=False, threads=1)
+    assert res.step == 7 and res.completed
+    assert res.history[-1]["wall_time"] == pytest.approx(8.0)
 
 
 def test_time_budget_settings_are_checked(data_dir, tmp_path):

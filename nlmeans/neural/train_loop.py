@@ -54,7 +54,7 @@ class Run:
     epoch: int = 0
     wall: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
-    #: time.monotonic() when this call's training started (None before)
+    #: _clock() when this call's training started (None before)
     started: float | None = None
     #: run.wall when this call's training started
     wall_at_start: float = 0.0
@@ -63,7 +63,7 @@ class Run:
         """Seconds of training so far, earlier (resumed) calls included."""
         if self.started is None:
             return self.wall
-        return self.wall_at_start + time.monotonic() - self.started
+        return self.wall_at_start + _clock() - self.started
 
     def time_fraction(self) -> float:
         """Share of ``settings.time_budget`` spent (0 without a budget)."""
@@ -111,18 +111,18 @@ def fit(
     sampler = PatchSampler(run.data.train_images, settings, run.gen)
     saved_step = run.step
     model.train()
-    deadline = None if max_time is None else time.monotonic() + float(max_time)
+    deadline = None if max_time is None else _clock() + float(max_time)
     budget = settings.time_budget
     # Reading the loss on the host waits for the device: on a GPU that
     # happens every SYNC_EVERY steps only, so that the host queues the next
     # steps while the device computes (on the CPU it costs nothing).
     sync_every = _sync_every(dev)
-    run.started, run.wall_at_start = time.monotonic(), run.wall
+    run.started, run.wall_at_start = _clock(), run.wall
     try:
         with _progress_bar(progress) as bar:
             task = bar.add_task("train", total=run.total, completed=run.step, info="")
             while run.step < stop_at:
-                t0 = time.monotonic()
+                t0 = _clock()
                 epoch_end = min(run.total, (run.step // spe + 1) * spe, stop_at)
                 loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
                 n_losses = 0
@@ -142,9 +142,10 @@ def fit(
                     run.step += 1
                     loss_sum += loss.detach()
                     n_losses += 1
-                    stop_now = (deadline is not None and time.monotonic() >= deadline) or (
-                        budget is not None and run.elapsed() >= budget
-                    )
+                    # One reading of the clock per step, so that the check
+                    # below runs whenever the loop is about to stop.
+                    spent = budget is not None and run.elapsed() >= budget
+                    stop_now = spent or (deadline is not None and _clock() >= deadline)
                     if stop_now or run.step % sync_every == 0 or run.step == epoch_end:
                         if not torch.isfinite(loss_sum):
                             first = run.step - n_losses + 1
@@ -154,7 +155,7 @@ def fit(
                         bar.update(
                             task, completed=run.step, info=f"loss {loss.detach().item():.2e}"
                         )
-                    if budget is not None and run.elapsed() >= budget:
+                    if spent:
                         # The time budget is spent: the run is complete here.
                         run.total = stop_at = run.step
                         bar.update(task, total=run.total)
@@ -166,8 +167,10 @@ def fit(
                 if epoch_done:
                     run.epoch += 1
                 val = _validate(model, run.data.val_pairs, settings.val_sigma, dev)
-                dt = time.monotonic() - t0
-                run.wall += dt
+                dt = _clock() - t0
+                # Training time so far, checkpoints and callbacks included:
+                # what the time budget counts, so that a resumed run agrees.
+                run.wall = run.elapsed()
                 record = {
                     "epoch": run.epoch,
                     "partial": not epoch_done,  # stopped by max_steps / max_time mid-epoch
@@ -208,6 +211,11 @@ def fit(
         raise TrainingInterrupted(
             msg, Path(saved_path) if saved_path else None, saved_step
         ) from None
+
+
+def _clock() -> float:
+    """Seconds on a monotonic clock (one place, so tests can replace it)."""
+    return time.monotonic()
 
 
 def _sync_every(device: torch.device) -> int:

@@ -370,7 +370,9 @@ def train(
             run.step, run.epoch, run.history, run.wall = restore(
                 state, resume, device, model, optimizer, scheduler, gen
             )
-            if settings.time_budget is not None and run.wall >= settings.time_budget:
+            if settings.time_budget is not None and (
+                state.get("complete") or run.wall >= settings.time_budget
+            ):
                 run.total = stop_at = run.step  # its time budget was spent: complete
         model.to(dev)
         # optimizer state follows the parameters' device
