@@ -545,3 +545,11 @@ def test_gradient_clipping_clips(data_dir, tmp_path, monkeypatch):
     for max_norm, before, after in calls:
         assert max_norm == 1e-4 and before > 1e-4 and after == pytest.approx(1e-4, rel=1e-3)
     assert nn_.load_checkpoint(tmp_path / "c.pt")["train_settings"]["grad_clip"] == 1e-4
+
+
+def test_time_budget_progress_shows_time_not_a_step_total(data_dir, tmp_path, fake_clock, capsys):
+    _run(data_dir, tmp_path / "m.pt", steps=1000, steps_per_epoch=3, time_budget=8, progress=True)
+    err = " ".join(capsys.readouterr().err.split())
+    # 3.5 s spent by the end of the first epoch (its checkpoint included)
+    assert "step 3 (4 of 8 s)" in err
+    assert "/1000" not in err  # no step total, no ETA over a million steps

@@ -120,7 +120,10 @@ def fit(
     run.started, run.wall_at_start = _clock(), run.wall
     try:
         with _progress_bar(progress) as bar:
-            task = bar.add_task("train", total=run.total, completed=run.step, info="")
+            # A time-budget run ends when its time is spent, not at a known
+            # step: its bar has no step total (and so no misleading ETA).
+            bar_total = run.total if budget is None else None
+            task = bar.add_task("train", total=bar_total, completed=run.step, info="")
             while run.step < stop_at:
                 t0 = _clock()
                 epoch_end = min(run.total, (run.step // spe + 1) * spe, stop_at)
@@ -190,9 +193,12 @@ def fit(
                 )
                 bar.update(task, completed=run.step, info=f"loss {loss_txt} | {val_txt}")
                 if progress:
-                    bar.console.log(
-                        f"step {run.step}/{run.total}  loss {loss_txt}  {val_txt}  -> {run.out}"
+                    where = (
+                        f"{run.step}/{run.total}"
+                        if budget is None
+                        else f"{run.step} ({run.elapsed():.0f} of {budget:.0f} s)"
                     )
+                    bar.console.log(f"step {where}  loss {loss_txt}  {val_txt}  -> {run.out}")
                 if callback is not None:
                     callback(dict(record))
     except KeyboardInterrupt:
