@@ -22,33 +22,10 @@
 # defaults to ./out (ignored by git).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-$PWD/out}"
-mkdir -p "$OUT"
-PY="${PYTHON:-python3}"
-export PYTHONUNBUFFERED=1
 unset NUMBA_ENABLE_CUDASIM
-export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-/tmp/nlmeans-numba-cache}"
-start=$SECONDS
-
-# nlmeans from this checkout; the CLI package (cli/) under its installed name.
-site=/tmp/nlmeans-site
-mkdir -p "$site"
-ln -sfn "$PWD/cli" "$site/nlmeans_cli"
-missing=()
-for module in numpy numba numba_cuda scipy skimage pywt png cv2 imageio tifffile PIL torch \
-    safetensors typer rich pytest hypothesis; do
-    "$PY" -c "import $module" 2>/dev/null || missing+=("$module")
-done
-if ((${#missing[@]})); then
-    echo "not importable on the device: ${missing[*]}"
-    if compgen -G ".whl/*.whl" >/dev/null; then
-        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-            --upgrade --target "$site" .whl/*.whl
-    else
-        echo "no wheels in .whl/ to install them from (see the top of this script)"
-    fi
-fi
-export PYTHONPATH="$PWD:$site${PYTHONPATH:+:$PYTHONPATH}"
+DEVICE_MODULES="numpy numba numba_cuda scipy skimage pywt png cv2 imageio tifffile PIL torch \
+    safetensors typer rich pytest hypothesis"
+source benchmarks/device_env.sh
 
 {
     date -u

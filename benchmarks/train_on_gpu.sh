@@ -30,28 +30,12 @@
 # to ./out (ignored by git).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-$PWD/out}"
 DATA="${DATA:-$PWD/.device_data}"
 DEVICE="${DEVICE:-cuda}"
 SCALE="${SCALE:-1}"
 WORK="${WORK:-/tmp/nlmeans-train}"
-mkdir -p "$OUT" "$WORK"
-PY="${PYTHON:-python3}"
-export PYTHONUNBUFFERED=1
-export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-/tmp/nlmeans-numba-cache}"
-start=$SECONDS
-
-# nlmeans from this checkout; the CLI package (cli/) under its installed name.
-site=/tmp/nlmeans-site
-mkdir -p "$site"
-ln -sfn "$PWD/cli" "$site/nlmeans_cli"
-# pypng (the PNG reader of nlmeans.io) is not on the device image: its
-# wheel travels in .whl/ (python3 -m pip download -d .whl pypng).
-if compgen -G ".whl/*.whl" >/dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target "$site" .whl/*.whl
-fi
-export PYTHONPATH="$PWD:$site${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$WORK"
+source benchmarks/device_env.sh  # OUT, PY, start; pypng from .whl/ (not on the device image)
 
 {
     date -u

@@ -44,7 +44,8 @@ class Run:
     data: TrainingData
     model: NonLocalDenoiser
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    #: set right after the run is made: a time budget's schedule reads the run's clock
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
     gen: torch.Generator
     device: torch.device
     out: Path

@@ -349,23 +349,19 @@ def train(
         optimizer = torch.optim.Adam(
             model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
         )
-        # A time budget's schedule reads the run's clock (the run is made below).
-        runs: list[Run] = []
-        scheduler = make_scheduler(
-            optimizer,
-            settings.schedule,
-            total,
-            time_fraction=(lambda: runs[0].time_fraction() if runs else 0.0)
-            if settings.time_budget is not None
-            else None,
-        )
         # The data generator lives on the training device, so that patches
         # and noise are drawn there (on CPU: the same draws as always).
         gen = torch.Generator(device=dev).manual_seed(settings.seed)
         run = Run(
-            settings, net_config, data, model, optimizer, scheduler, gen, dev, out_path, total, spe
+            settings, net_config, data, model, optimizer, None, gen, dev, out_path, total, spe
         )
-        runs.append(run)
+        # A time budget's schedule reads the run's clock.
+        run.scheduler = scheduler = make_scheduler(
+            optimizer,
+            settings.schedule,
+            total,
+            time_fraction=run.time_fraction if settings.time_budget is not None else None,
+        )
         if state is not None:
             run.step, run.epoch, run.history, run.wall = restore(
                 state, resume, device, model, optimizer, scheduler, gen
