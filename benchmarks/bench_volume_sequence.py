@@ -1,4 +1,4 @@
-"""Volumes over time (3-D + t): spacetime `fast` against volume-by-volume `fast`.
+"""Volumes over time (3-D + t): spacetime NLM against volume-by-volume NLM.
 
 Series are made by :func:`nlmeans.synthetic.make_volume_sequence` (a
 photograph's texture through a tilted stack, stage drift, moving
@@ -6,7 +6,8 @@ ellipsoidal cells): series ``i`` of a set (files in sorted order) uses
 ``seed=i``, ``--frames`` time points of ``--depth`` slices of half the
 image's size. Noise: AWGN, ``default_rng(i)``, not clipped.
 
-Evaluation (default), on Set12, sigma 15 / 25 / 50:
+Evaluation (default), on Set12, sigma 15 / 25 / 50, for each method of
+``--methods`` (default ``fast``; ``fast,patchwise`` for both):
 
 * ``volumes``: :func:`nlmeans.denoise` on every volume on its own (3-D
   patches and window, every parameter automatic, sigma estimated);
@@ -20,13 +21,17 @@ per series (compilation excluded by a warm-up).
 
 ``--fit`` instead grids the windows (temporal radius, search radius,
 patch size, h / sigma) on series made from Train400 images (seeds 100 +
-i), sigma given, and prints the mean PSNR of each setting: what
-``nlmeans._sequence.VOLUME_PARAMETERS`` was chosen from.
+i), sigma given, and prints the mean PSNR of each setting, for each method
+of ``--methods``: what ``nlmeans._sequence.VOLUME_PARAMETERS`` was chosen
+from.
 
 Usage::
 
     python benchmarks/bench_volume_sequence.py            # writes benchmarks/results/volume_sequence.md
-    python benchmarks/bench_volume_sequence.py --fit      # the parameter grid (about 15 min)
+    python benchmarks/bench_volume_sequence.py --methods fast,patchwise \
+        --out benchmarks/results/volume_sequence_patchwise.md
+    python benchmarks/bench_volume_sequence.py --fit      # the parameter grid of `fast` (about 15 min)
+    python benchmarks/bench_volume_sequence.py --fit --methods patchwise  # about 35 min
     python benchmarks/bench_volume_sequence.py --quick    # a smoke test
 """
 
@@ -73,41 +78,67 @@ def scores(result: np.ndarray, clean: np.ndarray) -> dict:
     }
 
 
-def evaluate(images, sigmas, frames, depth, out: Path | None) -> None:
+# h / sigma tried by --fit: 3-D patches need a lower h than 2-D ones, and
+# the patch-wise estimate (every voxel averaged over the patches covering
+# it) a lower one again.
+H_GRID = {"fast": (0.4, 0.5, 0.6, 0.8), "exact": (0.4, 0.5, 0.6, 0.8)}
+H_GRID["patchwise"] = (0.25, 0.3, 0.35, 0.4, 0.5)
+
+
+def evaluate(images, sigmas, frames, depth, methods, out: Path | None) -> None:
     warm = make_volume_sequence(images[0], 3, depth=6, seed=0, frame_shape=(24, 24))
-    nlmeans.denoise_sequence(warm)  # compile before timing
-    nlmeans.denoise(warm[0])
+    for method in methods:  # compile before timing
+        nlmeans.denoise_sequence(warm, method=method)
+        nlmeans.denoise(warm[0], method=method)
     lines = [
-        f"<!-- python benchmarks/bench_volume_sequence.py --frames {frames} --depth {depth} -->",
+        f"<!-- python benchmarks/bench_volume_sequence.py --frames {frames} --depth {depth} "
+        f"--methods {','.join(methods)} -->",
         "| sigma | method | PSNR | SSIM | flicker | s / series |",
         "|---:|---|---:|---:|---:|---:|",
     ]
+    # Row names keep the old table's for `fast` alone.
+    suffix = {m: "" if methods == ["fast"] else f" {m}" for m in methods}
     for sigma in sigmas:
-        rows: dict[str, list] = {"noisy": [], "volumes": [], "spacetime": []}
+        rows: dict[str, list] = {"noisy": []}
+        for method in methods:
+            rows[f"volumes{suffix[method]}"] = []
+            rows[f"spacetime{suffix[method]}"] = []
         for i, image in enumerate(images):
             clean = make_volume_sequence(image, frames, depth=depth, seed=i)
             noise = np.random.default_rng(i).normal(0.0, sigma / 255.0, clean.shape)
             noisy = clean + noise
-            start = time.perf_counter()
-            volumes = np.stack([nlmeans.denoise(v) for v in noisy])
-            volumes_s = time.perf_counter() - start
-            start = time.perf_counter()
-            spacetime, params = nlmeans.denoise_sequence(noisy, return_params=True)
-            spacetime_s = time.perf_counter() - start
             rows["noisy"].append({**scores(noisy, clean), "seconds": 0.0})
-            rows["volumes"].append({**scores(volumes, clean), "seconds": volumes_s})
-            rows["spacetime"].append({**scores(spacetime, clean), "seconds": spacetime_s})
+            settings = []
+            for method in methods:
+                start = time.perf_counter()
+                volumes = np.stack([nlmeans.denoise(v, method=method) for v in noisy])
+                volumes_s = time.perf_counter() - start
+                start = time.perf_counter()
+                spacetime, params = nlmeans.denoise_sequence(
+                    noisy, method=method, return_params=True
+                )
+                spacetime_s = time.perf_counter() - start
+                rows[f"volumes{suffix[method]}"].append(
+                    {**scores(volumes, clean), "seconds": volumes_s}
+                )
+                rows[f"spacetime{suffix[method]}"].append(
+                    {**scores(spacetime, clean), "seconds": spacetime_s}
+                )
+                settings.append(
+                    f"{method}: k={params.temporal_radius}, patch={params.patch_size}, "
+                    f"d={params.patch_distance}"
+                )
             print(
                 f"sigma {sigma} series {i}: "
                 + ", ".join(f"{m} {r[-1]['psnr']:.2f} dB" for m, r in rows.items())
-                + f" ({params.temporal_radius=}, {params.patch_size=}, {params.patch_distance=})",
+                + f" ({'; '.join(settings)})",
                 flush=True,
             )
-        for method, rs in rows.items():
+        for name, rs in rows.items():
             mean = {key: np.mean([r[key] for r in rs]) for key in rs[0]}
-            seconds = f"{mean['seconds']:.2f}" if method != "noisy" else ""
+            seconds = f"{mean['seconds']:.2f}" if name != "noisy" else ""
             lines.append(
-                f"| {sigma} | {method} | {mean['psnr']:.2f} | {mean['ssim']:.4f} | "
+                f"| {sigma} | {name} | {mean['psnr']:.2f} | {mean['ssim']:.4f} | "
                 f"{mean['flicker']:.2f} | {seconds} |"
             )
     shape = f"{frames} x {depth} x {images[0].shape[0] // 2}²"
@@ -121,7 +152,7 @@ def evaluate(images, sigmas, frames, depth, out: Path | None) -> None:
         out.write_text(text)
 
 
-def fit(images, sigmas, frames, depth) -> None:
+def fit(images, sigmas, frames, depth, methods) -> None:
     # Windows that cost at most 3x volume-by-volume `fast` (7**3 shifts).
     budget = 3 * 7**3
     windows = [
@@ -129,20 +160,30 @@ def fit(images, sigmas, frames, depth) -> None:
         for k, d, p in itertools.product((1, 2), (2, 3), (3, 5))
         if (2 * k + 1) * (2 * d + 1) ** 3 <= budget
     ]
-    for sigma in sigmas:
-        s = sigma / 255.0
-        results: dict[tuple, list] = {}
-        for i, image in enumerate(images):
-            clean = make_volume_sequence(image, frames, depth=depth, seed=100 + i)
-            noisy = clean + np.random.default_rng(i).normal(0.0, s, clean.shape)
-            for (k, d, p), h in itertools.product(windows, (0.4, 0.5, 0.6, 0.8)):
-                out = nlmeans.denoise_sequence(
-                    noisy, sigma=s, temporal_radius=k, patch_distance=d, patch_size=p, h=h * s
-                )
-                results.setdefault((k, d, p, h), []).append(psnr(out, clean))
-        print(f"sigma {sigma}: (temporal radius, search radius, patch, h/sigma) mean PSNR")
-        for key, values in sorted(results.items(), key=lambda kv: -np.mean(kv[1]))[:6]:
-            print(f"  {key}: {np.mean(values):.3f}", flush=True)
+    for method in methods:
+        for sigma in sigmas:
+            s = sigma / 255.0
+            results: dict[tuple, list] = {}
+            for i, image in enumerate(images):
+                clean = make_volume_sequence(image, frames, depth=depth, seed=100 + i)
+                noisy = clean + np.random.default_rng(i).normal(0.0, s, clean.shape)
+                for (k, d, p), h in itertools.product(windows, H_GRID[method]):
+                    out = nlmeans.denoise_sequence(
+                        noisy,
+                        method=method,
+                        sigma=s,
+                        temporal_radius=k,
+                        patch_distance=d,
+                        patch_size=p,
+                        h=h * s,
+                    )
+                    results.setdefault((k, d, p, h), []).append(psnr(out, clean))
+            print(
+                f"{method}, sigma {sigma}: (temporal radius, search radius, patch, h/sigma) "
+                "mean PSNR"
+            )
+            for key, values in sorted(results.items(), key=lambda kv: -np.mean(kv[1]))[:6]:
+                print(f"  {key}: {np.mean(values):.3f}", flush=True)
 
 
 def main() -> None:
@@ -151,14 +192,28 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (checks the script)")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--depth", type=int, default=16)
+    parser.add_argument("--methods", default="fast", help="comma-separated: fast,patchwise,exact")
+    parser.add_argument("--out", default=None, help="default benchmarks/results/volume_sequence.md")
     args = parser.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in H_GRID]
+    if unknown or not methods:
+        parser.error(f"--methods takes fast, patchwise and exact; got {args.methods!r}")
     if args.fit:
-        fit(load(DATA / "train400", 2 if args.quick else 4), (15, 25, 50), args.frames, args.depth)
+        images = load(DATA / "train400", 2 if args.quick else 4)
+        fit(images, (15, 25, 50), args.frames, args.depth, methods)
         return
     images = load(DATA / "set12", 2 if args.quick else None)
-    out = None if args.quick else ROOT / "benchmarks/results/volume_sequence.md"
+    out = Path(args.out) if args.out else ROOT / "benchmarks/results/volume_sequence.md"
     frames, depth = (4, 8) if args.quick else (args.frames, args.depth)
-    evaluate(images, (25,) if args.quick else (15, 25, 50), frames, depth, out)
+    evaluate(
+        images,
+        (25,) if args.quick else (15, 25, 50),
+        frames,
+        depth,
+        methods,
+        None if args.quick else out,
+    )
 
 
 if __name__ == "__main__":

@@ -45,17 +45,20 @@ ESTIMATE_FRAMES = 5
 #: Frame data (floats) per block that sets how many frames are denoised at once.
 _BLOCK_VALUES = 1 << 23
 _MAX_CHUNK = 8
-#: Automatic parameters of volumes over time (3-D patches), for every sigma.
-#: Fitted by ``python benchmarks/bench_volume_sequence.py --fit`` on volume
-#: series made from Train400 images (make_volume_sequence; sigma 15, 25,
-#: 50), among windows costing at most 3x a volume-by-volume `fast` (5 x 5**3
-#: shifts against its 7**3: 1.8x): 3-D patches of 125 voxels tell patches
-#: apart better than 2-D ones, so h is lower than the 2-D rows'.
+#: Automatic parameters of volumes over time (3-D patches), per method, for
+#: every sigma. Fitted by ``python benchmarks/bench_volume_sequence.py --fit
+#: --methods ...`` on volume series made from Train400 images
+#: (make_volume_sequence; sigma 15, 25, 50), among windows costing at most 3x
+#: a volume-by-volume `fast` (5 x 5**3 shifts against its 7**3: 1.8x): 3-D
+#: patches of 125 voxels tell patches apart better than 2-D ones, so h is
+#: lower than the 2-D rows'. The same window won for `fast` and `patchwise`
+#: at every sigma (benchmarks/results/volume_sequence_fit*.txt); patchwise's
+#: h = 0.35 sigma won at 15 and 25 and was 0.03 dB behind 0.4 sigma at 50.
+#: ``exact`` takes the ``fast`` row (not fitted on its own).
 VOLUME_PARAMETERS = {
-    "temporal_radius": 2,
-    "patch_size": 5,
-    "patch_distance": 2,
-    "h_over_sigma": 0.5,
+    "fast": {"temporal_radius": 2, "patch_size": 5, "patch_distance": 2, "h_over_sigma": 0.5},
+    "exact": {"temporal_radius": 2, "patch_size": 5, "patch_distance": 2, "h_over_sigma": 0.5},
+    "patchwise": {"temporal_radius": 2, "patch_size": 5, "patch_distance": 2, "h_over_sigma": 0.35},
 }
 
 
@@ -185,10 +188,10 @@ def resolve_sequence_parameters(
         raise ValueError("the sequence holds no frame")
     axis = _frame_axis(sample[0], channel_axis)
     volume = _is_volume(sample[0], axis)
-    if volume and method in ("patchwise", "neural"):
+    if volume and method == "neural":
         raise ValueError(
-            f"method={method!r} takes 2-D frames; volumes over time (3-D + t) are denoised "
-            "with method='fast' or 'exact'"
+            "method='neural' takes 2-D frames; volumes over time (3-D + t) are denoised "
+            "with method='fast', 'exact' or 'patchwise'"
         )
     space = _check_color_space(sample[0], axis, color_space)
     automatic = []
@@ -216,7 +219,7 @@ def resolve_sequence_parameters(
         )
     needs_row = None in (h, patch_size, patch_distance, temporal_radius)
     if volume:
-        row = VOLUME_PARAMETERS
+        row = VOLUME_PARAMETERS[method]
     else:
         row = _sequence_row(method, max(sigma_value, _MIN_AUTO_SIGMA)) if needs_row else {}
     if temporal_radius is None:
@@ -431,9 +434,11 @@ def denoise_sequence(
     Volumes over time (3-D + t: a 4-D array ``(t, z, y, x)`` without
     ``channel_axis``, or 3-D frames) take 3-D patches and a window over
     ``+-k`` time points and ``+-d`` voxels along z, y and x, each volume
-    padded on its own; methods ``"fast"`` and ``"exact"``. Their automatic
-    parameters are :data:`VOLUME_PARAMETERS` (patch 5, search radius 2, k =
-    2, h = 0.5 sigma; a stack thinner than 5 slices takes a smaller patch).
+    padded on its own; methods ``"fast"``, ``"exact"`` and ``"patchwise"``.
+    Their automatic parameters are :data:`VOLUME_PARAMETERS` (patch 5,
+    search radius 2, k = 2 for every method and sigma; h = 0.5 sigma for
+    ``fast`` and ``exact``, 0.35 sigma for ``patchwise``; a stack
+    thinner than 5 slices takes a smaller patch).
 
     References
     ----------
@@ -749,7 +754,12 @@ def _volume_pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigm
     on its own, so a patch never reaches into another time point.
     """
     from . import kernels
-    from ._sequence_kernels import volume_half_window_shifts, volumes_accumulate
+    from ._sequence_kernels import (
+        volume_full_window_shifts,
+        volume_half_window_shifts,
+        volumes_accumulate,
+        volumes_patchwise_aggregate,
+    )
 
     n_channels, n_t, n_z, n_y, n_x = guide.shape
     n_out = out_hi - out_lo
@@ -766,6 +776,8 @@ def _volume_pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigm
     value_volumes = by_time if values is guide else np.ascontiguousarray(np.moveaxis(values, 1, 0))
     numerator = np.zeros((values.shape[0], n_out * n_z, n_y, n_x), np.float32)
     denominator = np.zeros((n_out * n_z, n_y, n_x), np.float32)
+    track_max = params.method == "patchwise"
+    max_weight = np.zeros((n_out * n_z, n_y, n_x) if track_max else (1, 1, 1), np.float32)
     volumes_accumulate(
         value_volumes,
         padded,
@@ -782,9 +794,39 @@ def _volume_pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigm
         inv_h2,
         numerator,
         denominator,
+        max_weight,
+        track_max,
     )
-    correction = numerator / (denominator + np.float32(1.0))
-    return correction.reshape(values.shape[0], n_out, n_z, n_y, n_x)
+    shape = (values.shape[0], n_out, n_z, n_y, n_x)
+    if not track_max:
+        return (numerator / (denominator + np.float32(1.0))).reshape(shape)
+    # Patch-wise (IPOL 2011), as in denoise: the centre weighs as much as its
+    # best match, and every voxel averages the estimates of the patches of
+    # its own volume that cover it.
+    centre = np.where(max_weight > 0, max_weight, np.float32(1.0))
+    normaliser = denominator + centre
+    out_numerator = np.zeros_like(numerator)
+    padded_values = (
+        padded
+        if value_volumes is by_time
+        else np.pad(value_volumes, ((0, 0), (0, 0), (f, f), (f, f), (f, f)), mode="reflect")
+    )
+    volumes_patchwise_aggregate(
+        value_volumes,
+        padded,
+        padded_values,
+        volume_full_window_shifts(params.temporal_radius, dz, d),
+        f,
+        out_lo,
+        out_hi,
+        two_sigma2,
+        inv_h2,
+        norm,
+        centre,
+        normaliser,
+        out_numerator,
+    )
+    return out_numerator.reshape(shape) / _patch_coverage((n_z, n_y, n_x), f, f)
 
 
 # --------------------------------------------------------------------------

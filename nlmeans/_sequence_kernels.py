@@ -35,8 +35,10 @@ from .kernels import (
 __all__ = [
     "frames_accumulate",
     "frames_patchwise_aggregate",
+    "volume_full_window_shifts",
     "volume_half_window_shifts",
     "volumes_accumulate",
+    "volumes_patchwise_aggregate",
 ]
 
 
@@ -55,6 +57,25 @@ def volume_half_window_shifts(k: int, dz: int, d: int) -> np.ndarray:
                     if sy == 0 and (st, sz, sx) <= (0, 0, 0):
                         continue
                     out.append((st, sz, sy, sx))
+    return np.array(out, dtype=np.int64).reshape(-1, 4)
+
+
+def volume_full_window_shifts(k: int, dz: int, d: int) -> np.ndarray:
+    """All non-zero offsets ``(st, sz, sy, sx)`` of the ``+-k`` x ``+-dz`` x ``+-d`` x ``+-d`` window.
+
+    In lexicographic order, so that with ``k = 0`` they are
+    :func:`nlmeans.kernels.full_window_shifts` in its order (the patch-wise
+    sums of one volume are then added exactly as :func:`nlmeans.denoise`
+    adds them).
+    """
+    out = [
+        (st, sz, sy, sx)
+        for st in range(-k, k + 1)
+        for sz in range(-dz, dz + 1)
+        for sy in range(-d, d + 1)
+        for sx in range(-d, d + 1)
+        if (st, sz, sy, sx) != (0, 0, 0, 0)
+    ]
     return np.array(out, dtype=np.int64).reshape(-1, 4)
 
 
@@ -352,6 +373,8 @@ def volumes_accumulate(
     inv_h2,
     numerator,
     denominator,
+    max_weight,
+    track_max,
 ):
     """:func:`frames_accumulate` for volumes over time (3-D patches, 4-D window).
 
@@ -360,8 +383,9 @@ def volumes_accumulate(
     patch never reads another time point; ``shifts`` come from
     :func:`volume_half_window_shifts`. ``numerator`` is ``(C, (out_hi -
     out_lo) * Z, Y, X)`` and ``denominator`` ``((out_hi - out_lo) * Z, Y,
-    X)``, zeroed by the caller: the sums of plane ``z`` of volume ``out_lo +
-    i`` land in plane ``i * Z + z``. A pair is computed when either of its
+    X)``, and (when ``track_max``) ``max_weight`` as ``denominator``, zeroed
+    by the caller: the sums of plane ``z`` of volume ``out_lo + i`` land in
+    plane ``i * Z + z``. A pair is computed when either of its
     voxels lies in an output volume, and its weight serves both when both
     do. Every output voxel receives its terms in the same order (shift, then
     time) whatever the block and the thread count.
@@ -374,8 +398,10 @@ def volumes_accumulate(
     halo = STRIP_ROWS + d
     num_private = np.zeros((n_strips, n_channels, n_out * n_z, halo, n_x), np.float32)
     den_private = np.zeros((n_strips, n_out * n_z, halo, n_x), np.float32)
-    max_private = np.zeros((n_strips, 1, 1, 1), np.float32)
-    unused_max = np.zeros((1, 1, 1), np.float32)
+    if track_max:
+        max_private = np.zeros((n_strips, n_out * n_z, halo, n_x), np.float32)
+    else:
+        max_private = np.zeros((n_strips, 1, 1, 1), np.float32)
     padded_width = padded.shape[4]
     for strip in prange(n_strips):
         y0 = np.int64(strip) * STRIP_ROWS
@@ -386,6 +412,7 @@ def volumes_accumulate(
         dist = np.empty((n_z, STRIP_ROWS, n_x), np.float32)
         num = num_private[strip]
         den = den_private[strip]
+        mx = max_private[strip]
         for s in range(shifts.shape[0]):
             st = shifts[s, 0]
             sz = shifts[s, 1]
@@ -455,6 +482,15 @@ def volumes_accumulate(
                                 num_b = num[c, plane_b + z, r + sy, xlo + sx : xhi + sx]
                                 for k in range(n):
                                     num_b[k] += wrow[k] * (u_a[k] - u_b[k])
+                        if track_max:
+                            if a_out:
+                                mx_a = mx[plane_a + z, r, xlo:xhi]
+                                for k in range(n):
+                                    mx_a[k] = max(mx_a[k], wrow[k])
+                            if b_out:
+                                mx_b = mx[plane_b + z, r + sy, xlo + sx : xhi + sx]
+                                for k in range(n):
+                                    mx_b[k] = max(mx_b[k], wrow[k])
 
     # Deterministic reduction, strips in order (as pixelwise_accumulate).
     for row in prange(n_y):
@@ -465,6 +501,145 @@ def volumes_accumulate(
             max_private,
             numerator,
             denominator,
-            unused_max,
-            False,
+            max_weight,
+            track_max,
         )
+
+
+@njit(parallel=True, **_JIT)
+def volumes_patchwise_aggregate(
+    image,
+    padded,
+    padded_values,
+    shifts,
+    f,
+    out_lo,
+    out_hi,
+    two_sigma2,
+    inv_h2,
+    norm,
+    centre_weight,
+    normaliser,
+    out_numerator,
+):
+    """:func:`nlmeans.kernels.patchwise_aggregate` for volumes over time.
+
+    ``image`` is a block ``(T, C, Z, Y, X)`` of volumes, ``padded`` and
+    ``padded_values`` each volume's own reflect padding (the guide and the
+    values, the same array when they are one), ``shifts`` come from
+    :func:`volume_full_window_shifts`. A voxel of volume ``t`` is covered
+    only by patch centres of volume ``t`` (a patch never reaches into
+    another time point), whose candidates lie in volumes ``t - k .. t + k``:
+    the output volumes need ``centre_weight`` and ``normaliser`` of the
+    output volumes only (``((out_hi - out_lo) * Z, Y, X)``, from
+    :func:`volumes_accumulate` with ``track_max``). ``out_numerator`` is
+    ``(C, (out_hi - out_lo) * Z, Y, X)``, zeroed by the caller, divided by
+    the patch coverage afterwards. Each output voxel receives its terms in
+    the order of ``shifts`` (then the centre), whatever the block and the
+    thread count.
+    """
+    n_t, n_channels, n_z, n_y, n_x = image.shape
+    size = 2 * f + 1
+    ones = np.ones(size, np.float32)
+    n_strips = (n_y + STRIP_ROWS - 1) // STRIP_ROWS
+    rows = STRIP_ROWS + 2 * f  # patch centres whose patches reach the strip
+    padded_width = padded.shape[4]
+    for strip in prange(n_strips):
+        y0 = np.int64(strip) * STRIP_ROWS
+        y1 = min(n_y, y0 + STRIP_ROWS)
+        row_ring = np.empty((size, padded_width), np.float32)
+        column_sums = np.empty(padded_width, np.float32)
+        plane_ring = np.empty((size, rows, n_x), np.float32)
+        dist = np.empty((n_z, rows, n_x), np.float32)
+        # One volume's normalised centre weights, laid out with the padding
+        # of P so that the box sums need no bounds checks.
+        wbuf = np.zeros((n_z + 2 * f, rows, n_x + 2 * f), np.float32)
+        box_x = np.empty((n_z + 2 * f, rows, n_x), np.float32)
+        box_xy = np.empty((n_z + 2 * f, STRIP_ROWS, n_x), np.float32)
+        for s in range(shifts.shape[0] + 1):
+            centre_pass = s == shifts.shape[0]
+            if not centre_pass:
+                st = shifts[s, 0]
+                sz = shifts[s, 1]
+                sy = shifts[s, 2]
+                sx = shifts[s, 3]
+            else:
+                st = 0
+                sz = 0
+                sy = 0
+                sx = 0
+            # Centres i with rows [y0 - f, y1 + f) whose partner i + t is inside.
+            ylo = max(y0 - f, 0, -sy)
+            yhi = min(y1 + f, n_y, n_y - sy)
+            zlo = max(0, -sz)
+            zhi = min(n_z, n_z - sz)
+            xlo = max(0, -sx)
+            xhi = min(n_x, n_x - sx)
+            if ylo >= yhi or zlo >= zhi or xlo >= xhi:
+                continue
+            n = xhi - xlo
+            # Voxels p whose p + t lies inside the padded volume.
+            pz_lo = max(0, -f - sz)
+            pz_hi = min(n_z, n_z + f - sz)
+            py_lo = max(y0, -f - sy)
+            py_hi = min(y1, n_y + f - sy)
+            px_lo = max(0, -f - sx)
+            px_hi = min(n_x, n_x + f - sx)
+            m = px_hi - px_lo
+            for t in range(max(out_lo, -st), min(out_hi, n_t - st)):
+                plane = (t - out_lo) * n_z
+                wbuf[:] = 0.0
+                if not centre_pass:
+                    _shift_distances(
+                        padded[t],
+                        padded[t + st],
+                        sz,
+                        sy,
+                        sx,
+                        zlo,
+                        zhi,
+                        ylo,
+                        yhi,
+                        xlo,
+                        xhi,
+                        ones,
+                        ones,
+                        ones,
+                        True,
+                        norm,
+                        row_ring,
+                        column_sums,
+                        plane_ring,
+                        dist,
+                    )
+                for z in range(zlo, zhi):
+                    for y in range(ylo, yhi):
+                        r = y - (y0 - f)
+                        _normalised_weight_row(
+                            wbuf[z + f, r, xlo + f : xhi + f],
+                            dist[z, y - ylo, :n],
+                            centre_weight[plane + z, y, xlo:xhi],
+                            normaliser[plane + z, y, xlo:xhi],
+                            centre_pass,
+                            two_sigma2,
+                            inv_h2,
+                        )
+                # Box sum of the normalised weights over the patch: x, then y, then z.
+                for zz in range(n_z + 2 * f):
+                    _box_sum_2d(wbuf[zz], box_x[zz], box_xy[zz], size, y1 - y0)
+                if m <= 0:
+                    continue
+                for z in range(pz_lo, pz_hi):
+                    for y in range(py_lo, py_hi):
+                        r = y - y0
+                        for c in range(n_channels):
+                            out_row = out_numerator[c, plane + z, y, px_lo:px_hi]
+                            centre = image[t, c, z, y, px_lo:px_hi]
+                            # P(p + t) in padded coordinates.
+                            src = padded_values[
+                                t + st, c, z + f + sz, y + f + sy, px_lo + f + sx : px_hi + f + sx
+                            ]
+                            for kz in range(size):
+                                brow = box_xy[z + kz, r, px_lo:px_hi]
+                                for k in range(m):
+                                    out_row[k] += brow[k] * (src[k] - centre[k])

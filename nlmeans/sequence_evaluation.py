@@ -34,7 +34,7 @@ Methods of :func:`compare_sequence` (:data:`SEQUENCE_METHODS`):
     temporal window is shortened to stay inside the clip.
 
 Volumes over time (frames that are 3-D volumes) are compared with
-:data:`VOLUME_METHODS` only (the others take 2-D frames); their SSIM is the
+:data:`VOLUME_METHODS` only (the networks and OpenCV take 2-D frames); their SSIM is the
 3-D SSIM of each volume.
 """
 
@@ -69,7 +69,15 @@ SEQUENCE_METHODS = (
     "opencv-multi",
 )
 #: The methods that take volumes over time (3-D frames).
-VOLUME_METHODS = ("noisy", "spacetime", "spacetime-exact", "frames", "frames-exact")
+VOLUME_METHODS = (
+    "noisy",
+    "spacetime",
+    "spacetime-patchwise",
+    "spacetime-exact",
+    "frames",
+    "frames-patchwise",
+    "frames-exact",
+)
 #: OpenCV's h is searched over these multiples of sigma (in gray levels).
 OPENCV_H_FACTORS = (0.6, 0.8, 1.0, 1.2, 1.4)
 

@@ -228,14 +228,24 @@ def nlm_spacetime(
 
 
 def nlm_volume_spacetime(
-    volumes, *, patch_size, patch_distance, temporal_radius, h, sigma=0.0, gaussian=False
+    volumes,
+    *,
+    patch_size,
+    patch_distance,
+    temporal_radius,
+    h,
+    sigma=0.0,
+    gaussian=False,
+    patchwise=False,
 ):
-    """Pixel-wise NLM of volumes over time; volumes (C, T, Z, Y, X) float64.
+    """NLM of volumes over time; volumes (C, T, Z, Y, X) float64.
 
     3-D patches, every volume reflect-padded on its own (a patch never reads
     another time point); the window spans +-temporal_radius time points and
     +-patch_distance voxels along z, y and x, clipped to the series and the
-    volume; centre weight 1.
+    volume. Pixel-wise (centre weight 1), or patch-wise (IPOL 2011: centre
+    weight the largest other weight, every voxel averaging the estimates of
+    the in-volume patch centres covering it).
     """
     radius = patch_size // 2
     kernel = _kernel(patch_size, 3, gaussian)
@@ -244,9 +254,11 @@ def nlm_volume_spacetime(
     n_t, n_z, n_y, n_x = volumes.shape[1:]
     size = 2 * radius + 1
     out = np.zeros_like(volumes, dtype=np.float64)
+    count = np.zeros((n_t, n_z, n_y, n_x))
+    offsets = list(itertools.product(range(-radius, radius + 1), repeat=3))
     for t, z, y, x in np.ndindex(n_t, n_z, n_y, n_x):
         a = padded[:, t, z : z + size, y : y + size, x : x + size]
-        total, acc = 0.0, 0.0
+        weights = {}
         for tj, zj, yj, xj in itertools.product(
             range(max(0, t - temporal_radius), min(n_t, t + temporal_radius + 1)),
             range(max(0, z - patch_distance), min(n_z, z + patch_distance + 1)),
@@ -255,8 +267,26 @@ def nlm_volume_spacetime(
         ):
             b = padded[:, tj, zj : zj + size, yj : yj + size, xj : xj + size]
             d2 = float((((a - b) ** 2).mean(axis=0) * kernel).sum())
-            w = np.exp(-max(d2 - 2 * sigma**2, 0.0) / h**2)
-            total += w
-            acc = acc + w * volumes[:, tj, zj, yj, xj]
-        out[:, t, z, y, x] = acc / total
-    return out
+            weights[(tj, zj, yj, xj)] = np.exp(-max(d2 - 2 * sigma**2, 0.0) / h**2)
+        if not patchwise:
+            total = sum(weights.values())
+            out[:, t, z, y, x] = (
+                sum(w * volumes[(slice(None),) + j] for j, w in weights.items()) / total
+            )
+            continue
+        centre = (t, z, y, x)
+        others = [w for j, w in weights.items() if j != centre]
+        best = max(others) if others else 0.0
+        weights[centre] = best if best > 0 else 1.0
+        total = sum(weights.values())
+        for kz, ky, kx in offsets:
+            p = (z + kz, y + ky, x + kx)
+            if not all(0 <= c < n for c, n in zip(p, (n_z, n_y, n_x))):
+                continue
+            estimate = sum(
+                w * padded[:, tj, zj + kz + radius, yj + ky + radius, xj + kx + radius]
+                for (tj, zj, yj, xj), w in weights.items()
+            )
+            out[(slice(None), t) + p] += estimate / total
+            count[(t,) + p] += 1
+    return out / count if patchwise else out

@@ -108,7 +108,7 @@ def test_volume_kernel_stays_in_bounds(monkeypatch):
         for shape, p, d, k, chunk in cases:
             _sequence._MAX_CHUNK = chunk
             series = rng.random(shape)
-            for method in ("fast", "exact"):
+            for method in ("fast", "exact", "patchwise"):
                 options = dict(method=method, h=0.3, sigma=0.05, temporal_radius=k)
                 options.update(patch_size=p, patch_distance=d)
                 out.append(np.stack(list(nlmeans.denoise_sequence(iter(series), **options))))
@@ -117,7 +117,7 @@ def test_volume_kernel_stays_in_bounds(monkeypatch):
     chunk = _sequence._MAX_CHUNK
     try:
         normal = run_all()
-        _install_checked(monkeypatch, ("volumes_accumulate",))
+        _install_checked(monkeypatch, ("volumes_accumulate", "volumes_patchwise_aggregate"))
         rng = np.random.default_rng(3)
         checked = run_all()
     finally:

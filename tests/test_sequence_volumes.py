@@ -18,7 +18,7 @@ def _series(rng, shape, channels=None):
     return rng.random(shape if channels is None else shape + (channels,))
 
 
-@pytest.mark.parametrize("method", ["fast", "exact"])
+@pytest.mark.parametrize("method", ["fast", "exact", "patchwise"])
 @pytest.mark.parametrize("k", [1, 2])
 def test_matches_reference_gray(rng, method, k):
     series = _series(rng, (4, 5, 6, 7))
@@ -27,7 +27,11 @@ def test_matches_reference_gray(rng, method, k):
     options = dict(patch_size=3, patch_distance=2, h=0.3, sigma=0.05)
     out = nlmeans.denoise_sequence(series, temporal_radius=k, method=method, **options)
     expected = reference.nlm_volume_spacetime(
-        series[np.newaxis], temporal_radius=k, gaussian=method == "exact", **options
+        series[np.newaxis],
+        temporal_radius=k,
+        gaussian=method == "exact",
+        patchwise=method == "patchwise",
+        **options,
     )[0]
     for t in range(series.shape[0]):  # the output is clipped to its window's range
         window = series[max(0, t - k) : t + k + 1]
@@ -35,18 +39,21 @@ def test_matches_reference_gray(rng, method, k):
     np.testing.assert_allclose(out, expected, atol=2e-5)
 
 
-def test_matches_reference_channels(rng):
+@pytest.mark.parametrize("method", ["fast", "patchwise"])
+def test_matches_reference_channels(rng, method):
     series = _series(rng, (3, 4, 6, 5), channels=2)
     series[..., 0, 0, 0, :] = [0.0, 1.0]
     options = dict(patch_size=3, patch_distance=1, h=0.4, sigma=0.0)
-    out = nlmeans.denoise_sequence(series, channel_axis=-1, temporal_radius=1, **options)
+    out = nlmeans.denoise_sequence(
+        series, channel_axis=-1, temporal_radius=1, method=method, **options
+    )
     expected = reference.nlm_volume_spacetime(
-        np.moveaxis(series, -1, 0), temporal_radius=1, **options
+        np.moveaxis(series, -1, 0), temporal_radius=1, patchwise=method == "patchwise", **options
     )
     np.testing.assert_allclose(np.moveaxis(out, -1, 0), expected, atol=2e-5)
 
 
-@pytest.mark.parametrize("method", ["fast", "exact"])
+@pytest.mark.parametrize("method", ["fast", "exact", "patchwise"])
 @pytest.mark.parametrize("channels", [None, 3])
 def test_radius_zero_is_volume_by_volume_exactly(rng, method, channels):
     series = _series(rng, (3, 6, 40, 9), channels=channels)
@@ -60,11 +67,12 @@ def test_radius_zero_is_volume_by_volume_exactly(rng, method, channels):
         np.testing.assert_array_equal(out[t], nlmeans.denoise(series[t], **options))
 
 
+@pytest.mark.parametrize("method", ["fast", "patchwise"])
 @pytest.mark.parametrize("chunk", [1, 2])
-def test_blocks_threads_and_dask_do_not_change_the_result(monkeypatch, rng, chunk):
+def test_blocks_threads_and_dask_do_not_change_the_result(monkeypatch, rng, chunk, method):
     da = pytest.importorskip("dask.array")
     series = _series(rng, (6, 5, 37, 8)).astype(np.float32)
-    options = dict(temporal_radius=2, patch_size=3, patch_distance=2, sigma=0.05)
+    options = dict(temporal_radius=2, patch_size=3, patch_distance=2, sigma=0.05, method=method)
     whole = nlmeans.denoise_sequence(series, **options)
     one_thread = nlmeans.denoise_sequence(series, threads=1, **options)
     lazy = nlmeans.denoise_sequence(da.from_array(series, chunks=(chunk, 5, 20, 4)), **options)
@@ -83,18 +91,18 @@ def test_half_window_shifts_cover_each_pair_once():
     assert (shifts[:, 2] >= 0).all()  # partners never on an earlier row (the strips' halo)
 
 
-def test_automatic_parameters_and_gain():
+@pytest.mark.parametrize("method", ["fast", "patchwise"])
+def test_automatic_parameters_and_gain(method):
     image = (np.add.outer(np.arange(96), np.arange(96)) % 24 < 12) * 0.5 + 0.25
     image = image + 0.2 * np.sin(np.arange(96) / 5.0)[:, None]
     clean = make_volume_sequence(np.clip(image, 0, 1), 5, depth=8, seed=0)
     noisy = clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape)
-    out, params = nlmeans.denoise_sequence(noisy, return_params=True)
-    expected = {
-        key: value for key, value in _sequence.VOLUME_PARAMETERS.items() if key != "h_over_sigma"
-    }
+    out, params = nlmeans.denoise_sequence(noisy, method=method, return_params=True)
+    row = _sequence.VOLUME_PARAMETERS[method]
+    expected = {key: value for key, value in row.items() if key != "h_over_sigma"}
     assert {key: getattr(params, key) for key in expected} == expected
-    assert params.h == pytest.approx(_sequence.VOLUME_PARAMETERS["h_over_sigma"] * params.sigma)
-    volumes = np.stack([nlmeans.denoise(v) for v in noisy])
+    assert params.h == pytest.approx(row["h_over_sigma"] * params.sigma)
+    volumes = np.stack([nlmeans.denoise(v, method=method) for v in noisy])
 
     def psnr(x):
         return 10 * np.log10(1 / np.mean((np.clip(x, 0, 1) - clean) ** 2))
@@ -109,12 +117,12 @@ def test_thin_stack_takes_a_smaller_patch(rng):
 
 def test_bad_input(rng):
     series = rng.random((3, 6, 16, 16))
-    for method in ("patchwise", "neural"):
-        with pytest.raises(
-            ValueError,
-            match=r"volumes over time \(3-D \+ t\) are denoised with method='fast' or 'exact'",
-        ):
-            nlmeans.denoise_sequence(series, method=method)
+    with pytest.raises(
+        ValueError,
+        match=r"volumes over time \(3-D \+ t\) are denoised with method='fast', 'exact' or "
+        "'patchwise'",
+    ):
+        nlmeans.denoise_sequence(series, method="neural")
     with pytest.raises(ValueError, match="3-D .* or 4-D .* got 5-D"):
         nlmeans.denoise_sequence(rng.random((3, 6, 8, 8, 2)))
     with pytest.raises(ValueError, match="got 3-D"):

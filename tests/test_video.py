@@ -235,9 +235,14 @@ def test_hyperstack_of_volumes_over_time(tmp_path):
         assert (info["spacing"], info["unit"], info["finterval"]) == (2.5, "um", 30.0)
         assert tif.pages[0].tags["XResolution"].value == (5, 2)
         np.testing.assert_array_equal(tif.asarray(), expected)
-    # 2-D only methods: one line, exit 1, nothing written.
-    result = invoke("denoise", src, "-o", tmp_path / "p.tif", "--method", "patchwise")
-    assert result.exit_code == 1 and "'fast' or 'exact'" in result.stderr
+    patchwise = tmp_path / "patchwise.tif"
+    result = invoke("denoise", src, "-o", patchwise, "--method", "patchwise", "--sigma", "0.05")
+    assert result.exit_code == 0, result.stderr
+    expected = nlmeans.denoise_sequence(volumes, sigma=0.05, method="patchwise")
+    np.testing.assert_array_equal(tifffile.imread(patchwise), expected)
+    # The network takes 2-D frames: one line, exit 1, nothing written.
+    result = invoke("denoise", src, "-o", tmp_path / "p.tif", "--method", "neural")
+    assert result.exit_code == 1 and "'fast', 'exact' or 'patchwise'" in result.stderr
     assert not (tmp_path / "p.tif").exists()
     # Channels in a hyperstack are refused with what to do.
     tzcyx = tmp_path / "tzcyx.tif"
@@ -268,6 +273,11 @@ def test_compare_on_volumes_over_time(tmp_path):
     records = {r["method"]: r for r in json.loads(result.stdout)[0]["records"]}
     assert set(records) == {"noisy", "spacetime", "frames"}  # the volume defaults
     assert records["spacetime"]["psnr"] > records["noisy"]["psnr"]
+    methods = "noisy,spacetime-patchwise,frames-patchwise"
+    result = invoke("compare", stack, "--sigma", "25", "--methods", methods, "--json")
+    assert result.exit_code == 0, result.stderr
+    records = {r["method"]: r for r in json.loads(result.stdout)[0]["records"]}
+    assert records["spacetime-patchwise"]["psnr"] > records["noisy"]["psnr"] + 3
     result = invoke("compare", stack, "--sigma", "25", "--methods", "spacetime,opencv-multi")
     assert result.exit_code == 1
     assert "opencv-multi take 2-D frames" in result.stderr
