@@ -25,6 +25,7 @@ from numba import njit, prange
 from .kernels import (
     _JIT,
     STRIP_ROWS,
+    _add_box_terms,
     _box_sum_2d,
     _normalised_weight_row,
     _reduce_strips_row,
@@ -348,12 +349,18 @@ def frames_patchwise_aggregate(
                 for y in range(py_lo, py_hi):
                     r = y - y0
                     for c in range(n_channels):
-                        out_row = out_numerator[c, zo, y, px_lo:px_hi]
-                        centre = image[c, z, y, px_lo:px_hi]
                         src = padded_values[c, z + sz, y + f + sy, px_lo + f + sx : px_hi + f + sx]
-                        brow = box_xy[zo, r, px_lo:px_hi]
-                        for k in range(m):
-                            out_row[k] += brow[k] * (src[k] - centre[k])
+                        _add_box_terms(
+                            out_numerator[c, zo, y, px_lo:px_hi],
+                            box_xy,
+                            zo,
+                            1,
+                            r,
+                            px_lo,
+                            px_hi,
+                            src,
+                            image[c, z, y, px_lo:px_hi],
+                        )
 
 
 @njit(parallel=True, **_JIT)
@@ -633,13 +640,18 @@ def volumes_patchwise_aggregate(
                     for y in range(py_lo, py_hi):
                         r = y - y0
                         for c in range(n_channels):
-                            out_row = out_numerator[c, plane + z, y, px_lo:px_hi]
-                            centre = image[t, c, z, y, px_lo:px_hi]
                             # P(p + t) in padded coordinates.
                             src = padded_values[
                                 t + st, c, z + f + sz, y + f + sy, px_lo + f + sx : px_hi + f + sx
                             ]
-                            for kz in range(size):
-                                brow = box_xy[z + kz, r, px_lo:px_hi]
-                                for k in range(m):
-                                    out_row[k] += brow[k] * (src[k] - centre[k])
+                            _add_box_terms(
+                                out_numerator[c, plane + z, y, px_lo:px_hi],
+                                box_xy,
+                                z,
+                                size,
+                                r,
+                                px_lo,
+                                px_hi,
+                                src,
+                                image[t, c, z, y, px_lo:px_hi],
+                            )

@@ -383,6 +383,22 @@ def _box_sum_2d(wbuf, box_x, box_xy, size, n_rows):
                 dst[x] += src[x]
 
 
+@njit(inline="always", **_JIT)
+def _add_box_terms(out_row, box_xy, plane, n_planes, r, lo, hi, src, centre):
+    """``out_row += box * (src - centre)``, the box summed over ``n_planes`` planes from ``plane``.
+
+    The last step of every patch-wise aggregation: ``box_xy[plane + kz, r,
+    lo:hi]`` are the normalised weights of the patch centres covering the
+    pixels of the row, ``src`` the values at ``p + t`` and ``centre`` those
+    at ``p``. Planes are added one after another, in order.
+    """
+    m = hi - lo
+    for kz in range(n_planes):
+        brow = box_xy[plane + kz, r, lo:hi]
+        for k in range(m):
+            out_row[k] += brow[k] * (src[k] - centre[k])
+
+
 @njit(parallel=True, **_JIT)
 def pixelwise_accumulate(
     image,
@@ -645,13 +661,18 @@ def patchwise_aggregate(
                 for y in range(py_lo, py_hi):
                     r = y - y0
                     for c in range(n_channels):
-                        out_row = out_numerator[c, z, y, px_lo:px_hi]
-                        centre = image[c, z, y, px_lo:px_hi]
                         # P(p + t) in padded coordinates.
                         src = padded_values[
                             c, z + fz + sz, y + f + sy, px_lo + f + sx : px_hi + f + sx
                         ]
-                        for kz in range(size_z):
-                            brow = box_xy[z + kz, r, px_lo:px_hi]
-                            for k in range(m):
-                                out_row[k] += brow[k] * (src[k] - centre[k])
+                        _add_box_terms(
+                            out_numerator[c, z, y, px_lo:px_hi],
+                            box_xy,
+                            z,
+                            size_z,
+                            r,
+                            px_lo,
+                            px_hi,
+                            src,
+                            image[c, z, y, px_lo:px_hi],
+                        )
