@@ -599,8 +599,7 @@ def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h, 
     )
     if params.method != "patchwise":
         return numerator / (denominator + np.float32(1.0))
-    centre = np.where(max_weight > 0, max_weight, np.float32(1.0))
-    normaliser = denominator + centre
+    centre, normaliser = _centre_weights(max_weight, denominator)
     out_numerator = np.zeros_like(values)
     padded_values = padded if values is guide else np.pad(values, pad, mode="reflect")
     kernels.patchwise_aggregate(
@@ -620,6 +619,16 @@ def _nlm_pass(values, guide, params: NLMeansParameters, volume: bool, sigma, h, 
         out_numerator,
     )
     return out_numerator / _patch_coverage(values.shape[1:], f, fz, offset, full_shape)
+
+
+def _centre_weights(max_weight: np.ndarray, denominator: np.ndarray):
+    """The centre weight of patch-wise NLM and each centre's normaliser (IPOL 2011).
+
+    A patch weighs itself as much as its best match (1 when it has none),
+    and its normaliser is that plus the sum of the other weights.
+    """
+    centre = np.where(max_weight > 0, max_weight, np.float32(1.0))
+    return centre, denominator + centre
 
 
 def _patch_coverage(shape, f: int, fz: int, offset=(0, 0, 0), full_shape=None) -> np.ndarray:

@@ -29,6 +29,7 @@ from ._checks import (
 )
 from ._denoise import (
     _MIN_AUTO_SIGMA,
+    _centre_weights,
     _check_color_space,
     _kernel_correction,
     _parameter_table,
@@ -57,9 +58,9 @@ _MAX_CHUNK = 8
 #: ``exact`` takes the ``fast`` row (not fitted on its own).
 VOLUME_PARAMETERS = {
     "fast": {"temporal_radius": 2, "patch_size": 5, "patch_distance": 2, "h_over_sigma": 0.5},
-    "exact": {"temporal_radius": 2, "patch_size": 5, "patch_distance": 2, "h_over_sigma": 0.5},
     "patchwise": {"temporal_radius": 2, "patch_size": 5, "patch_distance": 2, "h_over_sigma": 0.35},
 }
+VOLUME_PARAMETERS["exact"] = VOLUME_PARAMETERS["fast"]
 
 
 @dataclass(frozen=True)
@@ -723,8 +724,7 @@ def _pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigma, h):
     )
     if not track_max:
         return numerator / (denominator + np.float32(1.0))
-    centre = np.where(max_weight > 0, max_weight, np.float32(1.0))
-    normaliser = denominator + centre
+    centre, normaliser = _centre_weights(max_weight, denominator)
     out_numerator = np.zeros_like(numerator)
     padded_values = padded if values is guide else np.pad(values, pad, mode="reflect")
     frames_patchwise_aggregate(
@@ -800,11 +800,9 @@ def _volume_pass(values, guide, params: SequenceParameters, out_lo, out_hi, sigm
     shape = (values.shape[0], n_out, n_z, n_y, n_x)
     if not track_max:
         return (numerator / (denominator + np.float32(1.0))).reshape(shape)
-    # Patch-wise (IPOL 2011), as in denoise: the centre weighs as much as its
-    # best match, and every voxel averages the estimates of the patches of
-    # its own volume that cover it.
-    centre = np.where(max_weight > 0, max_weight, np.float32(1.0))
-    normaliser = denominator + centre
+    # Patch-wise, as in denoise: every voxel averages the estimates of the
+    # patches of its own volume that cover it.
+    centre, normaliser = _centre_weights(max_weight, denominator)
     out_numerator = np.zeros_like(numerator)
     padded_values = (
         padded
