@@ -272,7 +272,7 @@ def denoise(
             "--device",
             case_sensitive=False,
             help="Where to compute: 'cuda' runs the classical methods on CUDA kernels "
-            '(pip install "nlmeans[cuda]") and the network with torch on the GPU; '
+            '(pip install "nlmeans\\[cuda]") and the network with torch on the GPU; '
             "'auto' takes the GPU when one is usable.",
         ),
     ] = Device.cpu,

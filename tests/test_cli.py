@@ -109,7 +109,10 @@ def test_help_everywhere():
             result = invoke(command, flag)
             assert result.exit_code == 0, result.output
             assert "Usage" in result.output
+            # Rich reads "[cuda]" as markup: an unescaped extra vanishes from the hint.
+            assert 'install "nlmeans")' not in result.output
     assert "divide" in invoke("denoise", "-h").output  # the >1 policy is documented
+    assert '"nlmeans[cuda]"' in invoke("denoise", "-h").output
 
 
 def test_version():
