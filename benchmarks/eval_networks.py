@@ -9,7 +9,8 @@ noise level given (true sigma), on the shared development sets:
 * ``--spacetime W.safetensors`` (with ``--frame-model W.safetensors``, the
   per-frame network it is compared with): Set12 sequences of
   ``bench_video.py`` (10 frames, sigma 25), the spacetime network against the
-  per-frame network on every frame.
+  per-frame network on every frame, and the gain at each frame position
+  (the first and last two frames' windows reach past the clip's ends).
 
 The images are in ``bench_video.load_set``'s order (McMaster 1, 2, ..., 18;
 ``bench_color.py`` sorts the names as text, so its noise falls on other
@@ -67,19 +68,22 @@ def still_scores(weights: str, folder: Path, device: str) -> list[float]:
 
 
 def sequence_scores(weights: str, frame_weights: str, folder: Path, device: str):
-    """Mean PSNR of the spacetime network and of the per-frame network."""
+    """Mean PSNR of the spacetime network and of the per-frame network, and
+    the spacetime network's mean gain at each frame position."""
     model = get_model(weights, device)
     frame_model = get_model(frame_weights, device)
     clips = sequences(load_set(folder, None, None), 10)
-    spacetime, per_frame = [], []
+    spacetime, per_frame = [], []  # (clip, frame) PSNRs
     sigma = 25 / 255.0
     for i, clean in enumerate(clips):
         noisy = clean + np.random.default_rng(i).normal(0.0, sigma, clean.shape)
         out = np.stack(list(run_neural(iter(noisy), model, sigma, None, None)))
-        spacetime.append(np.mean([psnr(c, o) for c, o in zip(clean, out)]))
+        spacetime.append([psnr(c, o) for c, o in zip(clean, out)])
         frames = [denoise_array(frame_model, f.astype(np.float32), sigma) for f in noisy]
-        per_frame.append(np.mean([psnr(c, o) for c, o in zip(clean, frames)]))
-    return float(np.mean(spacetime)), float(np.mean(per_frame))
+        per_frame.append([psnr(c, o) for c, o in zip(clean, frames)])
+    spacetime, per_frame = np.array(spacetime), np.array(per_frame)
+    by_position = (spacetime - per_frame).mean(axis=0)
+    return float(spacetime.mean()), float(per_frame.mean()), by_position
 
 
 @torch.inference_mode()
@@ -118,7 +122,9 @@ def main() -> None:
     for weights in args.spacetime:
         t0 = time.perf_counter()
         try:
-            st, pf = sequence_scores(weights, args.frame_model, data / "set12", args.device)
+            st, pf, by_position = sequence_scores(
+                weights, args.frame_model, data / "set12", args.device
+            )
         except Exception as exc:
             emit(f"| Set12 clips | {weights} | | failed: {exc!r} | | |")
             continue
@@ -127,6 +133,8 @@ def main() -> None:
             f"| Set12 clips | {weights} (per-frame {args.frame_model}: {pf:.2f}) | | "
             f"{st:.2f} ({st - pf:+.2f}) | | {dt:.0f} |"
         )
+        gains = ", ".join(f"{t}: {g:+.2f}" for t, g in enumerate(by_position))
+        emit(f"| Set12 clips, gain at frame | {weights} | | {gains} | | |")
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
 

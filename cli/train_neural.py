@@ -109,6 +109,16 @@ def train_neural(
             show_default=False,
         ),
     ] = None,
+    clip_ends: Annotated[
+        float,
+        typer.Option(
+            "--clip-ends",
+            min=0.0,
+            max=1.0,
+            help="With --frames: the share of training windows cut by a clip's start or end "
+            "(the end frame repeated beyond it, as denoise fills a clip's first and last frames).",
+        ),
+    ] = 0.2,
     features: Annotated[
         int, typer.Option("--features", min=1, help="Feature channels of the hidden layers.")
     ] = 48,
@@ -339,6 +349,7 @@ def train_neural(
             grad_clip=grad_clip,
             seed=seed,
             clip_motions=motions,
+            clip_ends=clip_ends,
             resume=resume,
             init=init_from,
             device=device,

@@ -389,7 +389,8 @@ def denoise_sequence(
         frames; ``"neural"``: the shipped spacetime network (a
         ``NonLocalBlock3d`` over 5 frames, so ``temporal_radius`` 2), given
         the noise level ``sigma``; colour frames go through it one channel
-        at a time, and the clip's ends are mirrored in time.
+        at a time, and at the clip's ends the end frame stands in for the
+        frames beyond it (as in the network's training).
     h, sigma, patch_size, patch_distance, color_space, h_chroma
         As in :func:`nlmeans.denoise`, resolved once for the whole sequence:
         ``sigma`` from the median noise estimate of the first

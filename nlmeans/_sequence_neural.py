@@ -2,10 +2,10 @@
 
 Each output frame is the network's answer for the window of ``2k + 1``
 frames around it (``k`` = half the network's frames), streamed: only the
-frames of one window are held. At the ends of the clip the window is
-mirrored in time (frame ``-1`` is frame ``1``), as the classical kernels
-mirror an image's border. Colour frames go through the gray network one
-channel at a time.
+frames of one window are held. At the ends of the clip the frames beyond
+the end are the end frame repeated (frame ``-1`` is frame ``0``), which is
+how the network saw clip ends in training (``TrainConfig.clip_ends``).
+Colour frames go through the gray network one channel at a time.
 """
 
 from __future__ import annotations
@@ -33,13 +33,9 @@ def load_spacetime_model(weights=None, device: str = "cpu"):
     return model
 
 
-def mirrored(index: int, n: int) -> int:
-    """``index`` reflected into ``0 .. n - 1`` (``-1 -> 1``, ``n -> n - 2``)."""
-    if n == 1:
-        return 0
-    period = 2 * (n - 1)
-    index %= period
-    return index if index < n else period - index
+def clamped(index: int, n: int) -> int:
+    """``index`` clamped into ``0 .. n - 1`` (``-1 -> 0``, ``n -> n - 1``)."""
+    return min(max(index, 0), n - 1)
 
 
 def run_neural(
@@ -82,16 +78,16 @@ def run_neural(
             if n is not None and t >= n:
                 break
             length = n if n is not None else read
-            # Indices past the end are mirrored only once the length is known;
+            # Indices past the end are clamped only once the length is known;
             # until then the loop above has read up to t + k.
-            stack = np.stack([window[mirrored(i, length)] for i in range(t - k, t + k + 1)])
+            stack = np.stack([window[clamped(i, length)] for i in range(t - k, t + k + 1)])
             planes = [
                 denoise_array(model, stack[:, c], sigma) for c in range(stack.shape[1])
             ]  # each (Y, X)
             out = planes[0] if axis is None else np.moveaxis(np.stack(planes), 0, axis)
             yield from_unit_float(np.asarray(out, np.float32), dtype)
-            # Frames before t + 1 - k are no longer needed (mirroring at the
-            # end reaches back at most k frames, to indices > t - k).
+            # Frames before t + 1 - k are no longer needed (clamping at the
+            # end never reaches back further than t + 1 - k).
             window.pop(t - k, None)
             t += 1
     finally:

@@ -18,6 +18,7 @@ from nlmeans import _sequence_neural  # noqa: E402
 from nlmeans.neural import checkpoint as ckpt_mod  # noqa: E402
 from nlmeans.neural import training as train_mod  # noqa: E402
 from nlmeans.neural.model import DenoiserConfig, NonLocalDenoiser  # noqa: E402
+from nlmeans.neural.train_config import TrainConfig  # noqa: E402
 
 TINY = DenoiserConfig(channels=8, depth=6, blocks=1, window=1, noise_level_input=True)
 TINY_ST = dataclasses.replace(TINY, frames=3, temporal_window=1)
@@ -136,7 +137,6 @@ def data_dir(tmp_path):
 
 def test_clip_data_and_training(data_dir, tmp_path):
     from nlmeans.neural.data import CLIP_MOTIONS, load_data
-    from nlmeans.neural.train_config import TrainConfig
 
     settings = TrainConfig(patch_size=16, batch_size=4, val_fraction=0.2)
     data = load_data(data_dir, settings, 1, frames=3)
@@ -186,13 +186,58 @@ def test_clip_data_and_training(data_dir, tmp_path):
 
 
 @given(st.integers(-40, 40), st.integers(1, 12))
-def test_mirrored_index_stays_in_the_clip(index, n):
-    got = _sequence_neural.mirrored(index, n)
+def test_clamped_index_stays_in_the_clip(index, n):
+    got = _sequence_neural.clamped(index, n)
     assert 0 <= got < n
-    if 0 <= index < n:
-        assert got == index
-    if n > 1 and -n < index < 0:
-        assert got == -index
+    assert got == (0 if index < 0 else n - 1 if index >= n else index)
+
+
+def test_training_windows_cut_at_clip_ends_as_inference_fills_them():
+    from nlmeans.neural.data import PatchSampler
+
+    # Frame f of every clip is the constant f / 10: a window's frames say
+    # where they came from.
+    clip = torch.stack([torch.full((12, 12), f / 10) for f in range(5)])
+    settings = TrainConfig(sigma=(0.0, 0.0), batch_size=4000, patch_size=4, clip_ends=0.4)
+    sampler = PatchSampler([clip], settings, torch.Generator().manual_seed(0), frames=5)
+    noisy, clean, _ = sampler.batch()
+    assert torch.equal(clean[:, :, 0, 0] * 10, torch.arange(5.0).expand(4000, 5))
+    sources = torch.round(noisy[:, :, 0, 0] * 10).long()
+    assert torch.equal(sources[:, 2], torch.full((4000,), 2))  # the target never moves
+    # Every window is one that denoise_sequence builds for a clip frame.
+    offsets = np.arange(-2, 3)
+    allowed = {(0, 1, 2, 3, 4)}
+    for kept in (0, 1):  # frames left on the cut side of the middle one
+        allowed.add(tuple(2 + np.maximum(offsets, -kept)))  # cut at the start
+        allowed.add(tuple(2 + np.minimum(offsets, kept)))  # cut at the end
+    seen = {tuple(row) for row in sources.tolist()}
+    assert seen == allowed
+    cut = (sources != torch.arange(5)).any(1).float().mean()
+    assert abs(float(cut) - 0.4) < 0.03
+    # With noise, a repeated frame repeats its noise too.
+    noisy_settings = TrainConfig(sigma=(25.0, 25.0), batch_size=200, patch_size=4, clip_ends=1.0)
+    noisy, clean, _ = PatchSampler(
+        [clip], noisy_settings, torch.Generator().manual_seed(1), frames=5
+    ).batch()
+    for window in noisy:
+        assert torch.equal(window[0], window[1]) or torch.equal(window[3], window[4])
+    # clip_ends=0 draws nothing more: the batches of a run without it.
+    plain = TrainConfig(sigma=(10.0, 30.0), batch_size=8, patch_size=4, clip_ends=0.0)
+    a = PatchSampler([clip], plain, torch.Generator().manual_seed(2), frames=5).batch()
+    b = PatchSampler([clip], plain, torch.Generator().manual_seed(2)).batch()
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+def test_clip_ends_setting():
+    assert TrainConfig().clip_ends == 0.2
+    assert TrainConfig.from_dict(TrainConfig(clip_ends=0.5).to_dict()).clip_ends == 0.5
+    # Checkpoints written before the setting existed were trained without it.
+    old = TrainConfig().to_dict()
+    del old["clip_ends"]
+    assert TrainConfig.from_dict(old).clip_ends == 0.0
+    with pytest.raises(ValueError, match="clip_ends"):
+        TrainConfig(clip_ends=1.5)
 
 
 def _clip(n=7, shape=(24, 28), colour=False, seed=0):
@@ -213,10 +258,11 @@ def test_sequence_network_array_stream_dtypes_and_channels(tiny_weights):
     )
     assert out.shape == clip.shape and out.dtype == clip.dtype
     assert params.temporal_radius == 1 and params.h is None and params.weights == str(tiny_weights)
-    # Frame t is the network's answer on frames t-1, t, t+1, mirrored at the ends.
+    # Frame t is the network's answer on frames t-1, t, t+1, the end frame
+    # repeated beyond the clip's ends.
     from nlmeans.neural.inference import denoise_array
 
-    for t, window in ((0, [1, 0, 1]), (3, [2, 3, 4]), (6, [5, 6, 5])):
+    for t, window in ((0, [0, 0, 1]), (3, [2, 3, 4]), (6, [5, 6, 6])):
         expected = denoise_array(model, clip[window].astype(np.float32), 0.08)
         np.testing.assert_allclose(out[t], expected, atol=1e-6)
     streamed = np.stack(
@@ -242,7 +288,7 @@ def test_sequence_network_array_stream_dtypes_and_channels(tiny_weights):
             rgb[..., c], method="neural", weights=tiny_weights, sigma=0.08
         )
         np.testing.assert_allclose(out_rgb[..., c], gray, atol=1e-6)
-    # Clips shorter than the window (mirrored) and of one frame.
+    # Clips shorter than the window and of one frame.
     for n in (1, 2):
         assert (
             nlmeans.denoise_sequence(clip[:n], method="neural", weights=tiny_weights).shape
@@ -293,7 +339,7 @@ def _clip_of_coffee(motion, seed=0, n=7):
 @pytest.mark.parametrize("motion, gain", [("static", 0.4), ("objects", 0.2)])
 def test_shipped_spacetime_network_gains_over_the_per_frame_network(motion, gain):
     # The gain depends on the content: +0.6 to +1.5 dB on Set12 clips, less
-    # on small aliased frames (README); this clip gains about 0.8 / 0.6 dB.
+    # on small aliased frames (README); this 7-frame clip gains about 1.0 / 0.85 dB.
     from skimage.metrics import peak_signal_noise_ratio as psnr
 
     clean, noisy = _clip_of_coffee(motion)

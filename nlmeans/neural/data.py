@@ -139,13 +139,25 @@ class PatchSampler:
     ``batch()`` returns ``(noisy, clean, sigma)``; ``sigma`` is one level per
     patch, ``(B,)``, for ``"gaussian"`` and ``"poisson-gaussian"``, and the
     true per-pixel standard deviation ``(B, C, p, p)`` for ``"mixture"``.
+
+    With ``frames > 1`` the channels are the frames of a clip. A share
+    ``settings.clip_ends`` of the windows is then cut by a clip end, as
+    ``denoise_sequence`` cuts the windows of a clip's first and last ``k``
+    frames: the frames beyond the end are replaced by the end frame, noise
+    included (see :meth:`_cut_at_clip_end`).
     """
 
     def __init__(
-        self, images: list[torch.Tensor], settings: TrainConfig, generator: torch.Generator
+        self,
+        images: list[torch.Tensor],
+        settings: TrainConfig,
+        generator: torch.Generator,
+        *,
+        frames: int = 1,
     ):
         self.s = settings
         self.g = generator
+        self.frames = frames
         dev = generator.device
         p = settings.patch_size
         planes = [im if im.ndim == 3 else im[None] for im in images]
@@ -191,6 +203,38 @@ class PatchSampler:
         return turned
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        noisy, clean, sigma = self._noisy_batch()
+        if self.frames > 1 and self.s.clip_ends > 0:
+            noisy, sigma = self._cut_at_clip_end(noisy, sigma)
+        return noisy, clean, sigma
+
+    def _cut_at_clip_end(
+        self, noisy: torch.Tensor, sigma: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows as ``denoise_sequence`` sees them near a clip's ends.
+
+        Each window is cut with probability ``clip_ends``, at its start or
+        its end (even odds), leaving ``d`` frames (uniform in ``0 .. k - 1``)
+        on that side of the middle one; every frame beyond the cut becomes
+        the last frame before it, with the same noise. The middle (target)
+        frame is never moved.
+        """
+        g, dev = self.g, self.g.device
+        b, k = noisy.shape[0], self.frames // 2
+        cut = self._rand(b) < self.s.clip_ends
+        at_start = self._rand(b) < 0.5
+        kept = torch.randint(0, k, (b,), generator=g, device=dev)
+        lowest = torch.where(cut & at_start, -kept, -k)
+        highest = torch.where(cut & ~at_start, kept, k)
+        offsets = torch.arange(-k, k + 1, device=dev)
+        source = k + torch.minimum(torch.maximum(offsets, lowest[:, None]), highest[:, None])
+        index = source.view(b, -1, 1, 1).expand_as(noisy)
+        noisy = noisy.gather(1, index)
+        if sigma.ndim == 4:  # a per-pixel map follows its frame
+            sigma = sigma.gather(1, index)
+        return noisy, sigma
+
+    def _noisy_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         s, g = self.s, self.g
         clean = self._gather()
         b = clean.shape[0]

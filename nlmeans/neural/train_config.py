@@ -62,6 +62,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     val_sigma: float = 25.0
     clip_motions: tuple[str, ...] = CLIP_MOTIONS_DEFAULT
+    clip_ends: float = 0.2
     time_budget: float | None = None
 
     def __post_init__(self) -> None:
@@ -99,6 +100,8 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
         if not (0.0 <= self.gaussian_fraction <= 1.0):
             raise ValueError(f"gaussian_fraction must be in [0, 1], got {self.gaussian_fraction!r}")
+        if not (0.0 <= self.clip_ends <= 1.0):
+            raise ValueError(f"clip_ends must be in [0, 1], got {self.clip_ends!r}")
         if not (0.0 <= self.val_fraction < 1.0):
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if not (self.val_sigma >= 0):
@@ -141,6 +144,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training settings: {sorted(unknown)}")
         d = dict(data)
+        # Checkpoints from before clip_ends existed were trained without it.
+        d.setdefault("clip_ends", 0.0)
         for key in ("sigma", "poisson_peak", "clip_motions"):
             if key in d:
                 d[key] = tuple(d[key])

@@ -109,7 +109,7 @@ def fit(
     """
     settings, model, optimizer, scheduler = run.settings, run.model, run.optimizer, run.scheduler
     dev, spe = run.device, run.steps_per_epoch
-    sampler = PatchSampler(run.data.train_images, settings, run.gen)
+    sampler = PatchSampler(run.data.train_images, settings, run.gen, frames=model.config.frames)
     saved_step = run.step
     model.train()
     deadline = None if max_time is None else _clock() + float(max_time)

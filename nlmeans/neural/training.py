@@ -171,6 +171,7 @@ def train(
     val_fraction: float = 0.1,
     val_sigma: float = 25.0,
     clip_motions: tuple[str, ...] | None = None,
+    clip_ends: float = 0.2,
     time_budget: float | None = None,
     config: DenoiserConfig | None = None,
     resume: str | os.PathLike | None = None,
@@ -232,6 +233,12 @@ def train(
             made from each training image, one per motion of
             :func:`nlmeans.synthetic.make_sequence` (default
             :data:`~nlmeans.neural.train_config.CLIP_MOTIONS_DEFAULT`).
+        clip_ends: spacetime networks: the share of training windows cut by
+            a clip's start or end, the frames beyond it replaced by the end
+            frame (noise included), as :func:`nlmeans.denoise_sequence`
+            fills the windows of a clip's first and last frames. Without
+            them a network mistakes the repeated frames for independent
+            looks and does worse there than the per-frame network.
         time_budget: train for this many seconds (validation included,
             earlier calls of a resumed run counted): the cosine schedule
             runs over the time instead of the steps (whichever is further
@@ -286,6 +293,7 @@ def train(
         val_fraction=val_fraction,
         val_sigma=val_sigma,
         **({} if clip_motions is None else {"clip_motions": tuple(clip_motions)}),
+        clip_ends=clip_ends,
         time_budget=time_budget,
     )
     if settings is not None:
