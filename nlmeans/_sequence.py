@@ -55,12 +55,15 @@ _MAX_CHUNK = 8
 #: lower than the 2-D rows'. The same window won for `fast` and `patchwise`
 #: at every sigma (benchmarks/results/volume_sequence_fit*.txt); patchwise's
 #: h = 0.35 sigma won at 15 and 25 and was 0.03 dB behind 0.4 sigma at 50.
-#: ``exact`` takes the ``fast`` row (not fitted on its own).
+#: ``exact`` (the IPOL weights, which subtract 2 sigma^2 from the distance)
+#: wants a higher h that grows with sigma: 0.8 sigma won at 15, 1.0 at 25
+#: and 1.4 at 50 (benchmarks/results/volume_sequence_fit_exact.txt); one
+#: row for every sigma, 1.0 has the best mean over the three.
 VOLUME_PARAMETERS = {
     "fast": {"temporal_radius": 2, "patch_size": 5, "patch_distance": 2, "h_over_sigma": 0.5},
+    "exact": {"temporal_radius": 2, "patch_size": 5, "patch_distance": 2, "h_over_sigma": 1.0},
     "patchwise": {"temporal_radius": 2, "patch_size": 5, "patch_distance": 2, "h_over_sigma": 0.35},
 }
-VOLUME_PARAMETERS["exact"] = VOLUME_PARAMETERS["fast"]
 
 
 @dataclass(frozen=True)
@@ -439,8 +442,8 @@ def denoise_sequence(
     padded on its own; methods ``"fast"``, ``"exact"`` and ``"patchwise"``.
     Their automatic parameters are :data:`VOLUME_PARAMETERS` (patch 5,
     search radius 2, k = 2 for every method and sigma; h = 0.5 sigma for
-    ``fast`` and ``exact``, 0.35 sigma for ``patchwise``; a stack
-    thinner than 5 slices takes a smaller patch).
+    ``fast``, 1.0 sigma for ``exact``, 0.35 sigma for ``patchwise``; a
+    stack thinner than 5 slices takes a smaller patch).
 
     References
     ----------

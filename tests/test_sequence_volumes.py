@@ -91,7 +91,7 @@ def test_half_window_shifts_cover_each_pair_once():
     assert (shifts[:, 2] >= 0).all()  # partners never on an earlier row (the strips' halo)
 
 
-@pytest.mark.parametrize("method", ["fast", "patchwise"])
+@pytest.mark.parametrize("method", ["fast", "exact", "patchwise"])
 def test_automatic_parameters_and_gain(method):
     image = (np.add.outer(np.arange(96), np.arange(96)) % 24 < 12) * 0.5 + 0.25
     image = image + 0.2 * np.sin(np.arange(96) / 5.0)[:, None]
