@@ -12,10 +12,11 @@ PSNR / SSIM (``nlmeans.evaluation.measure``, float outputs clipped to
 
     python benchmarks/bench_real_noise.py --noisy "../shared/data/polyu/*_real.jpg" \\
         --clean "../shared/data/polyu/*_mean.jpg" --method bm3d --multiples 4,7,10 \\
-        --every 3 --out benchmarks/results/real_noise_bm3d.md
+        --out benchmarks/results/real_noise_bm3d.md
 
-(CBM3D: about 11 s per 512x512 photograph per multiple on 2 cores; ``--every
-3`` takes 14 of the 40 PolyU pairs, both cameras, in about 8 minutes.)
+(CBM3D: about 11 s per 512x512 photograph per multiple on 2 cores, 22
+minutes for the 40 PolyU pairs at three multiples; ``--every 3`` takes every
+third pair.)
 """
 
 from __future__ import annotations
