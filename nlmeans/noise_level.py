@@ -166,9 +166,8 @@ def estimate_noise_level(image, *, channel_axis=None) -> NoiseLevel:
     Colour images are read on the luminance because camera noise lives
     there: demosaicking and in-camera chroma smoothing move R, G and B
     together. On the PolyU photographs [2]_ the shot minus the reference
-    has 6.0 grey levels of luminance noise against 2.2 in each chrominance
-    channel, and the mean of the per-channel readings (what this function
-    returned before) was 2.6, the luminance reading 4.4.
+    has 6.01 grey levels of luminance noise against 2.40 and 2.21 in the
+    two chrominance channels (``benchmarks/real_noise_strength.py``).
 
     The multiple 0.75 was fitted on CBSD432 photographs put through two
     simulated cameras (Poisson-Gaussian raw noise, RGGB demosaicking, JPEG
@@ -176,12 +175,12 @@ def estimate_noise_level(image, *, channel_axis=None) -> NoiseLevel:
     the sRGB curve, after Brooks et al. [3]_), where ``fast`` does best at
     0.75 ``coarse_sigma`` (``benchmarks/fit_correlated.py``). How much of
     the noise the 2x2 scale reads depends on its spectrum and on the
-    image's texture: on those simulations ``coarse_sigma`` is 1.45 times
-    the true luminance noise, on PolyU 0.78 times, and on both ``fast``
-    does best near 1.1-1.2 times the true luminance noise. So the
-    automatic path still under-smooths real photographs (PolyU: 37.18 dB
-    automatic against 37.81 with the true noise strength known); a given
-    ``sigma`` does better.
+    image's texture: on those simulations ``coarse_sigma`` is 1.58 times
+    the true luminance noise, on PolyU 0.71 times, while ``fast`` does best
+    at 0.97 and 1.2 times the true luminance noise. So the automatic path
+    still under-smooths real photographs (PolyU: 37.17 dB automatic against
+    37.81 with 1.2 times each photograph's true noise); a given ``sigma``
+    does better.
 
     Limits: a clean photograph that is fine texture everywhere (foliage,
     gravel), already JPEG-compressed, can pass both tests and read as
@@ -228,9 +227,8 @@ def estimate_noise_level(image, *, channel_axis=None) -> NoiseLevel:
         # in-camera chroma smoothing make camera noise move R, G and B
         # together: most of it is luminance noise, up to sqrt(3) times the
         # per-channel strength, and the luminance is what the opponent path
-        # weighs its patches on. The per-channel mean read about 0.6 of it
-        # (PolyU: 2.6 against 4.4 grey levels at the 2x2 scale). The tests
-        # above stay per channel: texture, which R, G and B share, weighs
+        # weighs its patches on; the per-channel mean read about 0.6 of it
+        # on PolyU. The tests above stay per channel: texture, which R, G and B share, weighs
         # sqrt(3) times more on the luminance and would read as noise there.
         luminance = planes.sum(axis=0)[None] / np.sqrt(3.0)
         coarse = 2.0 * estimate_sigma(_block_mean(luminance), channel_axis=0)
