@@ -33,11 +33,21 @@ import nlmeans
 from nlmeans import evaluation as ev
 
 
-def _pairs(noisy_pattern: str, clean_pattern: str) -> list[tuple[str, str]]:
+def glob_pairs(noisy_pattern: str, clean_pattern: str) -> list[tuple[str, str]]:
+    """The sorted files of two glob patterns, paired in order; exits on a count mismatch."""
     noisy, clean = sorted(glob.glob(noisy_pattern)), sorted(glob.glob(clean_pattern))
     if not noisy or len(noisy) != len(clean):
         sys.exit(f"need as many --clean as --noisy files, got {len(noisy)} and {len(clean)}")
     return list(zip(noisy, clean))
+
+
+def write_table(lines: list[str], out: Path | None) -> None:
+    """Print the Markdown lines, and write them to ``out`` when given."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
 
 
 def main(argv=None) -> int:
@@ -54,7 +64,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="also write the table (Markdown) here")
     args = parser.parse_args(argv)
     multiples = [float(k) for k in args.multiples.split(",")]
-    pairs = _pairs(args.noisy, args.clean)[:: max(1, args.every)]
+    pairs = glob_pairs(args.noisy, args.clean)[:: max(1, args.every)]
     scores = {k: [] for k in multiples}
     start = time.perf_counter()
     for i, (noisy_path, clean_path) in enumerate(pairs):
@@ -77,11 +87,7 @@ def main(argv=None) -> int:
     for k, (p, s) in means.items():
         mark = "**" if k == best else ""
         lines.append(f"| {mark}{k:g}{mark} | {p:.2f} | {s:.4f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    write_table(lines, args.out)
     return 0
 
 

@@ -19,11 +19,11 @@ from the repository root::
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
 from pathlib import Path
 
 import numpy as np
+from bench_real_noise import glob_pairs, write_table  # benchmarks/, the script's folder
 
 import nlmeans
 from nlmeans import evaluation as ev
@@ -38,13 +38,8 @@ def main(argv=None) -> int:
     parser.add_argument("--clean", required=True)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    noisy_paths, clean_paths = sorted(glob.glob(args.noisy)), sorted(glob.glob(args.clean))
-    if not noisy_paths or len(noisy_paths) != len(clean_paths):
-        sys.exit(
-            f"need as many --clean as --noisy files, got {len(noisy_paths)} and {len(clean_paths)}"
-        )
     rows = []
-    for noisy_path, clean_path in zip(noisy_paths, clean_paths):
+    for noisy_path, clean_path in glob_pairs(args.noisy, args.clean):
         noisy, axis = ev.load_clean(noisy_path)
         clean, _ = ev.load_clean(clean_path)
         if axis is None:
@@ -74,10 +69,7 @@ def main(argv=None) -> int:
         "|---|" + "---:|" * (len(MULTIPLES) + 1),
         "| PSNR (dB) | " + " | ".join(f"{v:.2f}" for v in m[5:]) + " |",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    write_table(lines, args.out)
     return 0
 
 
