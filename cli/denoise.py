@@ -88,6 +88,15 @@ def _neural_takes_map(params) -> bool:
     return uses_noise_level(3 if params.color_space == "rgb" else 1)
 
 
+def _neural_weights(params) -> str:
+    """The file name of the shipped model the network path runs."""
+    from nlmeans._denoise import uses_camera_model
+    from nlmeans.neural.inference import default_model_path
+
+    channels = 3 if params.color_space == "rgb" else 1
+    return default_model_path(channels, camera=uses_camera_model(params)).name
+
+
 def _how_sigma(params) -> str:
     if not params.sigma_estimated:
         return "given"
@@ -125,7 +134,10 @@ def _describe_params(params, image) -> str:
             if _neural_takes_map(params)
             else "the blind model does not use it"
         )
-        return f"method neural, sigma {params.sigma:.5f}{scale} ({how}; {use})"
+        return (
+            f"method neural ({_neural_weights(params)}), sigma {params.sigma:.5f}{scale} "
+            f"({how}; {use})"
+        )
     scale = f" = {params.sigma * top:.2f}/{top:g}" if top != 1 else ""
     how = _how_sigma(params)
     colour = ""

@@ -61,9 +61,22 @@ def train_neural(
             "--noise",
             help="gaussian, poisson-gaussian (Poisson at a random peak, plus the Gaussian "
             "part) or mixture (per patch: Gaussian, or variance a*y+b per channel with the "
-            "noise level going from one --sigma value at black to another at white).",
+            "noise level going from one --sigma value at black to another at white) or "
+            "camera (colour networks: per patch, a simulated camera's noise -- raw "
+            "Poisson-Gaussian, demosaicking, colour processing, noise reduction, JPEG -- "
+            "or the mixture; see --camera-fraction).",
         ),
     ] = "gaussian",
+    camera_fraction: Annotated[
+        float,
+        typer.Option(
+            "--camera-fraction",
+            min=0.0,
+            max=1.0,
+            help="With --noise camera: the share of patches with camera noise (the others "
+            "get the mixture).",
+        ),
+    ] = 0.5,
     channels: Annotated[
         int,
         typer.Option(
@@ -271,6 +284,11 @@ def train_neural(
                 f"expected motions among {', '.join(MOTIONS)}, got {clip_motions!r}",
                 param_hint="--clip-motions",
             )
+    if noise == "camera" and (channels != 3 or frames > 1):
+        raise typer.BadParameter(
+            "camera noise is a colour camera's: it needs --channels 3 (one frame)",
+            param_hint="--noise",
+        )
     if early_fusion and frames == 1:
         raise typer.BadParameter("--early-fusion needs --frames 3 or more", param_hint="--frames")
     if frames > 1 and channels != 1:
@@ -336,6 +354,7 @@ def train_neural(
             out=out,
             sigma=sigma_range,
             noise=noise,
+            camera_fraction=camera_fraction,
             epochs=epochs,
             steps=steps,
             steps_per_epoch=steps_per_epoch,

@@ -95,13 +95,14 @@ class NLMeansParameters:
 
         ``denoise(image, channel_axis=..., **params.denoise_kwargs())`` gives
         the result of the call that resolved them, without estimating
-        anything again. (The network estimates an unknown sigma itself, so
-        an estimated one is not passed on.)
+        anything again. (The network path estimates an unknown sigma itself,
+        and with it whether the noise is a camera's, which picks the model,
+        so an estimated one is not passed on.)
         """
         kwargs = {"method": self.method}
         if self.noise_model is not None:
             kwargs["noise"] = self.noise_model
-        elif self.method != "neural" or not self.sigma_estimated or self.correlated_noise > 0:
+        elif self.method != "neural" or not self.sigma_estimated:
             kwargs["sigma"] = self.sigma
         if self.method != "neural":
             kwargs.update(h=self.h, patch_size=self.patch_size, patch_distance=self.patch_distance)
@@ -417,10 +418,16 @@ def denoise_array(
         result = _denoise_stabilised(image, axis, params, n_threads)
     elif method == "neural":
         # The network estimates white noise itself; an estimate that found
-        # correlated noise (read at the coarser scale) is handed to it.
+        # correlated noise (read at the coarser scale) is handed to it, with
+        # the camera model when the noise is mostly correlated.
         given = sigma is not None or params.correlated_noise > 0
         result = _denoise_neural(
-            image, axis, params.sigma if given else None, n_threads, params.device
+            image,
+            axis,
+            params.sigma if given else None,
+            n_threads,
+            params.device,
+            camera=uses_camera_model(params),
         )
     else:
         result = _denoise_classical(image, axis, params, n_threads)
@@ -662,22 +669,31 @@ def _neural_takes_noise_map(image, axis) -> bool:
     return _import_neural().uses_noise_level(1 if axis is None else image.shape[axis])
 
 
-def _denoise_neural(image, axis, sigma, n_threads, device="cpu", noise=None):
+# Noise that estimate_noise_level judges at least this correlated goes to the
+# camera model (the colour network trained on simulated camera noise).
+_CAMERA_MODEL_FROM = 0.5
+
+
+def uses_camera_model(params: NLMeansParameters) -> bool:
+    """Whether ``method="neural"`` with these parameters runs the camera model
+    (3-channel images, when it is shipped): an estimate found the noise
+    mostly spatially correlated."""
+    return params.method == "neural" and params.correlated_noise >= _CAMERA_MODEL_FROM
+
+
+def _denoise_neural(image, axis, sigma, n_threads, device="cpu", noise=None, camera=False):
     neural = _import_neural()
     floats = to_unit_float(image).astype(np.float32)
     if axis is not None:
         floats = np.moveaxis(floats, axis, -1)
     if floats.ndim == 3 and axis is None:
         raise ValueError("method='neural' supports 2-D images (gray or with channels)")
+    options = dict(sigma=sigma, noise=noise, threads=n_threads, camera=camera)
     if device == "cuda":
         from .device import neural_tile_size
 
-        tile = neural_tile_size(*floats.shape[:2])
-        result = neural.denoise(
-            floats, sigma=sigma, noise=noise, threads=n_threads, device="cuda", tile_size=tile
-        )
-    else:
-        result = neural.denoise(floats, sigma=sigma, noise=noise, threads=n_threads)
+        options.update(device="cuda", tile_size=neural_tile_size(*floats.shape[:2]))
+    result = neural.denoise(floats, **options)
     if axis is not None:
         result = np.moveaxis(result, -1, axis)
     return from_unit_float(np.asarray(result, np.float32), image.dtype)

@@ -33,6 +33,7 @@ from ._denoise import (
     _neural_takes_noise_map,
     estimate_sigma,
     resolve_parameters,
+    uses_camera_model,
 )
 from .io import from_unit_float, to_unit_float
 from .noise import NoiseModel, estimate_noise, generalized_anscombe, inverse_generalized_anscombe
@@ -559,7 +560,9 @@ def _denoise_region(
         np.clip(result, lo, hi, out=result)
         result = from_unit_float(result, dtype)
     elif params.method == "neural":
-        result = _denoise_neural(region, axis, neural_sigma, n_threads)
+        result = _denoise_neural(
+            region, axis, neural_sigma, n_threads, camera=uses_camera_model(params)
+        )
     else:
         result = _denoise_classical(region, axis, params, n_threads, bounds=(lo, hi), window=window)
     np.clip(result, image_min, image_max, out=result)

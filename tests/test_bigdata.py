@@ -272,6 +272,24 @@ def test_camera_noise_on_dask_takes_the_gaussian_path(rng):
     assert params.sigma == pytest.approx(in_memory.sigma, rel=0.25)
 
 
+def test_camera_noise_on_dask_runs_the_camera_model(rng):
+    """As in memory: mostly correlated noise goes to the camera model, with the sigma of the samples."""
+    pytest.importorskip("torch")
+    from skimage import data, transform
+    from test_noise_level import _camera_noise
+
+    from nlmeans._denoise import uses_camera_model
+    from nlmeans.neural import denoise as neural_denoise
+
+    clean = transform.downscale_local_mean(data.astronaut()[:256, :256] / 255.0, (2, 2, 1))
+    noisy = (_camera_noise(clean, 0.03, rng) / 255.0).astype(np.float32)
+    x = da.from_array(noisy, chunks=(64, 128, 3))
+    out, params = nlmeans.denoise(x, channel_axis=-1, method="neural", return_params=True)
+    assert uses_camera_model(params)
+    expected = np.clip(neural_denoise(noisy, sigma=params.sigma, camera=True), 0, 1)
+    np.testing.assert_allclose(out.compute(), expected, atol=2e-6)
+
+
 def test_neural_gets_the_poisson_gaussian_map_on_dask(rng):
     """As in memory: with nothing given, the network's map is the fitted model's."""
     yy, xx = np.mgrid[0:96, 0:96]

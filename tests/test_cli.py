@@ -722,6 +722,10 @@ def test_train_neural_usage_errors(tmp_path):
         "train-neural", "--data", tmp_path, "--noise", "salt", "--out", tmp_path / "m.pt"
     )
     _assert_one_line_error(result, "noise")
+    result = invoke("train-neural", "--data", tmp_path, "--noise", "camera", "--channels", "1")
+    assert result.exit_code == 2 and "--channels 3" in _flat(result.stderr)
+    result = invoke("train-neural", "--data", tmp_path, "--camera-fraction", "1.5")
+    assert result.exit_code == 2 and "--camera-fraction" in _flat(result.stderr)
 
 
 # --------------------------------------------------------------------------- the installed script

@@ -309,11 +309,13 @@ def test_noise_level_errors_name_the_parameter(color_model):
 
 @pytest.fixture
 def shipped_colour(tmp_path, monkeypatch, color_model):
-    """A colour model installed where the shipped one would be."""
+    """A colour model installed where the shipped one would be (and the camera model)."""
     path = tmp_path / "denoiser_color.safetensors"
     nn_.save_weights(path, color_model)
     real = inf_mod.default_weights_path
-    monkeypatch.setattr(inf_mod, "default_weights_path", lambda c=1: path if c == 3 else real(c))
+    monkeypatch.setattr(
+        inf_mod, "default_weights_path", lambda c=1, camera=False: path if c == 3 else real(c)
+    )
     return path
 
 
@@ -397,3 +399,58 @@ def test_shipped_colour_model_is_in_the_package_and_beats_the_gray_model_per_cha
     gray = np.stack([nn_.denoise(noisy[..., c], sigma=25 / 255) for c in range(3)], axis=-1)
     assert psnr(colour) > psnr(noisy) + 7
     assert psnr(colour) > psnr(gray)
+
+
+# --------------------------------------------------------------------------- camera noise
+
+
+def test_camera_noise_patches_get_a_constant_map_near_their_level():
+    g = torch.Generator().manual_seed(4)
+    images = [torch.rand(3, 40, 44, generator=g) for _ in range(2)]
+    settings = nn_.TrainConfig(noise="camera", camera_fraction=1.0, batch_size=64, patch_size=16)
+    noisy, clean, sigma = train_mod._PatchSampler(
+        images, settings, torch.Generator().manual_seed(1)
+    ).batch()
+    assert noisy.shape == clean.shape == sigma.shape == (64, 3, 16, 16)
+    assert float(sigma.flatten(1).std(dim=1).max()) == 0  # one level per patch
+    level = ((noisy - clean).sum(dim=1) / math.sqrt(3)).flatten(1).std(dim=1)
+    ratio = sigma[:, 0, 0, 0] / level
+    assert float(ratio.min()) >= 0.5 - 1e-4 and float(ratio.max()) <= 2.0 + 1e-4
+    assert float(ratio.max() / ratio.min()) > 2  # the spread is used
+
+
+def test_camera_fraction_zero_is_the_mixture():
+    g = torch.Generator().manual_seed(4)
+    images = [torch.rand(3, 30, 30, generator=g)]
+    mixture = nn_.TrainConfig(noise="mixture", batch_size=16, patch_size=16)
+    none = nn_.TrainConfig(noise="camera", camera_fraction=0.0, batch_size=16, patch_size=16)
+    a = train_mod._PatchSampler(images, mixture, torch.Generator().manual_seed(2)).batch()
+    b = train_mod._PatchSampler(images, none, torch.Generator().manual_seed(2)).batch()
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, atol=0, rtol=0)
+
+
+def test_camera_noise_trains_a_colour_network_and_refuses_a_gray_one(
+    color_dir, tmp_path, monkeypatch
+):
+    result = _train(color_dir, tmp_path / "c.pt", noise="camera", camera_fraction=0.75)
+    assert result.settings.noise == "camera" and result.settings.camera_fraction == 0.75
+    assert math.isfinite(result.history[-1]["train_loss"])
+    # exported, by default, to the shipped camera model's place
+    from nlmeans.neural import checkpoint
+
+    asked = []
+
+    def stand_in(channels=1, *, spacetime=False, camera=False):
+        asked.append((channels, spacetime, camera))
+        return tmp_path / "exported.safetensors"
+
+    monkeypatch.setattr(checkpoint, "default_weights_path", stand_in)
+    assert nn_.export_weights(tmp_path / "c.pt") == tmp_path / "exported.safetensors"
+    assert asked == [(3, False, True)]
+    gray = DenoiserConfig(noise_level_input=True, channels=8, depth=4, window=2)
+    with pytest.raises(ValueError, match="colour network"):
+        _train(color_dir, tmp_path / "g.pt", noise="camera", config=gray)
+    with pytest.raises(ValueError, match="camera_fraction"):
+        nn_.TrainConfig(camera_fraction=1.5)
+

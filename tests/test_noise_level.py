@@ -125,15 +125,25 @@ def test_denoising_camera_noise_gains_over_the_white_noise_estimate(astronaut):
     assert auto_params.noise_model is None and auto_params.sigma == params.sigma
 
 
-def test_the_network_gets_the_correlated_estimate(astronaut):
+def test_the_network_gets_the_correlated_estimate_and_the_camera_model(astronaut):
     pytest.importorskip("torch")
+    from nlmeans._denoise import uses_camera_model
+    from nlmeans.io import from_unit_float, to_unit_float
+    from nlmeans.neural import denoise as neural_denoise
+
     noisy = _camera_noise(astronaut[:96, :96], 6 / 255, np.random.default_rng(3))
     out, params = nlmeans.denoise(noisy, channel_axis=-1, method="neural", return_params=True)
-    assert params.correlated_noise == 1.0
+    assert params.correlated_noise == 1.0 and uses_camera_model(params)
+    # the camera model (when shipped) given the coarse-scale estimate
+    floats = to_unit_float(noisy).astype(np.float32)
+    direct = neural_denoise(floats, sigma=params.sigma, camera=True)
+    expected = from_unit_float(np.clip(direct, floats.min(), floats.max()), noisy.dtype)
+    np.testing.assert_array_equal(out, expected)
+    # the parameters reproduce the result: the sigma is estimated again, and
+    # with it the model
     kwargs = params.denoise_kwargs()
-    assert kwargs["sigma"] == params.sigma
-    given = nlmeans.denoise(noisy, channel_axis=-1, method="neural", sigma=params.sigma)
-    np.testing.assert_array_equal(out, given)
+    assert "sigma" not in kwargs
+    np.testing.assert_array_equal(out, nlmeans.denoise(noisy, channel_axis=-1, **kwargs))
 
 
 def test_small_images_and_volumes_are_taken_as_white():

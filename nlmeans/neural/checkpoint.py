@@ -50,25 +50,35 @@ WEIGHTS_FORMAT = "nlmeans-neural-weights"
 FORMAT_VERSION = 1
 
 #: File names of the shipped models inside ``nlmeans/neural/weights/``: the
-#: gray model, and the colour (RGB) model used for 3-channel images.
+#: gray model, the colour (RGB) model used for 3-channel images, the camera
+#: model (colour, trained on simulated camera noise) used for 3-channel images
+#: whose noise is spatially correlated, and the gray spacetime model.
 DEFAULT_WEIGHTS_NAME = "denoiser.safetensors"
 DEFAULT_COLOR_WEIGHTS_NAME = "denoiser_color.safetensors"
+DEFAULT_CAMERA_WEIGHTS_NAME = "denoiser_camera.safetensors"
 DEFAULT_SPACETIME_WEIGHTS_NAME = "denoiser_spacetime.safetensors"
 
 
-def default_weights_path(channels: int = 1, *, spacetime: bool = False) -> Path:
+def default_weights_path(
+    channels: int = 1, *, spacetime: bool = False, camera: bool = False
+) -> Path:
     """Where the shipped weights for ``channels``-channel models live.
 
     ``channels=1``: the gray model; ``channels=3``: the colour model;
-    ``spacetime=True``: the gray spacetime model (several frames in, the
+    ``camera=True``: the colour model for camera noise (``channels`` must be
+    3); ``spacetime=True``: the gray spacetime model (several frames in, the
     middle one out; ``channels`` must be 1). The file may not exist.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (gray) or 3 (colour), got {channels!r}")
     if spacetime and channels != 1:
         raise ValueError("the spacetime model is gray (channels=1)")
+    if camera and channels != 3:
+        raise ValueError("the camera model is a colour model (channels=3)")
     if spacetime:
         name = DEFAULT_SPACETIME_WEIGHTS_NAME
+    elif camera:
+        name = DEFAULT_CAMERA_WEIGHTS_NAME
     else:
         name = DEFAULT_WEIGHTS_NAME if channels == 1 else DEFAULT_COLOR_WEIGHTS_NAME
     return Path(__file__).resolve().parent / "weights" / name
@@ -247,14 +257,18 @@ def export_weights(checkpoint: str | os.PathLike, dest: str | os.PathLike | None
     """Turn a training checkpoint into a shipped-style safetensors file.
 
     ``dest`` defaults to :func:`default_weights_path` for the model's channel
-    count (the gray or the colour model) or the spacetime model. Also writes a readable
-    ``<dest stem>.json`` next to it with the config and the training summary.
+    count (the gray or the colour model), the camera model (a colour model
+    trained with ``noise="camera"``) or the spacetime model. Also writes a
+    readable ``<dest stem>.json`` next to it with the config and the
+    training summary.
     """
     data = load_checkpoint(checkpoint)
     model = _build(Path(checkpoint), data, "cpu")
     if dest is None:
+        color = model.config.in_channels == 3
+        camera = color and (data.get("train_settings") or {}).get("noise") == "camera"
         dest = default_weights_path(
-            3 if model.config.in_channels == 3 else 1, spacetime=model.config.spacetime
+            3 if color else 1, spacetime=model.config.spacetime, camera=camera
         )
     dest = Path(dest)
     history = data.get("history") or []

@@ -29,6 +29,7 @@ import torch
 
 from .._checks import IMAGE_SUFFIXES
 from ..io import read_image
+from .camera import camera_noise
 from .train_config import CLIP_MOTIONS_DEFAULT, TrainConfig
 
 __all__ = [
@@ -44,6 +45,9 @@ __all__ = [
 #: The suffixes training looks for: those the CLI reads.
 IMAGE_EXTENSIONS = IMAGE_SUFFIXES
 VAL_CROP = 256  # validation images are centre-cropped to at most this size
+#: Camera-noise patches: their map is the true luminance level times a factor
+#: drawn log-uniformly in this range (see PatchSampler._camera).
+_CAMERA_MAP_SPREAD = (0.5, 2.0)
 #: The default of TrainConfig.clip_motions (kept here under its old name).
 CLIP_MOTIONS = CLIP_MOTIONS_DEFAULT
 
@@ -137,8 +141,9 @@ class PatchSampler:
     in [0, 1] or uint8 (scaled by 1/255 after the gather).
 
     ``batch()`` returns ``(noisy, clean, sigma)``; ``sigma`` is one level per
-    patch, ``(B,)``, for ``"gaussian"`` and ``"poisson-gaussian"``, and the
-    true per-pixel standard deviation ``(B, C, p, p)`` for ``"mixture"``.
+    patch, ``(B,)``, for ``"gaussian"`` and ``"poisson-gaussian"``, and a
+    per-pixel map ``(B, C, p, p)`` for ``"mixture"`` (the true standard
+    deviation) and ``"camera"`` (see :meth:`_camera`).
 
     With ``frames > 1`` the channels are the frames of a clip. A share
     ``settings.clip_ends`` of the windows is then cut by a clip end, as
@@ -241,6 +246,8 @@ class PatchSampler:
         lo, hi = s.sigma
         if s.noise == "mixture":
             return self._mixture(clean, lo / 255.0, hi / 255.0)
+        if s.noise == "camera":
+            return self._camera(clean, lo / 255.0, hi / 255.0)
         sigma = (lo + (hi - lo) * self._rand(b)).float() / 255.0
         if s.noise == "poisson-gaussian":
             plo, phi = s.poisson_peak
@@ -274,6 +281,29 @@ class PatchSampler:
         sigma = variance.clamp_min(0).sqrt().float()
         noise = torch.randn(clean.shape, generator=self.g, device=self.g.device)
         return clean + sigma * noise, clean, sigma
+
+    def _camera(self, clean: torch.Tensor, lo: float, hi: float):
+        """Camera noise (:func:`~nlmeans.neural.camera.camera_noise`) on a share
+        ``camera_fraction`` of the patches, the ``"mixture"`` on the others.
+
+        The map of a camera patch is its luminance noise level times a
+        factor drawn log-uniformly in ``_CAMERA_MAP_SPREAD``: at inference
+        the map of camera noise comes from ``estimate_noise_level``, which
+        reads it 0.5 to 2 times its true level depending on its spectrum and
+        the image's texture (benchmarks/fit_correlated.py, and PolyU through
+        benchmarks/real_noise_strength.py), so the network learns to check
+        the level against the noise it sees rather than trust it.
+        """
+        noisy, clean, sigma = self._mixture(clean, lo, hi)
+        if self.channels != 3:
+            raise ValueError("noise='camera' needs RGB images and a colour network (3 channels)")
+        b = clean.shape[0]
+        camera_noisy, level = camera_noise(clean, self.g)
+        low, high = (math.log(v) for v in _CAMERA_MAP_SPREAD)
+        spread = torch.exp(low + (high - low) * self._rand(b)).float()
+        camera_sigma = (level * spread).view(b, 1, 1, 1).expand_as(sigma)
+        pick = (self._rand(b) < self.s.camera_fraction).view(b, 1, 1, 1)
+        return torch.where(pick, camera_noisy, noisy), clean, torch.where(pick, camera_sigma, sigma)
 
 
 def _to_float(pixels: torch.Tensor) -> torch.Tensor:

@@ -34,19 +34,22 @@ __all__ = ["default_model_path", "denoise", "denoise_array", "get_model", "uses_
 
 DEFAULT_TILE = 512
 _MODEL_CACHE: dict[tuple[str, int, int, str], NonLocalDenoiser] = {}
-_CACHE_SIZE = 4  # the gray and the colour model, on one or two devices
+_CACHE_SIZE = 6  # the gray, colour and camera models, on one or two devices
 
 
-def default_model_path(channels: int = 1) -> Path:
+def default_model_path(channels: int = 1, *, camera: bool = False) -> Path:
     """The shipped weights :func:`denoise` uses for ``channels``-channel images.
 
-    The colour model for 3 channels when it is shipped, else the gray model
-    (run on each channel).
+    For 3 channels: with ``camera=True`` (spatially correlated camera noise)
+    the camera model when it is shipped, else the colour model when it is
+    shipped, else the gray model (run on each channel). Otherwise the gray
+    model.
     """
     if channels == 3:
-        color = default_weights_path(3)
-        if color.is_file():
-            return color
+        if camera and default_weights_path(3, camera=True).is_file():
+            return default_weights_path(3, camera=True)
+        if default_weights_path(3).is_file():
+            return default_weights_path(3)
     return default_weights_path()
 
 
@@ -55,15 +58,16 @@ def get_model(
     device: str = "cpu",
     *,
     channels: int = 1,
+    camera: bool = False,
 ) -> NonLocalDenoiser:
     """Load (and cache, per file and modification time) a denoiser.
 
     ``weights=None`` picks the shipped model for ``channels``-channel images
-    (:func:`default_model_path`).
+    (:func:`default_model_path`, with ``camera``).
     """
     if isinstance(weights, NonLocalDenoiser):
         return weights
-    path = Path(weights) if weights is not None else default_model_path(channels)
+    path = Path(weights) if weights is not None else default_model_path(channels, camera=camera)
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -203,6 +207,7 @@ def denoise(
     noise_map: np.ndarray | None = None,
     tile_size: int | None = DEFAULT_TILE,
     threads: int | None = None,
+    camera: bool = False,
     return_info: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
     """Denoise a float image in [0, 1] with the learned non-local denoiser.
@@ -236,6 +241,13 @@ def denoise(
             well under 3 GB with the default 512); ``None`` disables tiling.
             Tiling is seamless (identical result up to float rounding).
         threads: torch CPU threads for this call (``None``: unchanged).
+        camera: the noise is a camera's, spatially correlated (demosaicked,
+            compressed): with the default weights, 3-channel images use the
+            shipped camera model (trained on simulated camera noise, see
+            ``weights/README.md``) when it is installed. Give the noise level
+            the way :func:`nlmeans.estimate_noise_level` reads it
+            (``sigma=level.sigma``); :func:`nlmeans.denoise` does both when
+            it finds correlated noise.
         return_info: also return a dict ``{"sigma", "sigma_estimated",
             "blind", "weights", "noise"}`` (``noise``: where the noise level
             came from: ``"sigma"``, ``"noise_map"``, ``"noise model"``,
@@ -293,7 +305,7 @@ def denoise(
     channels = 1 if arr.ndim == 2 else arr.shape[-1]
     levels = None if noise_map is None else _check_noise_map(noise_map, arr, channel_axis)
 
-    model = get_model(weights, device, channels=channels)
+    model = get_model(weights, device, channels=channels, camera=camera)
     if model.config.spacetime:
         raise ValueError(
             f"this is a spacetime network ({model.config.frames} frames in, the middle one "
@@ -349,7 +361,7 @@ def denoise(
         if isinstance(weights, NonLocalDenoiser):
             src = "<model>"
         else:
-            src = weights if weights is not None else default_model_path(channels)
+            src = weights if weights is not None else default_model_path(channels, camera=camera)
         info = {
             "sigma": (
                 float(np.mean(levels))

@@ -15,7 +15,7 @@ from .model import DenoiserConfig
 
 __all__ = ["NOISE_KINDS", "SCHEDULES", "TrainConfig", "TrainResult", "TrainingInterrupted"]
 
-NOISE_KINDS = ("gaussian", "poisson-gaussian", "mixture")
+NOISE_KINDS = ("gaussian", "poisson-gaussian", "mixture", "camera")
 SCHEDULES = ("cosine", "step", "constant")
 VAL_CROP = 256  # validation images are centre-cropped to at most this size
 #: Spacetime networks: the clips made from each training image, one per
@@ -49,6 +49,7 @@ class TrainConfig:
     noise: str = "gaussian"
     poisson_peak: tuple[float, float] = (4.0, 255.0)
     gaussian_fraction: float = 0.5
+    camera_fraction: float = 0.5
     epochs: int = 20
     steps: int | None = None
     steps_per_epoch: int | None = None
@@ -100,6 +101,8 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
         if not (0.0 <= self.gaussian_fraction <= 1.0):
             raise ValueError(f"gaussian_fraction must be in [0, 1], got {self.gaussian_fraction!r}")
+        if not (0.0 <= self.camera_fraction <= 1.0):
+            raise ValueError(f"camera_fraction must be in [0, 1], got {self.camera_fraction!r}")
         if not (0.0 <= self.clip_ends <= 1.0):
             raise ValueError(f"clip_ends must be in [0, 1], got {self.clip_ends!r}")
         if not (0.0 <= self.val_fraction < 1.0):

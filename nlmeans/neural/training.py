@@ -156,6 +156,7 @@ def train(
     noise: str = "gaussian",
     poisson_peak: tuple[float, float] = (4.0, 255.0),
     gaussian_fraction: float = 0.5,
+    camera_fraction: float = 0.5,
     epochs: int = 20,
     steps: int | None = None,
     steps_per_epoch: int | None = None,
@@ -206,6 +207,14 @@ def train(
             (``config.noise_level_input``) is given the true per-pixel
             standard deviation of that noise as its noise-level map (with
             the other kinds: the Gaussian sigma of each patch).
+            ``"camera"`` (colour networks): per patch, with probability
+            ``camera_fraction``, the noise of a simulated camera
+            (:func:`nlmeans.neural.camera.camera_noise`: raw
+            Poisson-Gaussian noise, demosaicking, colour processing,
+            in-camera noise reduction, JPEG), else the ``"mixture"``; the
+            map of a camera patch is its luminance noise level times a
+            random factor from 0.5 to 2, as uncertain as the estimate it
+            gets at inference.
         epochs: number of epochs (ignored when ``steps`` is given).
         steps: total optimizer steps (overrides ``epochs``; the last epoch may
             be shorter).
@@ -280,6 +289,7 @@ def train(
         noise=noise,
         poisson_peak=tuple(poisson_peak),
         gaussian_fraction=gaussian_fraction,
+        camera_fraction=camera_fraction,
         epochs=epochs,
         steps=steps,
         steps_per_epoch=steps_per_epoch,
@@ -334,6 +344,11 @@ def train(
             "noise='mixture' draws a noise level per channel, which for a spacetime network "
             "would differ from frame to frame; train it with noise='gaussian' or "
             "'poisson-gaussian'"
+        )
+    if settings.noise == "camera" and (net_config.in_channels != 3 or net_config.spacetime):
+        raise ValueError(
+            "noise='camera' simulates a colour camera: it needs a colour network "
+            "(in_channels=3, one frame)"
         )
     data = load_data(data_dir, settings, net_config.in_channels, net_config.frames)
     if state is not None and state.get("data", {}).get("fingerprint") not in (
