@@ -454,3 +454,31 @@ def test_camera_noise_trains_a_colour_network_and_refuses_a_gray_one(
     with pytest.raises(ValueError, match="camera_fraction"):
         nn_.TrainConfig(camera_fraction=1.5)
 
+
+def test_shipped_camera_model_beats_the_colour_model_on_camera_noise():
+    """The camera model ships beside the colour model and, on noise from the
+    simulated camera it was trained with, does better than the colour model
+    given the same (estimated) map."""
+    import imageio.v3 as iio
+
+    from nlmeans.neural.camera import camera_noise
+
+    path = nn_.default_weights_path(3, camera=True)
+    assert path.is_file(), f"shipped camera weights missing: {path}"
+    assert inf_mod.default_model_path(3, camera=True) == path
+    root = Path(__file__).resolve().parents[1] / "sample_images"
+    clean = iio.imread(root / "astronaut.png")[:128, 128:256, :3] / 255.0
+
+    def psnr(x):
+        return 10 * np.log10(1 / np.mean((np.clip(x, 0, 1) - clean) ** 2))
+
+    gains = []
+    for seed in range(4):
+        batch = torch.from_numpy(clean).permute(2, 0, 1)[None].float()
+        noisy, _ = camera_noise(batch, torch.Generator().manual_seed(seed))
+        noisy = noisy[0].permute(1, 2, 0).numpy()
+        sigma = nlmeans.estimate_noise_level(noisy, channel_axis=-1).sigma
+        camera = nn_.denoise(noisy, sigma=sigma, camera=True)
+        colour = nn_.denoise(noisy, sigma=sigma)
+        gains.append(psnr(camera) - psnr(colour))
+    assert np.mean(gains) > 0.1, gains
