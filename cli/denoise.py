@@ -88,12 +88,12 @@ def _neural_takes_map(params) -> bool:
     return uses_noise_level(3 if params.color_space == "rgb" else 1)
 
 
-def _neural_weights(params) -> str:
-    """The file name of the shipped model the network path runs."""
+def _neural_weights(params, image) -> str:
+    """The file name of the shipped model the network path runs on ``image``."""
     from nlmeans._denoise import uses_camera_model
     from nlmeans.neural.inference import default_model_path
 
-    channels = 3 if params.color_space == "rgb" else 1
+    channels = image.color_channels if params.color_space == "rgb" else 1
     return default_model_path(channels, camera=uses_camera_model(params)).name
 
 
@@ -135,7 +135,7 @@ def _describe_params(params, image) -> str:
             else "the blind model does not use it"
         )
         return (
-            f"method neural ({_neural_weights(params)}), sigma {params.sigma:.5f}{scale} "
+            f"method neural ({_neural_weights(params, image)}), sigma {params.sigma:.5f}{scale} "
             f"({how}; {use})"
         )
     scale = f" = {params.sigma * top:.2f}/{top:g}" if top != 1 else ""

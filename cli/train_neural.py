@@ -284,6 +284,8 @@ def train_neural(
                 f"expected motions among {', '.join(MOTIONS)}, got {clip_motions!r}",
                 param_hint="--clip-motions",
             )
+    if camera_fraction != 0.5 and noise != "camera":
+        raise typer.BadParameter("applies only to --noise camera", param_hint="--camera-fraction")
     if noise == "camera" and (channels != 3 or frames > 1):
         raise typer.BadParameter(
             "camera noise is a colour camera's: it needs --channels 3 (one frame)",

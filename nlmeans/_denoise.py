@@ -94,10 +94,14 @@ class NLMeansParameters:
         """Keyword arguments that make :func:`denoise` use exactly these parameters.
 
         ``denoise(image, channel_axis=..., **params.denoise_kwargs())`` gives
-        the result of the call that resolved them, without estimating
-        anything again. (The network path estimates an unknown sigma itself,
-        and with it whether the noise is a camera's, which picks the model,
-        so an estimated one is not passed on.)
+        the result of the call that resolved them, on the same image. The
+        classical methods get every value, estimates included, and estimate
+        nothing again. The network does not get an estimated sigma: the call
+        estimates it again (the same estimate on the same image) and with it
+        whether the noise is a camera's, which picks the model (a sigma
+        given explicitly always runs the colour model). So for the network,
+        parameters that a Dask array's sampled chunks gave are not
+        reproduced on the whole image in memory.
         """
         kwargs = {"method": self.method}
         if self.noise_model is not None:
@@ -675,9 +679,9 @@ _CAMERA_MODEL_FROM = 0.5
 
 
 def uses_camera_model(params: NLMeansParameters) -> bool:
-    """Whether ``method="neural"`` with these parameters runs the camera model
-    (3-channel images, when it is shipped): an estimate found the noise
-    mostly spatially correlated."""
+    """Whether ``method="neural"`` with these parameters asks for the camera
+    model: an estimate found the noise mostly spatially correlated. Only
+    3-channel images have one (when it is shipped); others keep their model."""
     return params.method == "neural" and params.correlated_noise >= _CAMERA_MODEL_FROM
 
 

@@ -726,6 +726,8 @@ def test_train_neural_usage_errors(tmp_path):
     assert result.exit_code == 2 and "--channels 3" in _flat(result.stderr)
     result = invoke("train-neural", "--data", tmp_path, "--camera-fraction", "1.5")
     assert result.exit_code == 2 and "--camera-fraction" in _flat(result.stderr)
+    result = invoke("train-neural", "--data", tmp_path, "--camera-fraction", "0.3")
+    assert result.exit_code == 2 and "only to --noise camera" in _flat(result.stderr)
 
 
 # --------------------------------------------------------------------------- the installed script

@@ -82,6 +82,42 @@ def test_mosaic_keeps_one_colour_per_site_and_bilinear_demosaic_is_exact_on_ramp
     torch.testing.assert_close(camera._demosaic(camera._mosaic(flat)), flat, atol=1e-6, rtol=0)
 
 
+def test_demosaic_keeps_every_measured_value_and_fills_from_the_nearest_sites():
+    rng = np.random.default_rng(0)
+    rgb = torch.from_numpy(rng.uniform(size=(1, 3, 10, 12))).float()
+    raw = camera._mosaic(rgb)
+    back = camera._demosaic(raw)
+    masks = camera._bayer_masks(10, 12, "cpu")
+    # each site keeps its own measurement (a green site is not averaged with
+    # its diagonal green neighbours)
+    torch.testing.assert_close(back * masks, rgb * masks, atol=1e-6, rtol=0)
+    # the reference formula inside: green from the 4 edge neighbours, red and
+    # blue from the 2 or 4 nearest sites of their lattice
+    r = raw[0, 0].double().numpy()
+    for y in range(1, 9):
+        for x in range(1, 11):
+            even_y, even_x = y % 2 == 0, x % 2 == 0
+            edges = (r[y - 1, x] + r[y + 1, x] + r[y, x - 1] + r[y, x + 1]) / 4
+            diagonals = (r[y - 1, x - 1] + r[y - 1, x + 1] + r[y + 1, x - 1] + r[y + 1, x + 1]) / 4
+            rows, cols = (r[y - 1, x] + r[y + 1, x]) / 2, (r[y, x - 1] + r[y, x + 1]) / 2
+            if even_y and even_x:  # red site
+                expect = (r[y, x], edges, diagonals)
+            elif not even_y and not even_x:  # blue site
+                expect = (diagonals, edges, r[y, x])
+            elif even_y:  # green site on a red row
+                expect = (cols, r[y, x], rows)
+            else:  # green site on a blue row
+                expect = (rows, r[y, x], cols)
+            np.testing.assert_allclose(back[0, :, y, x].double().numpy(), expect, atol=1e-6)
+
+
+def test_jpeg_takes_patches_smaller_than_a_block_and_integer_qualities():
+    x = torch.rand(1, 3, 8, 6, generator=torch.Generator().manual_seed(0)).expand(2, 3, 8, 6)
+    out = camera.jpeg(x, torch.tensor([80.0, 80.4]))  # libjpeg's quality is an integer
+    assert out.shape == (2, 3, 8, 6)
+    assert torch.equal(out[0], out[1])
+
+
 def test_srgb_curves_invert_each_other():
     x = torch.linspace(-0.2, 1, 301)
     torch.testing.assert_close(
@@ -95,7 +131,7 @@ def test_gaussian_blur_matches_scipy_and_zero_sigma_keeps_the_plane():
 
     x = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(1))
     sigmas = torch.tensor([[0.0, 0.7, 1.5], [1.0, 0.0, 2.0]])
-    out = camera._gaussian_blur(x, sigmas)
+    out = camera._gaussian_blur(x, sigmas, 2.0)
     for b in range(2):
         for c in range(3):
             s = float(sigmas[b, c])
@@ -155,3 +191,7 @@ def test_where_the_camera_model_lives_and_when_it_is_picked(tmp_path, monkeypatc
     assert inference.default_model_path(3, camera=True) == camera_model
     assert inference.default_model_path(3) == colour
     assert inference.default_model_path(1, camera=True) == tmp_path / "1-False.safetensors"
+    from nlmeans.neural import denoise
+
+    with pytest.raises(ValueError, match="camera=True or weights"):
+        denoise(np.zeros((8, 8, 3), np.float32), weights=colour, camera=True)

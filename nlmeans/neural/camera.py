@@ -140,25 +140,23 @@ def camera_noise(
 def jpeg(rgb: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     """JPEG compression and decompression of ``(B, 3, H, W)`` sRGB in [0, 1].
 
-    Baseline JPEG as libjpeg does it at ``quality`` (``(B,)``, 1-100): YCbCr,
+    Baseline JPEG as libjpeg does it at ``quality`` (``(B,)``, 1-100, rounded
+    to an integer): YCbCr,
     chrominance subsampled 2x2 (4:2:0), 8x8 DCT, the Annex K tables scaled
     by quality, rounding to 8 bits at the end. Chrominance is upsampled
     bilinearly. Images whose sides are not multiples of 16 are padded by
-    reflection for the blocks and cropped back.
+    repeating their last row and column for the blocks, and cropped back.
     """
     b, _, h, w = rgb.shape
     pad_h, pad_w = -h % 16, -w % 16
-    x = (
-        F.pad(rgb.float(), (0, pad_w, 0, pad_h), mode="reflect") * 255
-        if pad_h or pad_w
-        else (rgb.float() * 255)
-    )
+    # Edge replication, as libjpeg fills partial blocks.
+    x = F.pad(rgb.float(), (0, pad_w, 0, pad_h), mode="replicate") * 255
     r, gr, bl = x.unbind(1)
     y = 0.299 * r + 0.587 * gr + 0.114 * bl
     cb = -0.168736 * r - 0.331264 * gr + 0.5 * bl
     cr = 0.5 * r - 0.418688 * gr - 0.081312 * bl
     chroma = F.avg_pool2d(torch.stack([cb, cr], dim=1), 2)
-    q = quality.float().clamp(1, 100)
+    q = torch.round(quality.float()).clamp(1, 100)  # libjpeg's quality is an integer
     scale = torch.where(q < 50, 5000 / q, 200 - 2 * q)[:, None, None]
     tables = []
     for table in (_LUMA_TABLE, _CHROMA_TABLE):
@@ -216,8 +214,13 @@ def _demosaic(raw: torch.Tensor) -> torch.Tensor:
     """Bilinear demosaicking of an RGGB mosaic ``(B, 1, H, W)``, as normalised
     convolution (each channel: the mean of its nearest sites, border included)."""
     masks = _bayer_masks(*raw.shape[-2:], raw.device)
-    kernel = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], device=raw.device)
-    kernels = kernel.expand(3, 1, 3, 3)
+    # Red and blue: their sites form a 2x2 lattice, so the nearest are up to
+    # diagonal neighbours. Green: its sites form a quincunx, so only the four
+    # edge neighbours count (a green site's diagonal neighbours are green
+    # too, and must not be averaged into its own measurement).
+    red_blue = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]])
+    green = torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]])
+    kernels = torch.stack([red_blue, green, red_blue])[:, None].to(raw.device)
     sums = F.conv2d(raw * masks, kernels, padding=1, groups=3)
     weights = F.conv2d(masks, kernels, padding=1, groups=3)
     return sums / weights
@@ -233,14 +236,17 @@ def _noise_reduction(noise: torch.Tensor, luma: torch.Tensor, chroma: torch.Tens
     basis = basis / basis.norm(dim=1, keepdim=True)
     opponent = torch.einsum("ij,bjhw->bihw", basis, noise)
     sigmas = torch.stack([luma, chroma, chroma], dim=1)  # (B, 3)
-    return torch.einsum("ji,bjhw->bihw", basis, _gaussian_blur(opponent, sigmas))
+    blurred = _gaussian_blur(opponent, sigmas, max(_NR_LUMA, _NR_CHROMA))
+    return torch.einsum("ji,bjhw->bihw", basis, blurred)
 
 
-def _gaussian_blur(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+def _gaussian_blur(x: torch.Tensor, sigmas: torch.Tensor, largest: float) -> torch.Tensor:
     """Separable Gaussian blur of each ``(b, c)`` plane with its own sigma
-    (pixels; 0 leaves the plane as it is), reflecting at the borders."""
+    (pixels; 0 leaves the plane as it is), reflecting at the borders. The
+    kernels reach 3 x ``largest`` (no sigma above it), a bound known without
+    reading ``sigmas`` back from the device."""
     b, c, h, w = x.shape
-    radius = max(1, math.ceil(3 * float(sigmas.max())))
+    radius = max(1, math.ceil(3 * largest))
     radius = min(radius, h - 1, w - 1)
     offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
     s = sigmas.reshape(-1, 1).clamp_min(1e-3)

@@ -294,9 +294,9 @@ class PatchSampler:
         benchmarks/real_noise_strength.py), so the network learns to check
         the level against the noise it sees rather than trust it.
         """
-        noisy, clean, sigma = self._mixture(clean, lo, hi)
         if self.channels != 3:
             raise ValueError("noise='camera' needs RGB images and a colour network (3 channels)")
+        noisy, clean, sigma = self._mixture(clean, lo, hi)
         b = clean.shape[0]
         camera_noisy, level = camera_noise(clean, self.g)
         low, high = (math.log(v) for v in _CAMERA_MAP_SPREAD)

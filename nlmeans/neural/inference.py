@@ -242,12 +242,13 @@ def denoise(
             Tiling is seamless (identical result up to float rounding).
         threads: torch CPU threads for this call (``None``: unchanged).
         camera: the noise is a camera's, spatially correlated (demosaicked,
-            compressed): with the default weights, 3-channel images use the
-            shipped camera model (trained on simulated camera noise, see
-            ``weights/README.md``) when it is installed. Give the noise level
-            the way :func:`nlmeans.estimate_noise_level` reads it
+            compressed): 3-channel images use the shipped camera model
+            (trained on simulated camera noise, see ``weights/README.md``)
+            when it is installed, else the colour model; other images keep
+            their model. Give the noise level the way
+            :func:`nlmeans.estimate_noise_level` reads it
             (``sigma=level.sigma``); :func:`nlmeans.denoise` does both when
-            it finds correlated noise.
+            it finds correlated noise. Not with ``weights`` (``ValueError``).
         return_info: also return a dict ``{"sigma", "sigma_estimated",
             "blind", "weights", "noise"}`` (``noise``: where the noise level
             came from: ``"sigma"``, ``"noise_map"``, ``"noise model"``,
@@ -302,6 +303,10 @@ def denoise(
         or not (np.isfinite(sigma) and sigma >= 0)
     ):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    if camera and weights is not None:
+        raise ValueError(
+            "camera=True picks the shipped camera model; give either camera=True or weights"
+        )
     channels = 1 if arr.ndim == 2 else arr.shape[-1]
     levels = None if noise_map is None else _check_noise_map(noise_map, arr, channel_axis)
 
