@@ -35,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_real_noise import write_table  # noqa: E402
 from fit_correlated import simulate  # noqa: E402
 
+import nlmeans  # noqa: E402
 from nlmeans import evaluation as ev  # noqa: E402
+from nlmeans._denoise import uses_camera_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMERAS = ("bayer", "unprocessed")
@@ -83,6 +85,9 @@ def main(argv=None) -> int:
     if not files:
         sys.exit(f"no images in {args.data}")
     scores = {(c, m): [] for c in CAMERAS for m in ["noisy", *methods]}
+    # How many images per camera the network path sent to the camera model
+    # (estimate_noise_level found their noise mostly correlated).
+    to_camera_model = dict.fromkeys(CAMERAS, 0)
     start = time.perf_counter()
     for i, path in enumerate(files):
         clean, axis = ev.load_clean(path)
@@ -90,6 +95,8 @@ def main(argv=None) -> int:
             sys.exit(f"{path.name} is not a colour image")
         for camera, (noisy, reference) in camera_pairs(clean, i).items():
             scores[camera, "noisy"].append(ev.measure(reference, noisy))
+            params = nlmeans.resolve_parameters(noisy, channel_axis=axis, method="neural")
+            to_camera_model[camera] += uses_camera_model(params)
             for method in methods:
                 out, _ = ev.run_method(method, noisy, sigma=None, channel_axis=axis)
                 scores[camera, method].append(ev.measure(reference, out))
@@ -110,6 +117,12 @@ def main(argv=None) -> int:
             values = np.array([s for c in group for s in scores[c, method]], dtype=float)
             cells.append(f"{values[:, 0].mean():.2f} / {values[:, 1].mean():.4f}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    routed = ", ".join(f"{to_camera_model[c]} of {len(files)} ({c})" for c in CAMERAS)
+    lines += [
+        "",
+        f"`neural` asks for the camera model on {routed} images"
+        + (" (here both are the weights given)." if args.color_weights else "."),
+    ]
     write_table(lines, args.out)
     return 0
 
