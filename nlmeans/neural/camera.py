@@ -29,8 +29,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .._denoise import OPPONENT
-
 __all__ = ["camera_noise", "jpeg"]
 
 # A typical camera-RGB -> linear sRGB matrix (rows sum to 1, so grey stays grey).
@@ -230,11 +228,12 @@ def _demosaic(raw: torch.Tensor) -> torch.Tensor:
 
 def _noise_reduction(noise: torch.Tensor, luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
     """Gaussian blur of the noise's luminance (sigma ``luma``) and of its two
-    chrominance channels (sigma ``chroma``), per patch, in the orthonormal
-    opponent basis of the colour path (``nlmeans._denoise.OPPONENT``)."""
-    # The same chroma sigma on both chrominance rows, so the result does not
-    # depend on which orthonormal pair spans the chrominance plane.
-    basis = torch.as_tensor(OPPONENT, dtype=torch.float32, device=noise.device)
+    chrominance channels (sigma ``chroma``), per patch, in an orthonormal
+    opponent basis."""
+    basis = torch.tensor(
+        [[1, 1, 1], [1, -1, 0], [1, 1, -2]], dtype=torch.float32, device=noise.device
+    )
+    basis = basis / basis.norm(dim=1, keepdim=True)
     opponent = torch.einsum("ij,bjhw->bihw", basis, noise)
     sigmas = torch.stack([luma, chroma, chroma], dim=1)  # (B, 3)
     blurred = _gaussian_blur(opponent, sigmas, max(_NR_LUMA, _NR_CHROMA))
