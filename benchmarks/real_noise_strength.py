@@ -27,7 +27,7 @@ from bench_real_noise import glob_pairs, write_table  # benchmarks/, the script'
 
 import nlmeans
 from nlmeans import evaluation as ev
-from nlmeans._denoise import OPPONENT
+from nlmeans._color import OPPONENT
 
 MULTIPLES = (0.8, 1.0, 1.2, 1.5)
 

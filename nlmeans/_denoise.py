@@ -21,6 +21,7 @@ from ._checks import (
     _spatial_shape,
     check_threads,
 )
+from ._color import OPPONENT
 from .io import from_unit_float, to_unit_float
 from .noise import (
     NoiseModel,
@@ -34,16 +35,6 @@ from .noise_level import estimate_noise_level
 logger = logging.getLogger("nlmeans")
 
 COLOR_SPACES = ("auto", "rgb", "opponent")
-# Orthonormal opponent transform (rows: luminance, red-blue, green-magenta),
-# the one colour BM3D uses up to scale. Orthonormal, so white noise of
-# standard deviation sigma in every RGB channel stays sigma in every row.
-OPPONENT = np.array(
-    [
-        [1 / np.sqrt(3), 1 / np.sqrt(3), 1 / np.sqrt(3)],
-        [1 / np.sqrt(2), 0.0, -1 / np.sqrt(2)],
-        [1 / np.sqrt(6), -2 / np.sqrt(6), 1 / np.sqrt(6)],
-    ]
-)
 # Volumes cost (2d+1)**3 shifts per voxel: their automatic settings are capped.
 _VOLUME_MAX_PATCH_SIZE = 5
 _VOLUME_MAX_PATCH_DISTANCE = 3

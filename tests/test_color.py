@@ -7,7 +7,7 @@ import pytest
 from reference import nlm_opponent
 
 import nlmeans
-from nlmeans._denoise import OPPONENT
+from nlmeans._color import OPPONENT
 
 CLASSICAL = ("fast", "exact", "patchwise")
 

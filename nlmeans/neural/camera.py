@@ -29,6 +29,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .._color import OPPONENT
+
 __all__ = ["camera_noise", "jpeg"]
 
 # A typical camera-RGB -> linear sRGB matrix (rows sum to 1, so grey stays grey).
@@ -230,10 +232,7 @@ def _noise_reduction(noise: torch.Tensor, luma: torch.Tensor, chroma: torch.Tens
     """Gaussian blur of the noise's luminance (sigma ``luma``) and of its two
     chrominance channels (sigma ``chroma``), per patch, in an orthonormal
     opponent basis."""
-    basis = torch.tensor(
-        [[1, 1, 1], [1, -1, 0], [1, 1, -2]], dtype=torch.float32, device=noise.device
-    )
-    basis = basis / basis.norm(dim=1, keepdim=True)
+    basis = torch.as_tensor(OPPONENT, dtype=torch.float32, device=noise.device)
     opponent = torch.einsum("ij,bjhw->bihw", basis, noise)
     sigmas = torch.stack([luma, chroma, chroma], dim=1)  # (B, 3)
     blurred = _gaussian_blur(opponent, sigmas, max(_NR_LUMA, _NR_CHROMA))
