@@ -82,10 +82,15 @@ def _output_path(
     return (out_dir / name) if out_dir is not None else src.with_name(name)
 
 
-def _neural_takes_map(params) -> bool:
+def _neural_channels(params, image) -> int:
+    """The channel count the network path picks its shipped model by."""
+    return image.color_channels if params.color_space == "rgb" else 1
+
+
+def _neural_takes_map(params, image) -> bool:
     from nlmeans.neural import uses_noise_level
 
-    return uses_noise_level(3 if params.color_space == "rgb" else 1)
+    return uses_noise_level(_neural_channels(params, image))
 
 
 def _neural_weights(params, image) -> str:
@@ -93,7 +98,7 @@ def _neural_weights(params, image) -> str:
     from nlmeans._denoise import uses_camera_model
     from nlmeans.neural.inference import default_model_path
 
-    channels = image.color_channels if params.color_space == "rgb" else 1
+    channels = _neural_channels(params, image)
     return default_model_path(channels, camera=uses_camera_model(params)).name
 
 
@@ -117,7 +122,7 @@ def _describe_params(params, image) -> str:
             + (
                 (
                     "its per-pixel sigma map given to the network"
-                    if _neural_takes_map(params)
+                    if _neural_takes_map(params, image)
                     else "stabilised by the generalized Anscombe transform"
                 )
                 if params.method == "neural"
@@ -131,7 +136,7 @@ def _describe_params(params, image) -> str:
         how = _how_sigma(params)
         use = (
             "the network's noise map"
-            if _neural_takes_map(params)
+            if _neural_takes_map(params, image)
             else "the blind model does not use it"
         )
         return (

@@ -322,6 +322,26 @@ def test_neural_method(images):
         assert "Traceback" not in result.output
 
 
+def test_neural_names_the_model_it_runs(images):
+    """Gray and gray+alpha images run the gray model, RGB(A) the colour model
+    (white noise: not the camera model)."""
+    pytest.importorskip("torch")
+    from nlmeans.neural import default_weights_path
+
+    if not default_weights_path(3).is_file():
+        pytest.skip("the colour model is not shipped in this checkout")
+    expected = {
+        "gray": "denoiser.safetensors",
+        "gray_alpha": "denoiser.safetensors",
+        "rgb": "denoiser_color.safetensors",
+        "rgba": "denoiser_color.safetensors",
+    }
+    for name, weights in expected.items():
+        result = invoke("denoise", images[name], "--method", "neural")
+        assert result.exit_code == 0, result.output
+        assert f"method neural ({weights})" in _flat(result.output), (name, result.output)
+
+
 def test_folders_and_globs(images, tmp_path):
     folder = images["gray"].parent
     (folder / "old_denoised.png").write_bytes(images["gray"].read_bytes())
