@@ -147,10 +147,12 @@ def run(
     )
     client = _client(workers, scheduler)
     console = stderr_console()
+    # What the parameter description reads of an image (big images have no alpha).
+    summary = SimpleNamespace(max_value=max_value(image.array.dtype), color_channels=channels)
     try:
         console.print(
             f"{src} ({bigio.describe_axes(image)}; chunks of {side} px): "
-            f"{describe(params, SimpleNamespace(max_value=max_value(image.array.dtype)))}",
+            f"{describe(params, summary)}",
             markup=False,
             highlight=False,
             soft_wrap=True,

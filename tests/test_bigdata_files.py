@@ -64,6 +64,26 @@ def test_tiff_to_zarr_equals_in_memory(gray_tiff, tmp_path):
     assert path.read_bytes()[:4] in (b"II+\x00", b"MM\x00+")  # the input untouched
 
 
+def test_neural_on_a_colour_big_image_names_its_model(tmp_path, rng):
+    """The network path on Dask reports the model it runs, as in memory."""
+    pytest.importorskip("torch")
+    from nlmeans.neural import default_weights_path
+
+    if not default_weights_path(3).is_file():
+        pytest.skip("the colour model is not shipped in this checkout")
+    path = tmp_path / "rgb.tif"
+    tifffile.imwrite(path, _noisy(rng, (64, 64, 3), np.uint8), photometric="rgb", tile=(32, 32))
+    for extra, expected in (
+        ([], "method neural (denoiser_color.safetensors)"),
+        (["--noise", "poisson-gaussian"], "its per-pixel sigma map given to the network"),
+    ):
+        out = tmp_path / f"out{len(extra)}.zarr"
+        result = _cli(path, "-o", out, "--chunk-size", 64, "--method", "neural", *extra)
+        assert result.exit_code == 0, result.output
+        assert expected in " ".join(result.output.split()), result.output
+        assert zarr.open_array(out, mode="r").shape == (64, 64, 3)
+
+
 def test_bigtiff_output_keeps_layout_and_resolution(tmp_path, rng):
     image = _noisy(rng, (40, 36, 3), np.uint8)
     src = tmp_path / "colour.tif"
