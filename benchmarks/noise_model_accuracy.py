@@ -9,14 +9,15 @@ for ``a`` and ``b`` over images, channels and draws.
 The bound beside it is what an oracle would get: one that knows the clean
 image and fits ``a`` and ``b`` by maximum likelihood to every pixel's noise
 (expected ``|error|`` = sqrt(2/pi) times the Cramér-Rao standard deviation
-of the Gaussian approximation). No estimator from the noisy image alone
-can do better. ``b`` is the variance at black, so its error depends on how
+in the Gaussian approximation of the noise). It is approximate: it holds
+for unbiased estimators, and in the darkest places the scaled Poisson
+noise is too coarse for the Gaussian approximation. ``b`` is the variance at black, so its error depends on how
 much of an image is dark: an image without dark pixels holds little
 information about it. Run from the repository root::
 
     python benchmarks/noise_model_accuracy.py --seeds 3 --out benchmarks/results/noise_model_accuracy.md
 
-(about a minute on 2 cores).
+(about 15 s on 2 cores).
 """
 
 from __future__ import annotations
