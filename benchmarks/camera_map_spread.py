@@ -31,19 +31,18 @@ import torch
 from bench_real_noise import write_table  # benchmarks/, the script's folder
 
 import nlmeans
-from nlmeans._denoise import _CAMERA_MODEL_FROM
+from nlmeans._denoise import uses_camera_model
 from nlmeans.neural.camera import camera_noise
 from nlmeans.neural.data import list_images, read_rgb
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
-def _ratio(image: torch.Tensor, level: float) -> tuple[float, float]:
-    """estimate_noise_level's sigma over ``level``, and how correlated it judged the noise."""
-    found = nlmeans.estimate_noise_level(
-        image[0].permute(1, 2, 0).double().numpy(), channel_axis=-1
-    )
-    return found.sigma / level, found.correlated
+def _ratio(image: torch.Tensor, level: float) -> tuple[float, bool]:
+    """The network path's estimated sigma over ``level``, and whether it picks the camera model."""
+    pixels = image[0].permute(1, 2, 0).double().numpy()
+    params = nlmeans.resolve_parameters(pixels, channel_axis=-1, method="neural")
+    return params.sigma / level, uses_camera_model(params)
 
 
 def main(argv=None) -> int:
@@ -58,7 +57,7 @@ def main(argv=None) -> int:
         noisy, level = camera_noise(clean, torch.Generator().manual_seed(index))
         photo.append(_ratio(noisy, float(level)))
         alone.append(_ratio(0.5 + (noisy - clean), float(level)))
-    routed = [ratio for ratio, correlated in photo if correlated >= _CAMERA_MODEL_FROM]
+    routed = [ratio for ratio, camera in photo if camera]
     rows = (
         ("the noisy photograph", [ratio for ratio, _ in photo]),
         ("the noisy photograph, when it goes to the camera model", routed),
