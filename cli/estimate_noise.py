@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import describe_noise, expand_inputs, for_each_file, handle_errors
+from ._common import describe_noise, expand_inputs, for_each_file, handle_errors, same_file
 from ._options import ImagesArgument
 
 
@@ -34,8 +34,8 @@ def estimate_noise(
         Optional[Path],
         typer.Option(
             "--plot",
-            help="PNG of measured variance against intensity with the fitted line "
-            "(one input only; needs matplotlib).",
+            help="Plot measured variance against intensity with the fitted line: "
+            ".png, .svg or .pdf by suffix (one input only; needs matplotlib).",
             show_default=False,
         ),
     ] = None,
@@ -53,12 +53,21 @@ def estimate_noise(
     files, problems = expand_inputs(images)
     if plot is not None and len(files) + len(problems) != 1:
         raise typer.BadParameter("--plot takes exactly one input image", param_hint="--plot")
-    if plot is not None and plot.exists() and not force:
-        raise typer.BadParameter(
-            f"{plot} already exists (use --force to overwrite)", param_hint="--plot"
-        )
     from nlmeans.io import read_image
-    from nlmeans.noise import noise_level_sets, plot_noise
+    from nlmeans.noise import PLOT_FORMATS, noise_level_sets, plot_noise
+
+    if plot is not None:
+        if plot.suffix.lower() not in PLOT_FORMATS:
+            raise typer.BadParameter(
+                f"{plot}: the plot is written as {', '.join(PLOT_FORMATS)} (by suffix)",
+                param_hint="--plot",
+            )
+        if any(same_file(plot, path) for path in files):
+            raise typer.BadParameter(f"{plot} is the input image", param_hint="--plot")
+        if plot.exists() and not force:
+            raise typer.BadParameter(
+                f"{plot} already exists (use --force to overwrite)", param_hint="--plot"
+            )
 
     def work(path: Path) -> None:
         image = read_image(path)
@@ -74,6 +83,7 @@ def estimate_noise(
                 max_value=image.max_value,
                 title=f"{Path(path).name}: {fitted.kind}",
                 force=force,
+                protect=(path,),
             )
         if as_json:
             typer.echo(json.dumps({"file": str(path), **fitted.as_dict()}))

@@ -19,6 +19,7 @@ import numbers
 import warnings
 from dataclasses import dataclass
 from itertools import product
+from pathlib import Path
 
 import numpy as np
 
@@ -1021,10 +1022,21 @@ def inverse_generalized_anscombe(d, model: NoiseModel, *, channel_axis=None, met
 # --------------------------------------------------------------------------
 
 
+# The figure formats plot_noise writes, by file suffix.
+PLOT_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+
 def plot_noise(
-    model: NoiseModel, level_sets, path, *, max_value: float = 255.0, title=None, force=False
+    model: NoiseModel,
+    level_sets,
+    path,
+    *,
+    max_value: float = 255.0,
+    title=None,
+    force=False,
+    protect=(),
 ):
-    """Write a PNG of measured noise variance against intensity, with the fit.
+    """Write a plot of measured noise variance against intensity, with the fit.
 
     Parameters
     ----------
@@ -1033,7 +1045,8 @@ def plot_noise(
     level_sets : sequence of (y, variance, count)
         Per channel, as returned by :func:`noise_level_sets`.
     path : str or os.PathLike
-        The PNG to write (atomically: a temporary file, then renamed).
+        The file to write (atomically: a temporary file, then renamed); its
+        suffix picks the format: ``.png``, ``.svg`` or ``.pdf``.
     max_value : float
         Axes in gray levels of this scale (255 for 8-bit images, 65535 for
         16-bit, 1 for the float scale).
@@ -1041,11 +1054,20 @@ def plot_noise(
         Title above the plot.
     force : bool
         Replace an existing ``path``.
+    protect : sequence of paths
+        Files that must never be written, whatever ``force`` says (the
+        image the model was fitted on).
 
     Notes
     -----
     Needs matplotlib (``pip install matplotlib``, or ``nlmeans[plot]``).
     """
+    fmt = PLOT_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"{path}: the plot is written as {', '.join(PLOT_FORMATS)} (by suffix); "
+            f"got {Path(path).suffix or 'no suffix'}"
+        )
     try:
         import matplotlib
     except ImportError:
@@ -1097,5 +1119,5 @@ def plot_noise(
     import io as _io
 
     buffer = _io.BytesIO()
-    figure.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue(), force=force)
+    figure.savefig(buffer, format=fmt)
+    atomic_write_bytes(path, buffer.getvalue(), force=force, protect=protect)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,6 +79,23 @@ def test_estimate_noise_plot(files, tmp_path):
     assert invoke("estimate-noise", files["gray"], "--plot", plot, "--force").exit_code == 0
     result = invoke("estimate-noise", files["gray"], files["pg"], "--plot", tmp_path / "two.png")
     assert result.exit_code == 2 and not (tmp_path / "two.png").exists()
+
+
+def test_estimate_noise_plot_formats_and_never_the_input(files, tmp_path):
+    pytest.importorskip("matplotlib")
+    svg = tmp_path / "fit.svg"
+    assert invoke("estimate-noise", files["gray"], "--plot", svg).exit_code == 0
+    assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
+    result = invoke("estimate-noise", files["gray"], "--plot", tmp_path / "fit.tif")
+    assert result.exit_code == 2 and ".png, .svg, .pdf" in _flat(result.stderr)
+    assert not (tmp_path / "fit.tif").exists()
+    # The input image, even with --force, is never replaced by the plot.
+    image = tmp_path / "image.png"
+    image.write_bytes(Path(files["gray"]).read_bytes())
+    before = image.read_bytes()
+    result = invoke("estimate-noise", image, "--plot", image, "--force")
+    assert result.exit_code == 2 and "is the input image" in _flat(result.stderr)
+    assert image.read_bytes() == before
 
 
 def test_estimate_noise_bad_file(tmp_path):
