@@ -349,12 +349,35 @@ def _stabilise(image, axis, model):
     """Generalized Anscombe transform of ``image``, rescaled to [0, 1].
 
     Returns ``(scaled, offset, spread)`` with ``scaled = (f(image) - offset)
-    / spread``, whose noise has standard deviation ``1 / spread``.
+    / spread``, whose noise has standard deviation ``1 / spread``. ``offset``
+    is each channel's own minimum (shaped to broadcast against the image):
+    the transform puts the channels at offsets ``2 sqrt(b) / a`` apart,
+    which for a small ``a`` would leave each channel a sliver of [0, 1] in
+    the float32 kernels. ``spread`` is the largest channel range, one scale
+    for all, so that the noise stays the same in every channel.
     """
     stabilised = generalized_anscombe(to_unit_float(image), model, channel_axis=axis)
-    lo, hi = float(stabilised.min()), float(stabilised.max())
-    spread = hi - lo if hi > lo else 1.0
-    return (stabilised - lo) / spread, lo, spread
+    offset, spread = _stabilised_range(stabilised.min, stabilised.max, stabilised.ndim, axis)
+    return (stabilised - offset) / spread, offset, spread
+
+
+def _stabilised_range(minimum, maximum, ndim: int, axis):
+    """``(offset, spread)`` of :func:`_stabilise` from the image's reductions.
+
+    ``minimum`` / ``maximum`` are the ``min`` / ``max`` methods of the
+    stabilised image (NumPy or Dask, so that a Dask array gives exactly the
+    in-memory values); ``offset`` is a float64 array of the image's ``ndim``
+    with one value per channel, ``spread`` a float.
+    """
+    spatial = tuple(i for i in range(ndim) if axis is None or i != axis % ndim)
+    lo, hi = minimum(axis=spatial, keepdims=True), maximum(axis=spatial, keepdims=True)
+    if hasattr(lo, "compute"):
+        import dask
+
+        lo, hi = dask.compute(lo, hi)
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    widest = float(np.max(hi - lo))
+    return lo, widest if widest > 0 else 1.0
 
 
 # --------------------------------------------------------------------------
@@ -429,7 +452,30 @@ def denoise_array(
     # A weighted mean stays within the input's [min, max]: clip away float32
     # rounding (and, for the network, overshoot) with the input's own bounds.
     np.clip(result, image.min(), image.max(), out=result)
+    if axis is not None:
+        keep_constant_channels(
+            result,
+            axis,
+            image.min(axis=_spatial_axes(image, axis)),
+            image.max(axis=_spatial_axes(image, axis)),
+        )
     return (result, params) if return_params else result
+
+
+def _spatial_axes(image, axis) -> tuple[int, ...]:
+    return tuple(i for i in range(image.ndim) if i != axis % image.ndim)
+
+
+def keep_constant_channels(result, axis, channel_min, channel_max) -> None:
+    """Give the channels that are exactly constant in the input (``channel_min
+    == channel_max``, the input's per-channel range) their value back, in place.
+
+    An empty channel (a microscope's unused colour, a red-only picture) has no
+    noise; the opponent path's chrominance smoothing, or the colour network,
+    would otherwise leak the other channels into it.
+    """
+    for c in np.flatnonzero(np.asarray(channel_min) == np.asarray(channel_max)):
+        np.moveaxis(result, axis, 0)[c] = channel_min[c]
 
 
 def _denoise_stabilised(image, axis, params: NLMeansParameters, n_threads: int):

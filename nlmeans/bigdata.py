@@ -31,7 +31,9 @@ from ._denoise import (
     _denoise_classical,
     _denoise_neural,
     _neural_takes_noise_map,
+    _stabilised_range,
     estimate_sigma,
+    keep_constant_channels,
     resolve_parameters,
     uses_camera_model,
 )
@@ -178,15 +180,14 @@ def _check_dask_image(image, channel_axis):
     return _check_channel_axis(image, channel_axis)
 
 
-def _stabilised_bounds(image, axis, model) -> tuple[float, float]:
+def _stabilised_bounds(image, axis, model) -> tuple[np.ndarray, float]:
+    """``(offset, spread)`` of the whole image's stabilised values, per channel
+    as in :func:`nlmeans._denoise._stabilise`."""
     stabilised = image.map_blocks(
         lambda block: generalized_anscombe(to_unit_float(block), model, channel_axis=axis),
         dtype=np.float64,
     )
-    import dask
-
-    lo, hi = dask.compute(stabilised.min(), stabilised.max())
-    return float(lo), float(hi)
+    return _stabilised_range(stabilised.min, stabilised.max, stabilised.ndim, axis)
 
 
 # --------------------------------------------------------------------------
@@ -293,8 +294,7 @@ def _resolve(image, kwargs, sample_chunks):
         sampled_levels = [estimate_noise_level(c, channel_axis=axis) for c in chunks]
     if model is not None:
         stabilised = _stabilised_bounds(image, axis, model)
-        spread = stabilised[1] - stabilised[0]
-        spread = spread if stabilised[1] > stabilised[0] else 1.0
+        spread = stabilised[1]
         params = resolve_parameters(stand_in, sigma=1.0 / spread, **options)
         params = dataclasses.replace(
             params, noise_model=model, sigma_estimated=False, automatic=automatic + params.automatic
@@ -444,9 +444,15 @@ def denoise_dask(
     after = {a: before[a] if method == "neural" else reach for a in spatial_axes}
 
     # The image's range, read now (see Notes: in the graph it cost memory).
-    bounds = tuple(float(v) for v in dask.compute(image.min(), image.max()))
+    spatial = tuple(i for i in range(image.ndim) if i != axis)
+    lo, hi, channel_min, channel_max = dask.compute(
+        image.min(), image.max(), image.min(axis=spatial), image.max(axis=spatial)
+    )
+    bounds = (float(lo), float(hi))
     if not all(np.isfinite(bounds)):
         raise ValueError("image contains NaN or Inf values")
+    # Per channel, to give exactly constant channels back as they are (as in memory).
+    channel_range = (channel_min, channel_max) if axis is not None else None
     # The network gets the one sigma resolved for the whole image (never an
     # estimate per chunk), or the noise model's per-pixel map.
     neural_sigma = params.sigma
@@ -499,6 +505,7 @@ def denoise_dask(
             neural_map=neural_map,
             stabilised=stabilised,
             bounds=bounds,
+            channel_range=channel_range,
         )
         graph[(name,) + index] = (task, keys.tolist())
     layer = HighLevelGraph.from_collections(name, graph, dependencies=[image])
@@ -525,12 +532,14 @@ def _denoise_region(
     neural_sigma,
     neural_map,
     stabilised,
+    channel_range,
 ):
     """Denoise one region (a chunk and its halo) as part of the whole image; return the chunk.
 
     ``blocks``: the nested list of input chunks that the region overlaps;
     ``region`` cuts it out of them, ``core`` the chunk out of the region;
-    ``bounds``: the whole image's minimum and maximum.
+    ``bounds``: the whole image's minimum and maximum; ``channel_range``:
+    its per-channel minima and maxima (None without a channel axis).
     """
     region = np.block(blocks)[region] if isinstance(blocks, list) else np.asarray(blocks)[region]
     lo_raw, hi_raw = bounds
@@ -544,19 +553,19 @@ def _denoise_region(
     elif params.noise_model is not None:
         # nlmeans._denoise._denoise_stabilised with the whole image's ranges.
         model = params.noise_model
-        s_lo, s_hi = stabilised
-        spread = s_hi - s_lo if s_hi > s_lo else 1.0
+        offset, spread = stabilised
         scaled = (
-            generalized_anscombe(to_unit_float(region), model, channel_axis=axis) - s_lo
+            generalized_anscombe(to_unit_float(region), model, channel_axis=axis) - offset
         ) / spread
         if params.method == "neural":
             out = _denoise_neural(scaled, axis, None, n_threads)
         else:
-            scaled_bounds = ((s_lo - s_lo) / spread, (s_hi - s_lo) / spread)
+            # In memory the scaled image spans exactly [0, 1]: each channel
+            # starts at 0, the widest ends at 1.
             out = _denoise_classical(
-                scaled, axis, params, n_threads, bounds=scaled_bounds, window=window
+                scaled, axis, params, n_threads, bounds=(0.0, 1.0), window=window
             )
-        result = inverse_generalized_anscombe(out * spread + s_lo, model, channel_axis=axis)
+        result = inverse_generalized_anscombe(out * spread + offset, model, channel_axis=axis)
         np.clip(result, lo, hi, out=result)
         result = from_unit_float(result, dtype)
     elif params.method == "neural":
@@ -566,4 +575,6 @@ def _denoise_region(
     else:
         result = _denoise_classical(region, axis, params, n_threads, bounds=(lo, hi), window=window)
     np.clip(result, image_min, image_max, out=result)
+    if channel_range is not None:
+        keep_constant_channels(result, axis, *channel_range)
     return np.ascontiguousarray(result[core])

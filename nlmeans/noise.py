@@ -73,6 +73,12 @@ _AUTO_MIN_T = 5.0
 _AUTO_MIN_RATIO = 1.3
 _AUTO_MIN_BINS = 4
 _ITERATIONS = 3
+# A channel whose a is at most this share of b is transformed as Gaussian
+# noise (variance b): over [0, 1] its Poisson term changes the variance by
+# under 0.1 %, and the transform's offset 2 sqrt(b) / a (1e12 for a fit that
+# finds a ~ 1e-14 on white noise) would leave no floating-point precision
+# for the data.
+_NEGLIGIBLE_A = 1e-3
 # Noise samples kept per channel (bounds time and memory on large images).
 _MAX_SAMPLES = 1 << 21
 
@@ -666,7 +672,8 @@ def estimate_sigma(image, *, channel_axis=None) -> float:
 
     A thin wrapper of :func:`skimage.restoration.estimate_sigma` (wavelet
     median absolute deviation) that accepts the same inputs as
-    :func:`nlmeans.denoise` and averages over channels.
+    :func:`nlmeans.denoise` and averages over channels (leaving out exactly
+    constant ones, which hold no noise to read).
 
     Parameters
     ----------
@@ -703,9 +710,16 @@ def estimate_sigma(image, *, channel_axis=None) -> float:
         # an empty wavelet band (NaN, with warnings): its noise is 0.
         warnings.filterwarnings("ignore", message=".*channel_axis.*", category=UserWarning)
         warnings.filterwarnings("ignore", category=RuntimeWarning)
-        sigma = _sk_estimate_sigma(floats, channel_axis=axis, average_sigmas=True)
-    sigma = float(sigma)
-    return sigma if np.isfinite(sigma) else 0.0
+        sigmas = _sk_estimate_sigma(floats, channel_axis=axis, average_sigmas=False)
+    sigmas = np.atleast_1d(np.asarray(sigmas, dtype=np.float64))
+    if axis is not None:
+        # An exactly constant channel (an empty channel of a microscope's RGB,
+        # a red-only picture) holds no noise to read; averaged in, it would
+        # pull the others' estimate down (or, as NaN, to 0).
+        planes = np.moveaxis(floats, axis, 0).reshape(floats.shape[axis], -1)
+        sigmas = sigmas[np.ptp(planes, axis=1) > 0]
+    sigmas = sigmas[np.isfinite(sigmas)]
+    return float(np.mean(sigmas)) if sigmas.size else 0.0
 
 
 def estimate_noise(image, *, channel_axis=None, model="auto") -> NoiseModel:
@@ -892,7 +906,8 @@ def generalized_anscombe(z, model: NoiseModel, *, channel_axis=None) -> np.ndarr
     """Generalized Anscombe transform: Poisson-Gaussian noise to unit variance.
 
     ``f(z) = (2 / a) * sqrt(max(a z + 3/8 a**2 + b, 0))`` per channel;
-    where ``a = 0``, ``f(z) = z / sqrt(b)``.
+    where ``a = 0``, ``f(z) = z / sqrt(b)`` (and where ``a <= 1e-3 b``,
+    whose Poisson term changes the variance by under 0.1 % over [0, 1]).
 
     Parameters
     ----------
@@ -932,7 +947,7 @@ def generalized_anscombe(z, model: NoiseModel, *, channel_axis=None) -> np.ndarr
        Image Process. 22(1), 91-103, 2013.
     """
     planes, a, b, axis = _transform_inputs("z", z, model, channel_axis, scale_integers=True)
-    poisson = a > 0
+    poisson = a > _NEGLIGIBLE_A * b
     safe_a = np.where(poisson, a, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         stabilised = np.where(
@@ -982,7 +997,7 @@ def inverse_generalized_anscombe(d, model: NoiseModel, *, channel_axis=None, met
     Returns
     -------
     ndarray of float64
-        Same shape as ``d``. The unbiased inverse is >= 0 where ``a > 0``.
+        Same shape as ``d``. The unbiased inverse is >= 0 where ``a > 1e-3 b``.
 
     Notes
     -----
@@ -990,8 +1005,8 @@ def inverse_generalized_anscombe(d, model: NoiseModel, *, channel_axis=None, met
     gain), the unbiased inverse is ``a * max(I(d) - s**2, 0)``, ``I`` the
     closed-form unbiased inverse of the Poisson Anscombe transform of [2]_
     (0 below ``d = 2 sqrt(3/8)``, where that expression stops being
-    monotone). Where ``a = 0`` both methods are the exact inverse
-    ``sqrt(b) * d``.
+    monotone). Where ``a = 0`` (or ``a <= 1e-3 b``, as in the forward
+    transform) both methods are the exact inverse ``sqrt(b) * d``.
 
     References
     ----------
@@ -1005,7 +1020,7 @@ def inverse_generalized_anscombe(d, model: NoiseModel, *, channel_axis=None, met
     if method not in _INVERSE_METHODS:
         raise ValueError(f"method must be one of {', '.join(_INVERSE_METHODS)}; got {method!r}")
     planes, a, b, axis = _transform_inputs("d", d, model, channel_axis, scale_integers=False)
-    poisson = a > 0
+    poisson = a > _NEGLIGIBLE_A * b
     safe_a = np.where(poisson, a, 1.0)
     if method == "unbiased":
         s2 = b / safe_a**2

@@ -119,6 +119,36 @@ def test_poisson_gaussian_bit_identical(rng):
     np.testing.assert_array_equal(got, ref)
 
 
+def test_poisson_gaussian_colour_bit_identical(rng):
+    """Per-channel offsets of the stabilised image: the whole image's, per channel."""
+    clean = np.linspace(0.05, 0.9, 48 * 40 * 3).reshape(48, 40, 3)
+    clean[..., 1] = 0.3 + 0.4 * clean[..., 1]
+    noisy = clean + 0.03 * rng.standard_normal(clean.shape)
+    image = np.clip(noisy, 0, 1).astype(np.float32)
+    model = nlmeans.NoiseModel("poisson-gaussian", [1 / 200, 1e-5, 1 / 300], [1e-4, 9e-4, 1e-4])
+    got, ref, params = _same_as_in_memory(
+        image,
+        ((20, 28), (15, 25), (3,)),
+        channel_axis=-1,
+        noise=model,
+        patch_size=3,
+        patch_distance=3,
+    )
+    assert params.noise_model == model
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("method", ("fast", "neural"))
+def test_constant_channel_comes_back_as_in_memory(rng, method):
+    image = np.clip(0.5 + 0.1 * rng.standard_normal((50, 44, 3)), 0, 1).astype(np.float32)
+    image[..., 2] = 0.25
+    got, ref, _ = _same_as_in_memory(
+        image, ((20, 30), (22, 22), (3,)), channel_axis=-1, method=method, sigma=0.1
+    )
+    assert np.all(got[..., 2] == np.float32(0.25)) and np.all(ref[..., 2] == np.float32(0.25))
+    np.testing.assert_allclose(got, ref, atol=1e-5 if method == "neural" else 0, rtol=0)
+
+
 def test_neural_matches_in_memory(rng):
     """The network's receptive field is the halo: equal to float rounding."""
     image = _noisy(rng, (70, 66), np.float32)

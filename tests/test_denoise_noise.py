@@ -69,6 +69,48 @@ def test_colour_and_integer_images(camera):
     assert _psnr(rgb, out / 255.0) > _psnr(rgb, u8 / 255.0) + 5
 
 
+def test_colour_channels_are_stabilised_each_from_its_own_minimum(camera):
+    """Each channel is shifted to start at 0 and all share the widest range:
+    a channel with a small ``a`` sits 2 sqrt(b) / a away from the others."""
+    clean, _ = camera
+    rgb = np.dstack([clean, 0.2 + 0.5 * clean[::-1], clean[:, ::-1]])
+    noisy = rgb + 0.05 * np.random.default_rng(3).standard_normal(rgb.shape)
+    model = NoiseModel("poisson-gaussian", [A, 1e-5, A], [B, 0.0025, B])
+    kw = dict(channel_axis=-1, patch_size=3, patch_distance=4, h=0.05)
+    out, params = nlmeans.denoise(noisy, noise=model, return_params=True, **kw)
+    stabilised = generalized_anscombe(noisy, model, channel_axis=-1)
+    lo = stabilised.min(axis=(0, 1), keepdims=True)
+    spread = (stabilised.max(axis=(0, 1), keepdims=True) - lo).max()
+    assert lo[0, 0, 1] > 100 * lo[0, 0, 0]  # the offsets this guards against
+    inner = nlmeans.denoise((stabilised - lo) / spread, sigma=1 / spread, **kw)
+    expected = inverse_generalized_anscombe(inner * spread + lo, model, channel_axis=-1)
+    np.testing.assert_allclose(out, np.clip(expected, noisy.min(), noisy.max()), atol=1e-6)
+    assert params.sigma == pytest.approx(1 / spread)
+
+
+def test_poisson_gaussian_fit_to_white_colour_noise_still_denoises():
+    """White noise fitted as Poisson-Gaussian finds a ~ 0 (1e-16 in one
+    channel here); the transform treats such a channel as Gaussian, where its
+    offset 2 sqrt(b) / a used to leave no precision for the image."""
+    clean = transform.downscale_local_mean(data.astronaut() / 255.0, (4, 4, 1))
+    noisy = clean + 0.08 * np.random.default_rng(4).standard_normal(clean.shape)
+    model = nlmeans.estimate_noise(noisy, channel_axis=-1, model="poisson-gaussian")
+    gaussian = _psnr(clean, nlmeans.denoise(noisy, channel_axis=-1))
+    for noise in (model, NoiseModel("poisson-gaussian", [1e-12, 2e-12, 3e-12], [0.0064] * 3)):
+        out = nlmeans.denoise(noisy, channel_axis=-1, noise=noise)
+        assert _psnr(clean, out) > gaussian - 0.5
+
+
+def test_negligible_a_is_the_gaussian_transform():
+    z = np.linspace(-0.1, 1.2, 50)
+    for a in (0.0, 1e-9, 1e-3 * 0.01):
+        model = NoiseModel("poisson-gaussian", a, 0.01)
+        np.testing.assert_array_equal(generalized_anscombe(z, model), z / 0.1)
+        np.testing.assert_allclose(inverse_generalized_anscombe(z / 0.1, model), z, atol=1e-15)
+    poisson = NoiseModel("poisson-gaussian", 1.01e-5, 0.01)
+    assert not np.allclose(generalized_anscombe(z, poisson), z / 0.1)
+
+
 def test_neural_under_poisson_gaussian(camera):
     clean, noisy = camera
     crop_clean, crop = clean[:64, :64], noisy[:64, :64]
