@@ -120,12 +120,14 @@ def run(
     probe = bigio.open_big_image(src, chunk_size=1 << 30)  # metadata only
     spatial_dims = sum(a in "ZYX" for a in probe.axes)
     channels = probe.array.shape[probe.channel_axis] if probe.channel_axis is not None else 1
+    channels -= probe.alpha  # the colour channels: an alpha channel is passed through
     side = chunk_size or (DEFAULT_CHUNK_2D if spatial_dims == 2 else DEFAULT_CHUNK_3D)
     image = bigio.open_big_image(src, chunk_size=side)
+    color, color_axis = _color_of(image)
     # Parameters once for the whole image (an estimate reads a few chunks),
     # then the chunk size they allow, then the lazy result with exactly them.
     params = bigdata.resolve_dask_parameters(
-        image.array, method=method, channel_axis=image.channel_axis, **options
+        color, method=method, channel_axis=color_axis, **options
     )
     spatial = [n for a, n in zip(image.axes, image.array.shape) if a != "C"]
     reach = bigdata.halo(params, spatial)
@@ -137,17 +139,20 @@ def run(
                 f"({reach} pixels) of these parameters"
             )
         image = bigio.open_big_image(src, chunk_size=side)
+        color, color_axis = _color_of(image)
     elif side < reach and side < min(spatial):
         raise ValueError(
             f"--chunk-size {side} is smaller than the halo ({reach} pixels) that every chunk "
             f"needs with these parameters; use at least {reach}"
         )
     lazy = nlmeans.denoise(
-        image.array, channel_axis=image.channel_axis, threads=threads, **params.denoise_kwargs()
+        color, channel_axis=color_axis, threads=threads, **params.denoise_kwargs()
     )
+    if image.alpha:
+        lazy = _with_alpha(lazy, image)
     client = _client(workers, scheduler)
     console = stderr_console()
-    # What the parameter description reads of an image (big images have no alpha).
+    # What the parameter description reads of an image.
     summary = SimpleNamespace(max_value=max_value(image.array.dtype), color_channels=channels)
     try:
         console.print(
@@ -203,6 +208,35 @@ def run(
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+def _color_of(image):
+    """``(array, channel_axis)`` of the colour channels of a big image: without
+    its alpha channel, and a gray image (gray+alpha) without a channel axis,
+    as ``nlmeans.io``'s ``split_alpha`` gives them in memory."""
+    if not image.alpha:
+        return image.array, image.channel_axis
+    axis = image.channel_axis
+    keep = [slice(None)] * image.array.ndim
+    if image.array.shape[axis] == 2:
+        keep[axis] = 0
+        return image.array[tuple(keep)], None
+    keep[axis] = slice(0, -1)
+    return image.array[tuple(keep)], axis
+
+
+def _with_alpha(denoised, image):
+    """The denoised colour channels with the image's alpha channel put back, untouched."""
+    import dask.array as da
+
+    axis = image.channel_axis
+    if denoised.ndim < image.array.ndim:
+        denoised = da.expand_dims(denoised, axis)
+    alpha = image.array[
+        tuple(slice(-1, None) if i == axis else slice(None) for i in range(image.array.ndim))
+    ]
+    joined = da.concatenate([denoised, alpha.astype(denoised.dtype)], axis=axis)
+    return joined.rechunk({axis: -1})  # channels whole, as every chunk is written
 
 
 def max_value(dtype) -> float:

@@ -53,7 +53,9 @@ class BigImage:
     ``axes`` names every axis of ``array`` (letters of "CZYX"; "C" for
     channels); ``scale`` and ``units`` give the physical pixel size per axis
     letter where the file says it; ``levels`` is the number of pyramid levels
-    of an OME-Zarr input (1 otherwise).
+    of an OME-Zarr input (1 otherwise); ``alpha``: the last channel is an
+    alpha channel (a TIFF of 2 or 4 samples per pixel, as the in-memory
+    reader takes it, or an nlmeans output of one), to be passed through.
     """
 
     array: object
@@ -63,6 +65,7 @@ class BigImage:
     units: dict = field(default_factory=dict)
     levels: int = 1
     level_shapes: list = field(default_factory=list)
+    alpha: bool = False
 
     @property
     def channel_axis(self) -> int | None:
@@ -172,7 +175,7 @@ def open_big_image(path, *, chunk_size: int = 2048) -> BigImage:
     if not path.exists():
         raise BigImageError(f"{path}: no such file or folder")
     name = path.name.lower()
-    scale, units, levels, level_shapes = {}, {}, 1, []
+    scale, units, levels, level_shapes, alpha = {}, {}, 1, [], False
     if path.is_file() and name.endswith(TIFF_SUFFIXES):
         import tifffile
 
@@ -183,6 +186,10 @@ def open_big_image(path, *, chunk_size: int = 2048) -> BigImage:
                 axes = _tiff_axes(series.axes, shape)
                 page = tif.pages[0]
                 scale, units = _tiff_physical(tif, page, axes)
+                # Samples per pixel: 2 or 4 hold an alpha channel (gray+alpha,
+                # RGBA), as nlmeans.io reads TIFF files that fit in memory.
+                samples = shape[series.axes.index("S")] if "S" in series.axes else 1
+                alpha = samples in (2, 4) or (bool(page.extrasamples) and samples > 1)
         except BigImageError:
             raise
         except Exception as exc:
@@ -199,6 +206,7 @@ def open_big_image(path, *, chunk_size: int = 2048) -> BigImage:
         multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
         if multiscales:
             kind = "ome-zarr"
+            alpha = bool(attrs.get(ATTRIBUTE, {}).get("alpha", False))
             meta = multiscales[0]
             axes = "".join(a["name"] if isinstance(a, dict) else a for a in meta["axes"]).upper()
             if set(axes) - set("CZYX"):
@@ -219,6 +227,7 @@ def open_big_image(path, *, chunk_size: int = 2048) -> BigImage:
         elif isinstance(node, zarr.Array):
             kind, key, array = "zarr", None, node
             axes = attrs.get(ATTRIBUTE, {}).get("axes") or _plain_axes(node.shape)
+            alpha = bool(attrs.get(ATTRIBUTE, {}).get("alpha", False))
             scale = attrs.get(ATTRIBUTE, {}).get("scale", {})
             units = attrs.get(ATTRIBUTE, {}).get("units", {})
         else:
@@ -230,7 +239,8 @@ def open_big_image(path, *, chunk_size: int = 2048) -> BigImage:
         raise BigImageError(f"{path}: axes {axes!r} have no Y and X")
     chunks = _default_chunks(shape, axes, int(chunk_size))
     array = _lazy(path, kind, key, shape, np.dtype(dtype), chunks)
-    return BigImage(array, axes, kind, scale, units, levels, level_shapes)
+    alpha = alpha and "C" in axes and shape[axes.index("C")] > 1
+    return BigImage(array, axes, kind, scale, units, levels, level_shapes, alpha)
 
 
 def _tiff_physical(tif, page, axes) -> tuple[dict, dict]:
@@ -352,7 +362,7 @@ def write_big_image(
         if store.exists():
             shutil.rmtree(store)
         attrs = {"complete": False, "state": state, "axes": like.axes}
-        attrs.update(scale=like.scale, units=like.units)
+        attrs.update(scale=like.scale, units=like.units, alpha=like.alpha)
         if kind == "ome-zarr":
             group = zarr.open_group(store, mode="w", zarr_format=2)
             group.create_array("0", shape=result.shape, chunks=chunks, dtype=result.dtype)
@@ -531,6 +541,9 @@ def _write_bigtiff(array, path: Path, like: BigImage) -> None:
     if "Z" in like.scale:
         metadata.update(spacing=like.scale["Z"], unit=like.units.get("Z", ""))
     out_shape = tuple(shape[i] for i in order)
+    colour = out_shape[-1] - like.alpha if out_axes.endswith("S") else 1
+    if like.alpha:
+        kwargs["extrasamples"] = ["unassalpha"]
     tifffile.imwrite(
         path,
         tiles(),
@@ -538,7 +551,7 @@ def _write_bigtiff(array, path: Path, like: BigImage) -> None:
         dtype=array.dtype,
         tile=(side, side),
         bigtiff=True,
-        photometric="rgb" if out_axes.endswith("S") and out_shape[-1] == 3 else "minisblack",
+        photometric="rgb" if out_axes.endswith("S") and colour == 3 else "minisblack",
         planarconfig="contig" if channel is not None else None,
         metadata=metadata,
         **kwargs,

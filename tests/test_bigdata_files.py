@@ -84,6 +84,36 @@ def test_neural_on_a_colour_big_image_names_its_model(tmp_path, rng):
         assert zarr.open_array(out, mode="r").shape == (64, 64, 3)
 
 
+@pytest.mark.parametrize("colour", (3, 1))
+def test_alpha_channel_is_passed_through_as_in_memory(tmp_path, rng, colour):
+    """RGBA and gray+alpha TIFFs: the alpha channel is not a colour channel
+    (it used to be denoised with the others as a fourth one)."""
+    from nlmeans.io import read_image
+
+    pixels = _noisy(rng, (70, 60, colour), np.uint8)
+    alpha = np.full((70, 60, 1), 200, np.uint8)
+    alpha[:20] = 0
+    path = tmp_path / "rgba.tif"
+    photometric = "rgb" if colour == 3 else "minisblack"
+    tifffile.imwrite(
+        path, np.dstack([pixels, alpha]), photometric=photometric, extrasamples=["unassalpha"]
+    )
+    in_memory = tmp_path / "memory.tif"
+    assert _cli(path, "-o", in_memory, *CLI_PARAMS).exit_code == 0
+    for out in (tmp_path / "out.zarr", tmp_path / "out.tif"):
+        result = _cli(path, "-o", out, "--chunk-size", 32, *CLI_PARAMS)
+        assert result.exit_code == 0, result.output
+        if colour == 3:
+            assert "opponent colour" in result.stderr
+        back = bigio.open_big_image(out)
+        assert back.alpha
+        stored = np.asarray(back.array)
+        np.testing.assert_array_equal(stored[..., -1:], alpha)
+        np.testing.assert_array_equal(stored, read_image(in_memory).pixels)
+    page = tifffile.TiffFile(tmp_path / "out.tif").pages[0]
+    assert page.photometric.name == photometric.upper() and tuple(page.extrasamples) == (2,)
+
+
 def test_bigtiff_output_keeps_layout_and_resolution(tmp_path, rng):
     image = _noisy(rng, (40, 36, 3), np.uint8)
     src = tmp_path / "colour.tif"
