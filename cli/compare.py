@@ -93,7 +93,7 @@ def compare(
 ) -> None:
     """Compare denoisers by PSNR / SSIM / time under the protocol of the published tables.
 
-    Noise is added to clean images (not clipped); every method denoises the same noisy image. Missing optional methods (bm3d, the neural model) are reported as not installed / unavailable. With [bold]--json[/bold] stdout holds only JSON; otherwise a table per noise level (methods as rows, means over the images), best value per column in bold green.
+    Noise is added to clean images (not clipped); every method denoises the same noisy image. Missing optional methods (bm3d, the neural model) are reported as not installed / unavailable; a method that fails on an image shows as error, and the exit status is then 1. With [bold]--json[/bold] stdout holds only JSON; otherwise a table per noise level (methods as rows, means over the images), best value per column in bold green.
     """
     from . import _video
 
@@ -213,6 +213,12 @@ def compare(
         note(
             f"Report written to {report} (results.json, results.csv, report.md, {montages} montage(s))"
         )
+    failed = sum(record.status == ev.ERROR for record in result.records)
+    if failed:
+        # The table (and report) keep what did run; a script still learns
+        # that something did not (a method not installed is not a failure).
+        error(f"{failed} of {len(result.records)} runs failed (see above)")
+        raise typer.Exit(1)
 
 
 def _print_comparison(result) -> None:

@@ -571,6 +571,19 @@ def test_compare_usage_errors(images, with_image, args, fragment):
     assert fragment in _flat(result.stderr)
 
 
+def test_compare_exits_1_when_a_run_fails(crops, tmp_path):
+    """A method that fails on an image stays in the table as "error", and the
+    exit status says so (a script cannot read the table)."""
+    clean = tmp_path / "clean.png"
+    write_image(clean, crops["gray"])
+    thin = tmp_path / "thin.png"  # one pixel wide: no patch fits
+    write_image(thin, crops["gray"][:, :1])
+    result = invoke("compare", "--noisy", thin, "--clean", thin, "--methods", "fast")
+    assert result.exit_code == 1
+    assert "error" in result.stdout and "1 of 1 runs failed" in _flat(result.stderr)
+    assert "Traceback" not in result.output
+
+
 def test_compare_missing_image(tmp_path):
     result = invoke("compare", tmp_path / "nope.png", "--methods", "fast")
     _assert_one_line_error(result, "no such file")
