@@ -297,7 +297,11 @@ def _resolve(image, kwargs, sample_chunks):
         spread = stabilised[1]
         params = resolve_parameters(stand_in, sigma=1.0 / spread, **options)
         params = dataclasses.replace(
-            params, noise_model=model, sigma_estimated=False, automatic=automatic + params.automatic
+            params,
+            noise_model=model,
+            # As in memory: a model estimated from the image, not one given.
+            sigma_estimated=not isinstance(noise, NoiseModel),
+            automatic=automatic + params.automatic,
         )
     else:
         estimated = sigma is None

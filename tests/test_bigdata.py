@@ -329,6 +329,8 @@ def test_neural_gets_the_poisson_gaussian_map_on_dask(rng):
     x = da.from_array(image, chunks=(24, 96))  # each chunk spans the intensity range
     out, params = nlmeans.denoise(x, method="neural", return_params=True)
     assert params.noise_model is not None and params.noise_model.kind == "poisson-gaussian"
-    assert "noise" in params.automatic
+    assert "noise" in params.automatic and params.sigma_estimated  # as in memory
+    _, given = nlmeans.denoise(x, method="neural", noise=params.noise_model, return_params=True)
+    assert not given.sigma_estimated
     expected = nlmeans.denoise(image, method="neural", noise=params.noise_model)
     np.testing.assert_allclose(out.compute(), expected, atol=1e-5, rtol=0)
