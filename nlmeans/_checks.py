@@ -87,11 +87,17 @@ def _spatial_shape(image: np.ndarray, axis: int | None) -> tuple[int, ...]:
     return tuple(n for i, n in enumerate(image.shape) if i != axis)
 
 
+def _looks_like_colour_without_channel_axis(image: np.ndarray, axis: int | None) -> bool:
+    """A 3-D array with an axis of at most 4 and no ``channel_axis``: most likely
+    a colour image whose channels would be taken for a third spatial axis."""
+    return image.ndim == 3 and axis is None and min(image.shape) <= 4
+
+
 def _check_fits_patch(image: np.ndarray, axis: int | None, patch_size: int) -> None:
     spatial = _spatial_shape(image, axis)
     if min(spatial) < patch_size:
         hint = ""
-        if image.ndim == 3 and axis is None and min(image.shape) <= 4:
+        if _looks_like_colour_without_channel_axis(image, axis):
             hint = "; for a colour image pass channel_axis=-1"
         raise ValueError(
             f"image of spatial shape {spatial} is smaller than the patch "

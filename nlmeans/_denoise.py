@@ -18,6 +18,7 @@ from ._checks import (
     _check_image,
     _check_positive_odd,
     _check_real,
+    _looks_like_colour_without_channel_axis,
     _spatial_shape,
     check_threads,
 )
@@ -268,6 +269,12 @@ def resolve_parameters(
         patch_size = row["patch_size"]
         if spatial_ndim == 3:
             patch_size = min(patch_size, _VOLUME_MAX_PATCH_SIZE)
+        # An image narrower than the table's patch gets the largest odd patch
+        # it holds (an error only for a size the caller chose, and for what
+        # looks like a colour image without channel_axis: the error says so).
+        if not _looks_like_colour_without_channel_axis(image, axis):
+            narrowest = min(_spatial_shape(image, axis))
+            patch_size = max(1, min(patch_size, narrowest - (narrowest + 1) % 2))
         automatic.append("patch_size")
     else:
         patch_size = _check_positive_odd("patch_size", patch_size)

@@ -50,7 +50,8 @@ def denoise(
         Noise standard deviation on the image's float scale, subtracted in
         the weights. Estimated when None (see ``noise``).
     patch_size : int, optional
-        Odd width of the (square or cubic) patches. Automatic when None.
+        Odd width of the (square or cubic) patches. Automatic when None (the
+        table's, or the largest odd width an image narrower than that holds).
     patch_distance : int, optional
         Search radius: the window is ``2 * patch_distance + 1`` pixels wide
         per axis, clipped at the image border. Automatic when None.

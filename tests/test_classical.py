@@ -359,6 +359,24 @@ def test_image_smaller_than_patch():
     assert out.shape == (1, 1)
 
 
+@pytest.mark.parametrize("method", ["fast", "exact", "patchwise"])
+@pytest.mark.parametrize("shape, axis", [((3, 3), None), ((4, 40), None), ((3, 5, 3), -1)])
+def test_automatic_patch_fits_a_tiny_image(method, shape, axis, rng):
+    """The table's patch (5 for exact at this sigma) shrinks to what the image
+    holds; a patch the caller chose is never changed."""
+    image = 0.5 + 0.2 * rng.standard_normal(shape)
+    out, params = nlmeans.denoise(
+        image, method=method, channel_axis=axis, sigma=0.2, return_params=True
+    )
+    assert params.patch_size == 3 and "patch_size" in params.automatic
+    assert out.shape == image.shape and np.all(np.isfinite(out))
+    with pytest.raises(ValueError, match="smaller than the patch"):
+        nlmeans.denoise(image, method=method, channel_axis=axis, sigma=0.2, patch_size=5)
+    # Without channel_axis a colour image would be a 3-slice volume: still an error that says so.
+    with pytest.raises(ValueError, match="pass channel_axis"):
+        nlmeans.denoise(rng.random((30, 30, 3)), method="exact", sigma=0.2)
+
+
 # --------------------------------------------------------------------------
 # Kernel building blocks
 # --------------------------------------------------------------------------

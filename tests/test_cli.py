@@ -574,11 +574,13 @@ def test_compare_usage_errors(images, with_image, args, fragment):
 def test_compare_exits_1_when_a_run_fails(crops, tmp_path):
     """A method that fails on an image stays in the table as "error", and the
     exit status says so (a script cannot read the table)."""
-    clean = tmp_path / "clean.png"
-    write_image(clean, crops["gray"])
-    thin = tmp_path / "thin.png"  # one pixel wide: no patch fits
-    write_image(thin, crops["gray"][:, :1])
-    result = invoke("compare", "--noisy", thin, "--clean", thin, "--methods", "fast")
+    clean = tmp_path / "clean.tif"
+    write_image(clean, (crops["gray"] / 255).astype(np.float32))
+    broken = tmp_path / "nan.tif"  # readable, but no method takes NaN
+    pixels = (crops["gray"] / 255).astype(np.float32)
+    pixels[3, 4] = np.nan
+    write_image(broken, pixels)
+    result = invoke("compare", "--noisy", broken, "--clean", clean, "--methods", "fast")
     assert result.exit_code == 1
     assert "error" in result.stdout and "1 of 1 runs failed" in _flat(result.stderr)
     assert "Traceback" not in result.output
