@@ -445,7 +445,7 @@ def denoise(
         raise typer.Exit(1)
 
     import nlmeans
-    from nlmeans.io import merge_alpha, read_image, write_image
+    from nlmeans.io import check_format_holds, merge_alpha, read_image, write_image
 
     console = stderr_console()
     many = len(files) + len(problems) > 1
@@ -474,6 +474,9 @@ def denoise(
         if dst.exists() and not force:
             raise FileExistsError(f"{dst} already exists (use --force to overwrite)")
         _check_writable_folder(dst)
+        # The result has the input's channels and sample type: a format that
+        # cannot hold them is refused now, not after the denoising.
+        check_format_holds(dst, image.pixels.shape, image.pixels.dtype)
         color, alpha = image.split_alpha()
         axis = -1 if color.ndim == 3 else None
         kwargs = dict(

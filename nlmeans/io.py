@@ -74,6 +74,7 @@ __all__ = [
     "ImageWriteError",
     "OutputExistsError",
     "atomic_write_bytes",
+    "check_format_holds",
     "detect_format",
     "format_from_extension",
     "merge_alpha",
@@ -959,22 +960,7 @@ def write_image(
                 f"array has sample type {array.dtype} but the image it is written like has "
                 f"{like.pixels.dtype}; convert it first"
             )
-    if array.dtype.type not in _SUPPORTED_DTYPES:
-        raise ValueError(
-            f"cannot write samples of type {array.dtype} (use uint8, uint16, float32 or float64)"
-        )
-    if array.dtype.kind == "f" and fmt != "TIFF":
-        raise ValueError(
-            f"{path}: {fmt} cannot store float samples; convert to uint8/uint16 "
-            "(nlmeans.io.from_unit_float) or write a .tif file"
-        )
-    if fmt == "JPEG":
-        if array.dtype != np.uint8:
-            raise ValueError(
-                f"{path}: JPEG holds 8-bit samples only, got {array.dtype}; use .png or .tif"
-            )
-        if array.ndim == 3 and array.shape[2] in (2, 4):
-            raise ValueError(f"{path}: JPEG cannot store an alpha channel; use .png or .tif")
+    check_format_holds(path, array.shape, array.dtype)
     if not array.flags.c_contiguous:
         array = np.ascontiguousarray(array)
 
@@ -994,6 +980,35 @@ def write_image(
     else:
         data = _encode_jpeg(array, icc, exif)
     return atomic_write_bytes(path, data, force=force, protect=protect)
+
+
+def check_format_holds(path: str | os.PathLike, shape, dtype) -> str:
+    """The format of ``path`` (by extension), if it can store an array of
+    ``shape`` (channel-last) and ``dtype``; else ``ValueError`` /
+    :class:`ImageWriteError` naming what does not fit.
+
+    :func:`write_image` checks this before encoding; a caller can check it
+    before computing what it will write.
+    """
+    fmt = format_from_extension(path)
+    dtype = np.dtype(dtype)
+    if dtype.type not in _SUPPORTED_DTYPES:
+        raise ValueError(
+            f"cannot write samples of type {dtype} (use uint8, uint16, float32 or float64)"
+        )
+    if dtype.kind == "f" and fmt != "TIFF":
+        raise ValueError(
+            f"{path}: {fmt} cannot store float samples; convert to uint8/uint16 "
+            "(nlmeans.io.from_unit_float) or write a .tif file"
+        )
+    if fmt == "JPEG":
+        if dtype != np.uint8:
+            raise ValueError(
+                f"{path}: JPEG holds 8-bit samples only, got {dtype}; use .png or .tif"
+            )
+        if len(shape) == 3 and shape[2] in (2, 4):
+            raise ValueError(f"{path}: JPEG cannot store an alpha channel; use .png or .tif")
+    return fmt
 
 
 def _metadata_for(

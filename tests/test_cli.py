@@ -212,6 +212,24 @@ def test_jpeg_named_png(images):
     assert out.read_bytes().startswith(b"\x89PNG")  # the output is what its name says
 
 
+@pytest.mark.parametrize(
+    "name, out, fragment",
+    [
+        ("rgba", "x.jpg", "JPEG cannot store an alpha channel"),
+        ("gray_alpha", "x.jpeg", "JPEG cannot store an alpha channel"),
+        ("rgb16", "x.jpg", "JPEG holds 8-bit samples only"),
+        ("float", "x.png", "PNG cannot store float samples"),
+        ("rgb", "x.bmp", "cannot tell the image format"),
+        ("rgb", "noext", "cannot tell the image format"),
+    ],
+)
+def test_denoise_refuses_an_output_format_before_denoising(images, tmp_path, name, out, fragment):
+    result = invoke("denoise", images[name], "-o", tmp_path / out)
+    _assert_one_line_error(result, fragment)
+    assert "method fast" not in result.stderr  # the file's line comes only once it can be written
+    assert not (tmp_path / out).exists()
+
+
 def test_denoise_options(images, tmp_path):
     src = images["gray"]
     out = tmp_path / "custom.tif"
