@@ -258,7 +258,8 @@ def denoise(
             metavar="A,B",
             help="Give the Poisson-Gaussian model instead of estimating it: variance a*y + b "
             "on the [0, 1] scale, as A,B for every channel or A1,B1,A2,B2,... per channel "
-            "(see nlmeans estimate-noise --json).",
+            "(see nlmeans estimate-noise --json). With every A 0 the noise is Gaussian: "
+            "neural takes each channel's sigma, the classical methods one, sqrt(mean(B)).",
             show_default=False,
         ),
     ] = None,

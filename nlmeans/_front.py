@@ -93,7 +93,13 @@ def denoise(
         generalized Anscombe transform, denoised as Gaussian noise (every
         method, colour included) and mapped back by the exact unbiased
         inverse; ``h`` and ``h_chroma`` then apply to the stabilised image
-        rescaled to [0, 1], and ``sigma`` must not be given.
+        rescaled to [0, 1], and ``sigma`` must not be given. A Gaussian
+        model (``a = 0``) with a different ``b`` per channel: the network
+        takes it as a per-channel sigma map; the classical methods use one
+        sigma, ``sqrt(mean(b))``. Dividing each channel by its own sigma
+        instead lost 1.1 to 1.8 dB where the sigmas differ most (0.02 /
+        0.08 / 0.15) and gained at most 0.4 dB (``patchwise``) on milder
+        mixes (``benchmarks/per_channel_sigma.py``).
     threads : int, optional
         Number of threads (all of Numba's by default). The result is
         bit-identical for any value.
