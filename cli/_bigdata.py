@@ -121,6 +121,12 @@ def run(
     spatial_dims = sum(a in "ZYX" for a in probe.axes)
     channels = probe.array.shape[probe.channel_axis] if probe.channel_axis is not None else 1
     channels -= probe.alpha  # the colour channels: an alpha channel is passed through
+    given = options.get("noise")
+    if hasattr(given, "channels") and given.channels not in (1, channels):
+        # As for files that fit in memory: the file, not the option, is at odds.
+        raise ValueError(
+            f"--noise-params gives {given.channels} channel(s) but {src} has {channels}"
+        )
     side = chunk_size or (DEFAULT_CHUNK_2D if spatial_dims == 2 else DEFAULT_CHUNK_3D)
     image = bigio.open_big_image(src, chunk_size=side)
     color, color_axis = _color_of(image)

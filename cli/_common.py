@@ -120,6 +120,8 @@ def progress_bar(label: str, console):
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        # Not on a terminal (a log, a pipe, CI) a bar only leaves a blank line.
+        disable=not console.is_terminal,
     )
 
 

@@ -6,6 +6,7 @@ the checks, when they run).
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Optional
 
 import typer
@@ -35,11 +36,13 @@ def unit_scale(name: str):
     """Callback refusing values above 1 on the [0, 1] intensity scale."""
 
     def check(value: Optional[float]) -> Optional[float]:
+        if value is not None and math.isinf(value):  # NaN: the library's check says so
+            raise typer.BadParameter(f"{name} must be a finite number, got {value:g}")
         if value is not None and value > 1:
             raise typer.BadParameter(
                 f"{value:g} is above 1, but {name} is on the [0, 1] intensity scale. "
-                f"For 8-bit images divide gray levels by 255 ({value:g}/255 = {value / 255:.4f}); "
-                f"for 16-bit images by 65535 ({value:g}/65535 = {value / 65535:.6f})."
+                f"For 8-bit images divide gray levels by 255 ({value:g}/255 = {value / 255:.4g}); "
+                f"for 16-bit images by 65535 ({value:g}/65535 = {value / 65535:.4g})."
             )
         return value
 

@@ -66,6 +66,19 @@ def _parse_noise_params(text: Optional[str]) -> Optional[tuple[list[float], list
     return values[0::2], values[1::2]
 
 
+def _noise_model_option(pairs):
+    """The NoiseModel of --noise-params (None without it); a bad value is a usage error."""
+    if pairs is None:
+        return None
+    from nlmeans.noise import NoiseModel
+
+    a, b = pairs
+    try:
+        return NoiseModel("poisson-gaussian" if any(a) else "gaussian", a, b)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--noise-params") from None
+
+
 def _output_path(
     src: Path, image_format: str, output: Optional[Path], out_dir: Optional[Path]
 ) -> Path:
@@ -429,15 +442,7 @@ def denoise(
             f"--sigma describes white Gaussian noise; it cannot be combined with --noise {noise.value}",
             param_hint="--sigma",
         )
-    noise_model = None
-    if pairs is not None:
-        from nlmeans.noise import NoiseModel
-
-        a, b = pairs
-        try:
-            noise_model = NoiseModel("poisson-gaussian" if any(a) else "gaussian", a, b)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--noise-params") from None
+    noise_model = _noise_model_option(pairs)
     if out_dir is not None:
         _check_out_dir(out_dir)  # created just before the first write: a failed run leaves none
     for item, why in problems:
@@ -573,11 +578,9 @@ def _denoise_big(**args) -> None:
     )
     if args["color_space"] is not ColorSpace.auto:
         options["color_space"] = args["color_space"].value
-    pairs = _parse_noise_params(args["noise_params"])
-    if pairs is not None:
-        from nlmeans.noise import NoiseModel
-
-        options["noise"] = NoiseModel("poisson-gaussian" if any(pairs[0]) else "gaussian", *pairs)
+    noise_model = _noise_model_option(_parse_noise_params(args["noise_params"]))
+    if noise_model is not None:
+        options["noise"] = noise_model
     elif args["noise"] is not Noise.gaussian:
         options["noise"] = args["noise"].value
     _bigdata.run(

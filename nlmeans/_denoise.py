@@ -150,7 +150,8 @@ def _check_color_space(image: np.ndarray, axis: int | None, color_space) -> str:
     if axis is None:
         if color_space == "opponent":
             raise ValueError(
-                "color_space='opponent' needs an image with 3 colour channels (pass channel_axis)"
+                "color_space='opponent' needs an image with 3 colour channels; this one is "
+                "gray (no channel_axis)"
             )
         return "gray"
     n_channels = image.shape[axis]

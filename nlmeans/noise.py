@@ -110,8 +110,17 @@ def _as_parameter_tuple(name: str, value) -> tuple[float, ...]:
                 f"{label} must be non-negative: a*y + b would be a negative variance "
                 f"at black (y = 0), got {float(item)}"
             )
-        out.append(_check_real(label, item, positive=False))
+        value = _check_real(label, item, positive=False)
+        if value > _LARGEST_PARAMETER:
+            # Squares and sums of such values overflow to inf in the transform.
+            raise ValueError(f"{label} must be below {_LARGEST_PARAMETER:g}, got {value:g}")
+        out.append(value)
     return tuple(out)
+
+
+# a and b above this (a variance of 1e100 on the image's scale) mean nothing
+# and would overflow in the variance-stabilising transform.
+_LARGEST_PARAMETER = 1e100
 
 
 @dataclass(frozen=True)

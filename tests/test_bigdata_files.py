@@ -252,6 +252,22 @@ def test_bad_big_data_options(gray_tiff, tmp_path, extra, message):
     assert not (tmp_path / "out.zarr").exists()
 
 
+@pytest.mark.parametrize(
+    ("params", "code", "message"),
+    [
+        ("-1,0.001", 2, "Invalid value for --noise-params: a must be non-negative"),
+        ("0.01,0.001,0.01,0.001", 1, "--noise-params gives 2 channel(s) but"),
+    ],
+)
+def test_bad_noise_params_on_a_big_image_name_the_option(
+    gray_tiff, tmp_path, params, code, message
+):
+    path, _ = gray_tiff
+    result = _cli(path, "-o", tmp_path / "out.zarr", "--noise-params", params)
+    assert result.exit_code == code and message in " ".join(result.output.split())
+    assert "Traceback" not in result.output and not (tmp_path / "out.zarr").exists()
+
+
 def test_existing_zarr_needs_force(gray_tiff, tmp_path):
     path, image = gray_tiff
     out = tmp_path / "out.zarr"

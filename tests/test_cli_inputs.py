@@ -520,7 +520,13 @@ BAD_INPUT = [
     Case("h-negative", _setup_option("--h", "-0.1"), ("g.png", r"\bh must be positive")),
     Case("h-nan", _setup_option("--h", "nan"), ("g.png", r"\bh must be finite")),
     Case("h-above-one", _setup_option("--h", "25"), ("--h", "above 1", "divide"), exit_code=2),
-    Case("h-infinite", _setup_option("--h", "inf"), ("--h", "above 1"), exit_code=2),
+    Case("h-infinite", _setup_option("--h", "inf"), ("--h", "finite number"), exit_code=2),
+    Case(
+        "sigma-huge",
+        _setup_option("--sigma", "1e300"),
+        ("--sigma", "above 1", r"1e\+300/255 = 3\.922e\+297"),
+        exit_code=2,
+    ),
     Case("h-not-a-number", _setup_option("--h", "abc"), ("--h", "number"), exit_code=2),
     Case(
         "sigma-negative", _setup_option("--sigma", "-0.1"), ("g.png", "sigma must be non-negative")

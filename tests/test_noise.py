@@ -129,6 +129,7 @@ def test_model_as_dict_round_trips_through_json():
         ),
         (dict(kind="gaussian", a=0.01, b=1e-4), ValueError, "^a must be 0"),
         (dict(kind="gaussian", a=0.0, b=float("nan")), ValueError, "^b must be finite"),
+        (dict(kind="poisson-gaussian", a=1e308, b=1e-4), ValueError, "^a must be below 1e"),
         (dict(kind="gaussian", a=0.0, b=()), ValueError, "^b must hold one value"),
         (dict(kind="gaussian", a=0.0, b="0.1"), TypeError, "^b must be a real number"),
         (dict(kind="gaussian", a=True, b=0.1), TypeError, "^a must be a real number"),
