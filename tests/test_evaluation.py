@@ -197,17 +197,22 @@ def test_compare_synthetic_records_and_seeds(crops):
 @pytest.mark.filterwarnings("ignore:image is size 3")  # skimage's sigma estimate on the 3x3 image
 def test_an_error_on_one_image_does_not_stop_the_rest(tmp_path, crops):
     folder, _, _ = crops
-    write_image(
-        tmp_path / "tiny.png", np.full((2, 2), 100, np.uint8)
-    )  # below every automatic patch
-    result = ev.compare_synthetic(
-        [tmp_path / "tiny.png", folder / "b_gray.png"], [25], "fast,opencv", threads=1
+    broken = np.full((20, 20), 0.4, np.float32)
+    broken[3, 4] = np.nan  # readable, but no method takes NaN
+    write_image(tmp_path / "nan.tif", broken)
+    result = ev.compare_paired(
+        [tmp_path / "nan.tif", folder / "b_gray.png"],
+        [tmp_path / "nan.tif", folder / "b_gray.png"],
+        "fast,skimage-best",
+        threads=1,
     )
     by = {(r.image, r.method): r for r in result.records}
-    assert by[("tiny.png", "fast")].status == "error"
-    assert "patch" in by[("tiny.png", "fast")].message
-    assert by[("tiny.png", "opencv")].status == "ok"
+    assert by[("nan.tif", "fast")].status == "error"
+    assert "NaN" in by[("nan.tif", "fast")].message
     assert by[("b_gray.png", "fast")].status == "ok"
+    assert by[("b_gray.png", "skimage-best")].status == "ok"
+    row = next(a for a in result.averages() if a["method"] == "fast")
+    assert row["images"] == 1 and row["status"] == "1 of 2 failed"
     row = next(a for a in result.averages() if a["method"] == "fast")
     assert row["images"] == 1 and row["status"] == "1 of 2 failed"
 
