@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -464,6 +465,8 @@ class SequenceWriter:
             raise FileExistsError(f"{self.dst} already exists (use --force to overwrite)")
         if self.dst.exists() and _same(self.dst, like.path):
             raise SequenceError(f"{self.dst}: refusing to write onto the input")
+        if self.dst.is_dir():
+            _check_replaceable_folder(self.dst, Path(like.path))
         if suffix in VIDEO_SUFFIXES:
             self.kind = "video"
         elif suffix in TIFF_SUFFIXES:
@@ -700,6 +703,29 @@ class _HyperstackWriter:
             self._put(None)
         self._thread.join()
         self._raise()
+
+
+# The files of a folder-of-frames output (SequenceWriter.write names them).
+_FRAME_FILE = re.compile(r"frame_\d{6}\.(png|tif)")
+
+
+def _check_replaceable_folder(folder: Path, source: Path) -> None:
+    """Refuse to replace ``folder`` (``force`` or not) unless it holds only the
+    frames of an earlier folder output: replacing removes it whole, and the
+    input, or files that are not ours, must never go with it."""
+    inside = source.resolve()
+    if inside == folder.resolve() or folder.resolve() in inside.parents:
+        raise SequenceError(
+            f"{folder}: the input {source} is inside it; refusing to replace the folder"
+        )
+    others = sorted(p.name for p in folder.iterdir() if not _FRAME_FILE.fullmatch(p.name))
+    if others:
+        raise SequenceError(
+            f"{folder}: holds {len(others)} entr{'y' if len(others) == 1 else 'ies'} that "
+            f"{'is' if len(others) == 1 else 'are'} not frames of an earlier output "
+            f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); refusing to "
+            "replace it, even with --force: name another output folder"
+        )
 
 
 def _same(a: Path, b: Path) -> bool:

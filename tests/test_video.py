@@ -173,6 +173,30 @@ def test_existing_output_needs_force(clips, tmp_path):
     assert result.exit_code == 0 and open_sequence(dst).n_frames == 6
 
 
+def test_force_never_replaces_a_folder_holding_the_input_or_other_files(clips, tmp_path):
+    """Replacing a folder output removes the folder whole: only one that holds
+    nothing but an earlier output's frames may go."""
+    stack = tmp_path / "work" / "stack.tif"
+    stack.parent.mkdir()
+    tifffile.imwrite(stack, clips["frames"][:4])
+    (stack.parent / "thesis.txt").write_text("mine")
+    result = invoke("denoise", stack, "-o", stack.parent, "--force", *FAST)
+    assert result.exit_code == 1 and "the input" in result.stderr
+    assert sorted(p.name for p in stack.parent.iterdir()) == ["stack.tif", "thesis.txt"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    result = invoke("denoise", stack, "-o", other, "--force", *FAST)
+    assert result.exit_code == 1 and "not frames of an earlier output" in result.stderr
+    assert (other / "notes.txt").read_text() == "mine"
+    # An earlier folder output is replaced, as --force says.
+    out = tmp_path / "out"
+    for _ in range(2):
+        result = invoke("denoise", stack, "-o", out, "--force", *FAST)
+        assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"frame_{i:06d}.png" for i in range(4)]
+
+
 def test_writer_discards_incomplete_output(clips, tmp_path):
     source = open_sequence(clips["mkv"])
     dst = tmp_path / "partial.mkv"
