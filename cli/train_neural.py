@@ -25,6 +25,17 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|min|h)?\s*$")
 _UNIT_SECONDS = {None: 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 
+def _check_output_place(path: Path, option: str) -> None:
+    """A file can be written at ``path``: not a folder, in a folder that exists."""
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a folder; give a file name", param_hint=option)
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise typer.BadParameter(
+            f"the folder of {path} does not exist (or is not a folder)", param_hint=option
+        )
+
+
 def _parse_duration(text: Optional[str], option: str = "--max-time") -> Optional[float]:
     """``"90"``, ``"90s"``, ``"40m"``, ``"1.5h"`` -> seconds."""
     if text is None:
@@ -323,6 +334,26 @@ def train_neural(
         raise typer.BadParameter(
             f"{export} already exists (use --force to overwrite)", param_hint="--export"
         )
+    # Where the results go is checked now, not after the training.
+    _check_output_place(target, "--out")
+    if export is not None:
+        _check_output_place(export, "--export")
+        if export.absolute() == target.absolute():
+            raise typer.BadParameter(
+                f"{export} is also the checkpoint (--out); the inference weights need their own name",
+                param_hint="--export",
+            )
+        sidecar = export.with_suffix(".json")  # export_weights writes the config beside them
+        if sidecar.absolute() == target.absolute() or (sidecar.exists() and not force):
+            raise typer.BadParameter(
+                f"{sidecar} (the weights' config, written beside {export.name}) "
+                + (
+                    "is the checkpoint"
+                    if sidecar.absolute() == target.absolute()
+                    else "already exists (use --force to overwrite)"
+                ),
+                param_hint="--export",
+            )
 
     import warnings
 

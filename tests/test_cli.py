@@ -765,6 +765,29 @@ def test_train_neural_time_budget_grad_clip_and_epoch_length(tmp_path, training_
         assert not (tmp_path / "x.pt").exists()
 
 
+def test_train_neural_checks_where_results_go_before_training(tmp_path, training_folder):
+    """Each refused before a step is trained (nothing appears, "step" is never printed)."""
+    data = training_folder
+    (tmp_path / "notes.json").write_text("mine")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    cases = [
+        (["--out", tmp_path / "x.pt", "--export", tmp_path / "x.pt"], "--export", "also the checkpoint"),
+        (["--out", tmp_path / "x.pt", "--export", tmp_path / "notes.safetensors"], "--export",
+         "notes.json"),
+        (["--out", tmp_path / "folder", "--force"], "--out", "is a folder"),
+        (["--out", tmp_path / "file" / "x.pt"], "--out", "does not exist"),
+        (["--out", tmp_path / "x.pt", "--export", tmp_path / "file" / "w.safetensors"], "--export",
+         "does not exist"),
+    ]  # fmt: skip
+    for extra, option, fragment in cases:
+        result = invoke("train-neural", "--data", data, "--steps", "1", *extra)
+        assert result.exit_code == 2, (extra, result.output)
+        assert option in _flat(result.stderr) and fragment in _flat(result.stderr), result.stderr
+        assert "step" not in result.stdout and not (tmp_path / "x.pt").exists()
+    assert (tmp_path / "notes.json").read_text() == "mine"
+
+
 def test_train_neural_usage_errors(tmp_path):
     result = invoke("train-neural", "--data", tmp_path / "none")
     assert result.exit_code == 2 and "not a folder" in _flat(result.stderr)
