@@ -17,6 +17,8 @@ import typer
 
 #: Extensions looked for when a folder is given (same as nlmeans.io.IMAGE_EXTENSIONS).
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+#: Video files (same as nlmeans.video.VIDEO_SUFFIXES, without importing it).
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -139,16 +141,19 @@ def has_glob(text: str) -> bool:
 
 
 def expand_inputs(
-    items: Iterable[str], *, skip_suffix: str | None = None
+    items: Iterable[str], *, skip_suffix: str | None = None, videos: bool = False
 ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Files, folders (their image files, sorted) and glob patterns -> paths.
 
     Returns ``(paths, problems)``; ``problems`` lists ``(item, reason)`` for
     items that name nothing. Files given by name are kept whatever their
     extension (the content decides); in folders and globs only image
-    extensions count. ``skip_suffix``: in folders, leave out files whose stem
-    ends with it (earlier outputs such as ``*_denoised.png``).
+    extensions count (and video ones with ``videos``). ``skip_suffix``: in
+    folders, leave out files whose stem ends with it (earlier outputs such as
+    ``*_denoised.png``).
     """
+    suffixes = IMAGE_SUFFIXES + (VIDEO_SUFFIXES if videos else ())
+    kinds = "PNG, TIFF, JPEG or video" if videos else "PNG, TIFF or JPEG"
     paths: list[Path] = []
     problems: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -160,7 +165,7 @@ def expand_inputs(
             paths.append(path)
 
     def is_image_name(path: Path) -> bool:
-        return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+        return path.suffix.lower() in suffixes and not path.name.startswith(".")
 
     for item in items:
         path = Path(item)
@@ -172,7 +177,7 @@ def expand_inputs(
             if skip_suffix:
                 found = [p for p in found if not p.stem.endswith(skip_suffix)]
             if not found:
-                problems.append((item, "folder holds no PNG, TIFF or JPEG file"))
+                problems.append((item, f"folder holds no {kinds} file"))
             for p in found:
                 add(p)
         elif path.exists():
@@ -181,7 +186,12 @@ def expand_inputs(
             matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
             files = [m for m in matches if m.is_file() and is_image_name(m)]
             if not files:
-                problems.append((item, "no image file matches this pattern"))
+                problems.append(
+                    (
+                        item,
+                        f"no {'image or video' if videos else 'image'} file matches this pattern",
+                    )
+                )
             for p in files:
                 add(p)
         else:

@@ -17,9 +17,15 @@ from typing import Optional
 
 import typer
 
-from ._common import error, note, progress_bar, stderr_console, stdout_console, warn
-
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov")  # same as nlmeans.video.VIDEO_SUFFIXES
+from ._common import (
+    VIDEO_SUFFIXES,
+    error,
+    note,
+    progress_bar,
+    stderr_console,
+    stdout_console,
+    warn,
+)
 
 
 def is_sequence_input(item: str, *, folders: bool) -> bool:
@@ -76,13 +82,8 @@ def denoise_sequences(
     lossless: bool,
     threads: Optional[int],
     force: bool,
-) -> None:
-    """Denoise each sequence of ``inputs`` into its output; exit 1 if any failed."""
-    if output is not None and len(inputs) != 1:
-        raise typer.BadParameter(
-            f"--output takes exactly one input, got {len(inputs)}; use --out-dir for several",
-            param_hint="--output",
-        )
+) -> int:
+    """Denoise each sequence of ``inputs`` into its output; returns how many failed."""
     console = stderr_console()
     failures = 0
     for item in inputs:
@@ -97,14 +98,40 @@ def denoise_sequences(
             error(message if str(src) in message else f"{src}: {message}")
             continue
         typer.echo(str(dst))
-    if failures:
-        raise typer.Exit(1)
+    return failures
+
+
+def sequence_inputs(items: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The inputs of ``--sequence``: folders of frames, videos and TIFF stacks,
+    glob patterns expanded; ``(paths, problems)`` as ``expand_inputs`` gives them."""
+    import glob as globbing
+
+    from ._common import has_glob
+
+    paths, problems = [], []
+    for item in items:
+        path = Path(item)
+        if not path.exists() and has_glob(item):
+            matches = sorted(Path(m) for m in globbing.glob(item, recursive=True))
+            found = [m for m in matches if m.is_dir() or is_sequence_input(str(m), folders=False)]
+            if not found:
+                problems.append((item, "no folder, video or TIFF stack matches this pattern"))
+            paths.extend(found)
+        elif not path.exists():
+            problems.append((item, "no such file or folder"))
+        elif path.is_dir() or is_sequence_input(item, folders=False):
+            paths.append(path)
+        else:
+            problems.append(
+                (item, "not a sequence: --sequence takes folders of frames, videos and TIFF stacks")
+            )
+    return paths, problems
 
 
 def _denoise_one(src, output, out_dir, options, lossless, threads, force, console) -> Path:
     import nlmeans
     from nlmeans.io import max_value
-    from nlmeans.video import ESTIMATE_FRAMES, SequenceWriter, open_sequence
+    from nlmeans.video import ESTIMATE_FRAMES, SequenceWriter, open_sequence, output_kind
 
     source = open_sequence(src)
     dst = _output_for(src, output, out_dir, lossless)
@@ -114,6 +141,7 @@ def _denoise_one(src, output, out_dir, options, lossless, threads, force, consol
     params = nlmeans.resolve_sequence_parameters(
         first, n_frames=source.n_frames, channel_axis=axis, **options
     )
+    output_kind(dst)  # a name no sequence can be written as: refused before out_dir is made
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     # The writer refuses what it cannot write (existing output, a container

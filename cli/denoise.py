@@ -373,7 +373,29 @@ def denoise(
         return _denoise_big(**locals())
     from . import _video
 
-    if sequence or any(_video.is_sequence_input(i, folders=False) for i in inputs):
+    # Videos and TIFF stacks go down the sequence path, still images down the
+    # image path, in one batch; --sequence makes every input a sequence
+    # (folders: frames).
+    if sequence:
+        sequences, problems = _video.sequence_inputs(inputs)
+        files = []
+    else:
+        found, problems = expand_inputs(inputs, skip_suffix="_denoised", videos=True)
+        sequences = [f for f in found if _video.is_sequence_input(str(f), folders=False)]
+        files = [f for f in found if f not in sequences]
+    total = len(sequences) + len(files) + len(problems)
+    if output is not None and total != 1:
+        raise typer.BadParameter(
+            f"--output takes exactly one input, got {total}; use --out-dir for several",
+            param_hint="--output",
+        )
+    if not sequences and (temporal_radius is not None or lossless):
+        raise typer.BadParameter(
+            "--temporal-radius and --lossless apply to sequences (videos, TIFF stacks, "
+            "folders with --sequence)"
+        )
+    sequence_failures = 0
+    if sequences:
         if noise not in (Noise.gaussian, Noise.white) or noise_params is not None:
             raise typer.BadParameter(
                 "sequences take Gaussian noise (the Poisson-Gaussian path is for images only)"
@@ -383,6 +405,10 @@ def denoise(
                 "sequences run on the CPU: drop --device cuda", param_hint="--device"
             )
         check_threads_option(threads)
+        if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+            raise typer.BadParameter(
+                f"{out_dir} exists and is not a folder", param_hint="--out-dir"
+            )
         options = dict(
             method=method.value,
             h=h,
@@ -393,8 +419,8 @@ def denoise(
             color_space=color_space.value,
             h_chroma=h_chroma,
         )
-        _video.denoise_sequences(
-            inputs,
+        sequence_failures = _video.denoise_sequences(
+            [str(p) for p in sequences],
             output=output,
             out_dir=out_dir,
             options=options,
@@ -402,18 +428,12 @@ def denoise(
             threads=threads,
             force=force,
         )
-        return
-    if temporal_radius is not None or lossless:
-        raise typer.BadParameter(
-            "--temporal-radius and --lossless apply to sequences (videos, TIFF stacks, "
-            "folders with --sequence)"
-        )
-    files, problems = expand_inputs(inputs, skip_suffix="_denoised")
-    if output is not None and len(files) + len(problems) != 1:
-        raise typer.BadParameter(
-            f"--output takes exactly one input, got {len(files) + len(problems)}; use --out-dir for several",
-            param_hint="--output",
-        )
+        if not files:
+            for item, why in problems:
+                error(f"{item}: {why}")
+            if sequence_failures or problems:
+                raise typer.Exit(1)
+            return
     if output is not None and output.is_dir():
         raise typer.BadParameter(f"{output} is a folder; use --out-dir", param_hint="--output")
     if output is not None and not output.absolute().parent.is_dir():
@@ -554,7 +574,7 @@ def denoise(
         _print_denoise_summary(rows, failures)
     else:
         run_one(files[0])
-    if failures:
+    if failures or sequence_failures:
         raise typer.Exit(1)
 
 

@@ -741,7 +741,11 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> ImageFile:
                 )
             page = tif.pages[0]
             series = tif.series[0]
-            axes, shape = series.axes, series.shape
+            # A one-frame stack (tifffile writes (1, H, W) as axes "QYX"):
+            # axes of length 1 other than Y, X and the samples say nothing.
+            keep = [i for i, a in enumerate(series.axes) if a in "YXS" or series.shape[i] != 1]
+            axes = "".join(series.axes[i] for i in keep)
+            shape = tuple(series.shape[i] for i in keep)
             if axes not in ("YX", "YXS", "SYX"):
                 raise ImageReadError(
                     f"{path}: unsupported TIFF layout (axes {axes}, shape {shape})"
@@ -752,7 +756,7 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> ImageFile:
             icc = page.iccprofile
             problem = _tiff_problem(problems)
             if problem is None:
-                pixels = series.asarray()
+                pixels = series.asarray().reshape(shape)
                 problem = _tiff_problem(problems)
             if problem is not None:
                 raise ImageReadError(f"{path}: corrupt TIFF file ({problem})")

@@ -429,6 +429,22 @@ def _encoder_settings(codec: str, source: SequenceSource) -> tuple[dict, int | N
     return {}, max(high, 2 * (source.bit_rate or 0))
 
 
+def output_kind(dst) -> str:
+    """``"video"``, ``"tiff"`` or ``"folder"``: what :class:`SequenceWriter`
+    writes at ``dst``, by its suffix; :class:`SequenceError` for another."""
+    suffix = Path(dst).suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    if suffix in TIFF_SUFFIXES:
+        return "tiff"
+    if suffix == "":
+        return "folder"
+    raise SequenceError(
+        f"{dst}: cannot tell the output kind from {suffix!r}; use "
+        f"{', '.join(VIDEO_SUFFIXES)}, .tif, or a folder name without a suffix"
+    )
+
+
 class SequenceWriter:
     """Write frames to a video file, a multi-page TIFF or a folder, one at a time.
 
@@ -467,17 +483,7 @@ class SequenceWriter:
             raise SequenceError(f"{self.dst}: refusing to write onto the input")
         if self.dst.is_dir():
             _check_replaceable_folder(self.dst, Path(like.path))
-        if suffix in VIDEO_SUFFIXES:
-            self.kind = "video"
-        elif suffix in TIFF_SUFFIXES:
-            self.kind = "tiff"
-        elif suffix == "":
-            self.kind = "folder"
-        else:
-            raise SequenceError(
-                f"{self.dst}: cannot tell the output kind from {suffix!r}; use "
-                f"{', '.join(VIDEO_SUFFIXES)}, .tif, or a folder name without a suffix"
-            )
+        self.kind = output_kind(self.dst)
         if lossless and self.kind == "video" and suffix != ".mkv":
             raise SequenceError(
                 f"{self.dst}: lossless video is FFV1 in Matroska: name the output .mkv "

@@ -382,7 +382,7 @@ def test_folders_and_globs(images, tmp_path):
     )
     assert "8 of 8 image(s) denoised" in result.stdout
     result = invoke("denoise", str(tmp_path / "nothing*.png"))
-    _assert_one_line_error(result, "no image file matches")
+    _assert_one_line_error(result, "no image or video file matches")
 
 
 def test_output_option_conflicts(images, tmp_path):

@@ -197,6 +197,41 @@ def test_force_never_replaces_a_folder_holding_the_input_or_other_files(clips, t
     assert sorted(p.name for p in out.iterdir()) == [f"frame_{i:06d}.png" for i in range(4)]
 
 
+def test_a_batch_of_images_videos_and_stacks_each_takes_its_own_path(clips, tmp_path):
+    """Globs and folders reach videos and stacks too; still images stay images."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "clip.mkv").write_bytes(clips["mkv"].read_bytes())
+    tifffile.imwrite(src / "stack.tif", clips["frames"][:5, ..., 0])
+    tifffile.imwrite(src / "one.tif", clips["frames"][:1, ..., 0])  # a one-frame stack
+    write_image(src / "still.png", clips["frames"][0])
+    out = tmp_path / "out"
+    result = invoke("denoise", src / "*", "--out-dir", out, *FAST)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "clip_denoised.mkv", "one_denoised.tif", "stack_denoised.tif", "still_denoised.png"
+    ]  # fmt: skip
+    assert open_sequence(out / "stack_denoised.tif").n_frames == 5
+    assert tifffile.imread(out / "one_denoised.tif").shape == clips["frames"].shape[1:3]
+    assert open_sequence(out / "clip_denoised.mkv").n_frames == 6
+    # A folder given whole: the same split (earlier outputs named *_denoised are skipped).
+    again = invoke("denoise", src, "--out-dir", tmp_path / "again", *FAST)
+    assert again.exit_code == 0, again.stderr
+    assert len(list((tmp_path / "again").iterdir())) == 4
+
+
+def test_sequence_option_refuses_a_still_image_before_writing(clips, tmp_path):
+    still = tmp_path / "still.png"
+    write_image(still, clips["frames"][0])
+    result = invoke("denoise", still, "--sequence", "--out-dir", tmp_path / "new")
+    assert result.exit_code == 1 and "not a sequence" in result.stderr
+    assert not (tmp_path / "new").exists()
+    result = invoke("denoise", clips["mkv"], "--out-dir", tmp_path / "new2", "-o", tmp_path / "x")
+    assert result.exit_code == 2
+    result = invoke("denoise", clips["mkv"], "-o", tmp_path / "new3" / "x.png", *FAST)
+    assert result.exit_code != 0 and not (tmp_path / "new3").exists()
+
+
 def test_writer_discards_incomplete_output(clips, tmp_path):
     source = open_sequence(clips["mkv"])
     dst = tmp_path / "partial.mkv"
