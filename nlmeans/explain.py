@@ -129,6 +129,9 @@ def neural_attention(
 ) -> tuple[np.ndarray, dict]:
     """Attention of the shipped model's first ``NonLocalBlock2d`` for one pixel.
 
+    A colour model (3 input channels) is given the gray image in each channel;
+    a spacetime model is refused (``ValueError``).
+
     ``gray``: 2-D float image in [0, 1]. Runs the network once, captures the
     input of its first non-local block (at the network's working resolution)
     and returns ``block.attention_map(x, query)`` for the block position that
@@ -145,6 +148,11 @@ def neural_attention(
     from .neural.block import NonLocalBlock2d
 
     model = load_model(weights)
+    if model.config.spacetime:
+        raise ValueError(
+            f"{weights}: a spacetime model ({model.config.frames} frames) attends over a clip; "
+            "explain shows one image: give a single-image model"
+        )
     block = next((m for m in model.modules() if isinstance(m, NonLocalBlock2d)), None)
     if block is None:
         raise LookupError("the neural model has no non-local block")
@@ -157,6 +165,8 @@ def neural_attention(
     handle = block.register_forward_pre_hook(hook)
     try:
         x = torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))[None, None]
+        # A colour model sees the gray image in its R, G and B (explain works on gray).
+        x = x.expand(1, model.config.in_channels, *gray.shape)
         sigma = None
         if not model.blind:
             import nlmeans

@@ -146,6 +146,24 @@ def test_explain_pixel_with_a_neural_model(tmp_path):
     assert result.notes == []
 
 
+def test_explain_pixel_with_colour_and_spacetime_models(tmp_path):
+    """A colour model sees the gray image in R, G and B; a spacetime model is
+    refused by name (both used to fail on the tensor's shape)."""
+    torch = pytest.importorskip("torch")
+    from nlmeans.neural import DenoiserConfig, NonLocalDenoiser, save_weights
+
+    torch.manual_seed(0)
+    colour = NonLocalDenoiser(DenoiserConfig(in_channels=3, noise_level_input=True))
+    weights = save_weights(tmp_path / "colour.safetensors", colour)
+    u = _noisy_crop(size=32)
+    result = explain_pixel(u, (10, 11), neural_weights=weights, patch_size=3, patch_distance=3)
+    assert result.attention is not None and result.attention.sum() == pytest.approx(1.0, abs=1e-5)
+    clip = NonLocalDenoiser(DenoiserConfig(frames=3))
+    weights = save_weights(tmp_path / "clip.safetensors", clip)
+    with pytest.raises(ValueError, match="clip.safetensors: a spacetime model"):
+        explain_pixel(u, (10, 11), neural_weights=weights, patch_size=3, patch_distance=3)
+
+
 def test_explain_pixel_reports_a_missing_model(tmp_path):
     pytest.importorskip("torch")
     u = _noisy_crop(size=24)
