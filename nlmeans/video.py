@@ -203,21 +203,33 @@ def _open_video(path: Path) -> SequenceSource:
         n_frames = int(stream.frames or 0)
         if n_frames <= 0:
             # Matroska and others do not store the count: count the packets.
+            n_frames, last_end = 0, None  # last_end: where the last packet ends, in seconds
             try:
-                n_frames = sum(1 for p in container.demux(stream) if p.size)
+                for packet in container.demux(stream):
+                    if not packet.size:
+                        continue
+                    n_frames += 1
+                    if packet.pts is not None and packet.duration and stream.time_base:
+                        end = float((packet.pts + packet.duration) * stream.time_base)
+                        last_end = end if last_end is None else max(last_end, end)
             except av.error.FFmpegError as exc:
                 raise SequenceError(
                     f"{path}: the video is truncated or corrupt ({_reason(exc)})"
                 ) from None
             # The header's duration (written last by the muxer) tells a
-            # truncated file: fewer packets than the duration holds.
+            # truncated file: fewer packets than the duration holds. Rounding
+            # can make an intact file look one frame short, so one missing
+            # frame counts only where the packets also end half a frame or
+            # more before the duration.
             duration = (
                 float(stream.duration * stream.time_base)
                 if stream.duration and stream.time_base
                 else (container.duration or 0) / 1e6
             )
             expected = int(round(duration * float(fps))) if fps and duration else 0
-            if expected and n_frames < expected - 1:
+            start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+            short = last_end is not None and last_end - start < duration - 0.5 / float(fps)
+            if expected and (n_frames < expected - 1 or (n_frames < expected and short)):
                 raise SequenceError(
                     f"{path}: the video is truncated: {n_frames} frames where its header "
                     f"says {expected}"

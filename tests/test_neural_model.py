@@ -238,6 +238,19 @@ def test_denoise_rejects_bad_input():
         nn_.denoise(np.full((8, 8), np.nan, np.float32), weights=model)
     with pytest.raises(ValueError):
         nn_.denoise(np.zeros((8, 8), np.float32), sigma=-1.0, weights=model)
+    image = np.zeros((8, 8), np.float32)
+    for kwargs, error, match in [
+        (dict(tile_size=0), ValueError, "tile_size must be a positive integer"),
+        (dict(tile_size=-5), ValueError, "tile_size must be a positive integer"),
+        (dict(threads=0), ValueError, "threads must be a positive integer"),
+        (dict(sigma=np.zeros((8, 8))), ValueError, r"sigma must be one number.*noise_map="),
+    ]:
+        with pytest.raises(error, match=match):
+            nn_.denoise(image, weights=model, **kwargs)
+    with pytest.raises(TypeError, match="camera must be True or False"):
+        nn_.denoise(image, camera="no")
+    with pytest.raises(TypeError, match="weights must be a path"):
+        nn_.denoise(image, weights=3)
 
 
 def test_missing_shipped_weights_names_expected_path(tmp_path, monkeypatch):

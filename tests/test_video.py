@@ -134,6 +134,10 @@ def test_bad_inputs_give_one_line_and_leave_nothing(clips, tmp_path):
     data = clips["mkv"].read_bytes()
     truncated = tmp_path / "cut.mkv"
     truncated.write_bytes(data[: len(data) // 2])
+    # Its last frame cut (the packet count is one short of the duration, and
+    # the packets end a frame early: not rounding).
+    last_cut = tmp_path / "cut_last.mkv"
+    last_cut.write_bytes(data[:-300])
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video" * 50)
     cut_mp4 = tmp_path / "cut.mp4"
@@ -144,6 +148,7 @@ def test_bad_inputs_give_one_line_and_leave_nothing(clips, tmp_path):
     write_image(folder / "b.png", np.zeros((16, 20), np.uint8))
     cases = [
         ([truncated], "truncated"),
+        ([last_cut], "truncated: 5 frames where its header says 6"),
         ([junk], "cannot read it as a video"),
         ([cut_mp4], "truncated, corrupt or not a video"),
         ([folder, "--sequence"], "different sizes"),

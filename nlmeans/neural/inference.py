@@ -255,8 +255,9 @@ def denoise(
             ``"estimated"`` or ``None`` when a blind model needed none).
 
     Only non-blind models (``DenoiserConfig.noise_level_input``) use the
-    noise level; the shipped gray model is blind (one model for sigma in
-    [0, 55/255]), so for it the noise level is only reported.
+    noise level, as an input map; every shipped model is one. For a blind
+    model (trained with one network for sigma in [0, 55/255]) the noise
+    level is only reported.
 
     Returns:
         float32 array of the input's shape (values not clipped), and the info
@@ -297,12 +298,31 @@ def denoise(
         raise ValueError(
             f"give at most one of sigma, noise and noise_map, got {' and '.join(given)}"
         )
+    if isinstance(sigma, np.ndarray) and sigma.ndim > 0:
+        raise ValueError(
+            f"sigma must be one number; give a per-pixel map of shape {sigma.shape} as noise_map="
+        )
     if sigma is not None and (
         isinstance(sigma, bool)
         or not isinstance(sigma, numbers.Real)
         or not (np.isfinite(sigma) and sigma >= 0)
     ):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    if not isinstance(camera, (bool, np.bool_)):
+        raise TypeError(f"camera must be True or False, got {camera!r}")
+    if weights is not None and not isinstance(weights, (str, os.PathLike, NonLocalDenoiser)):
+        raise TypeError(
+            "weights must be a path (.safetensors or checkpoint) or a NonLocalDenoiser, "
+            f"got {type(weights).__name__}"
+        )
+    if tile_size is not None and (
+        isinstance(tile_size, bool) or not isinstance(tile_size, numbers.Integral) or tile_size < 1
+    ):
+        raise ValueError(f"tile_size must be a positive integer or None, got {tile_size!r}")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1
+    ):
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     if camera and weights is not None:
         raise ValueError(
             "camera=True picks the shipped camera model; give either camera=True or weights"
