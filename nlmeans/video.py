@@ -98,7 +98,8 @@ class SequenceSource:
     files: list = field(default_factory=list, repr=False)
     #: Slices per frame for volumes over time (a TZYX hyperstack), else None.
     depth: int | None = None
-    #: What a hyperstack's output keeps: ImageJ metadata and the resolution.
+    #: What a TIFF stack's output keeps: the resolution; for an ImageJ stack
+    #: its axes ("TZYX", "ZYX", ...) and metadata (voxel size, unit, interval).
     tiff_metadata: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -305,6 +306,17 @@ def _open_tiff(path: Path) -> SequenceSource:
                 return _open_hyperstack(path, tif, series)
             first = pages[0]
             shape, dtype = tuple(first.shape), np.dtype(first.dtype)
+            extra = {"resolution": _resolution(first)}
+            if (
+                tif.is_imagej
+                and len(series.axes) == 3
+                and series.axes.endswith("YX")
+                and dtype.type in (np.uint8, np.uint16, np.float32)
+            ):
+                # An ImageJ stack (a Z-stack, a time-lapse): written back as
+                # one, with its axis, voxel size, unit and frame interval.
+                extra["axes"] = series.axes
+                extra["metadata"] = _imagej_metadata(tif)
             for i in range(1, n):
                 page = pages[i]
                 if tuple(page.shape) != shape:
@@ -317,7 +329,22 @@ def _open_tiff(path: Path) -> SequenceSource:
     except Exception as exc:  # noqa: BLE001 - tifffile raises many types for bad files
         raise SequenceError(f"{path}: cannot read it as a TIFF stack ({_reason(exc)})") from None
     _check_frame(path, shape, dtype)
-    return SequenceSource(path, "tiff", n, shape, dtype)
+    return SequenceSource(path, "tiff", n, shape, dtype, tiff_metadata=extra)
+
+
+def _imagej_metadata(tif) -> dict:
+    """What an ImageJ output keeps of the input's: voxel size, unit, frame interval."""
+    keep = ("spacing", "unit", "finterval")
+    return {k: v for k, v in (tif.imagej_metadata or {}).items() if k in keep}
+
+
+def _resolution(page):
+    """``(x, y)`` pixels per unit from a page's resolution tags, or None."""
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None
+    x, y = tags["XResolution"].value, tags["YResolution"].value
+    return (x[0] / x[1], y[0] / y[1])
 
 
 def _open_hyperstack(path: Path, tif, series) -> SequenceSource:
@@ -330,14 +357,8 @@ def _open_hyperstack(path: Path, tif, series) -> SequenceSource:
     dtype = np.dtype(series.dtype)
     if dtype.type not in (np.uint8, np.uint16, np.float32):
         raise SequenceError(f"{path}: volumes of sample type {dtype} are not supported")
-    keep = ("spacing", "unit", "finterval")
-    metadata = {k: v for k, v in (tif.imagej_metadata or {}).items() if k in keep}
-    page = tif.pages[0]
-    tags = page.tags
-    resolution = None
-    if "XResolution" in tags and "YResolution" in tags:
-        x, y = tags["XResolution"].value, tags["YResolution"].value
-        resolution = (x[0] / x[1], y[0] / y[1])
+    metadata = _imagej_metadata(tif)
+    resolution = _resolution(tif.pages[0])
     return SequenceSource(
         path,
         "tiff",
@@ -345,7 +366,7 @@ def _open_hyperstack(path: Path, tif, series) -> SequenceSource:
         tuple(int(n) for n in series.shape[1:]),
         dtype,
         depth=int(series.shape[1]),
-        tiff_metadata={"metadata": metadata, "resolution": resolution},
+        tiff_metadata={"metadata": metadata, "resolution": resolution, "axes": "TZYX"},
     )
 
 
@@ -510,7 +531,7 @@ class SequenceWriter:
         self._stream = None
         if self.kind == "video":
             self._open_video(lossless)
-        elif self.kind == "tiff" and like.depth is not None:
+        elif self.kind == "tiff" and (like.depth is not None or "axes" in like.tiff_metadata):
             self._handle = _HyperstackWriter(self.tmp, like)
         elif self.kind == "tiff":
             import tifffile
@@ -587,10 +608,15 @@ class SequenceWriter:
             except av.error.FFmpegError as exc:
                 raise SequenceError(f"{self.dst}: encoding failed ({_reason(exc)})") from None
         elif self.kind == "tiff" and self.like.depth is not None:
-            self._handle.write(frame)
+            self._handle.write(frame)  # a volume
+        elif self.kind == "tiff" and "axes" in self.like.tiff_metadata:
+            self._handle.write(frame[np.newaxis])  # one page of an ImageJ stack
         elif self.kind == "tiff":
             self._handle.write(
-                frame, contiguous=True, photometric="rgb" if frame.ndim == 3 else "minisblack"
+                frame,
+                contiguous=True,
+                photometric="rgb" if frame.ndim == 3 else "minisblack",
+                resolution=self.like.tiff_metadata.get("resolution"),
             )
         else:
             from .io import write_image
@@ -653,7 +679,7 @@ class SequenceWriter:
 
 
 class _HyperstackWriter:
-    """A TZYX ImageJ hyperstack written one volume at a time.
+    """An ImageJ stack written a volume (TZYX) or a frame (ZYX, TYX) at a time.
 
     tifffile writes an ImageJ hyperstack from an iterator of pages when it is
     given the whole shape first (ImageJ keeps the shape in the first page).
@@ -664,7 +690,7 @@ class _HyperstackWriter:
 
     def __init__(self, path: Path, like: SequenceSource):
         if like.dtype.type not in (np.uint8, np.uint16, np.float32):
-            raise SequenceError(f"{path}: hyperstacks hold uint8, uint16 or float32 volumes")
+            raise SequenceError(f"{path}: ImageJ stacks hold uint8, uint16 or float32 images")
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._ended = False  # the end marker was taken from the queue
@@ -683,7 +709,7 @@ class _HyperstackWriter:
         import tifffile
 
         extra = like.tiff_metadata
-        metadata = {"axes": "TZYX", **extra.get("metadata", {})}
+        metadata = {"axes": extra.get("axes", "TZYX"), **extra.get("metadata", {})}
         try:
             with tifffile.TiffWriter(path, imagej=True) as tif:
                 tif.write(

@@ -315,6 +315,32 @@ def test_hyperstack_of_volumes_over_time(tmp_path):
         open_sequence(tzcyx)
 
 
+@pytest.mark.parametrize("axes", ["ZYX", "TYX"])
+def test_imagej_stack_keeps_its_axis_and_metadata(tmp_path, axes):
+    """A Z-stack (or a time-lapse) of 2-D frames comes back as one, with its
+    voxel size, unit and resolution; a plain stack keeps its resolution."""
+    rng = np.random.default_rng(5)
+    frames = (rng.random((6, 20, 22)) * 60000).astype(np.uint16)
+    src = tmp_path / "stack.tif"
+    metadata = {"axes": axes, "spacing": 0.5, "unit": "um"}
+    tifffile.imwrite(src, frames, imagej=True, metadata=metadata, resolution=(4.0, 4.0))
+    result = invoke("denoise", src, "--sigma", "0.05", *FAST)
+    assert result.exit_code == 0, result.stderr
+    with tifffile.TiffFile(tmp_path / "stack_denoised.tif") as tif:
+        assert tif.series[0].axes == axes and tif.series[0].shape == frames.shape
+        assert (tif.imagej_metadata["spacing"], tif.imagej_metadata["unit"]) == (0.5, "um")
+        assert tif.pages[0].tags["XResolution"].value == (4, 1)
+        expected = nlmeans.denoise_sequence(
+            frames, sigma=0.05, patch_size=3, patch_distance=2, temporal_radius=1
+        )
+        np.testing.assert_array_equal(tif.asarray(), expected)
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, frames, resolution=(2.0, 2.0))
+    assert invoke("denoise", plain, "--sigma", "0.05", *FAST).exit_code == 0
+    with tifffile.TiffFile(tmp_path / "plain_denoised.tif") as tif:
+        assert len(tif.pages) == 6 and tif.pages[5].tags["XResolution"].value == (2, 1)
+
+
 def test_hyperstack_writer_discards_incomplete_output(tmp_path):
     volumes = np.zeros((3, 4, 8, 8), np.float32)
     src = tmp_path / "v.tif"
