@@ -449,7 +449,10 @@ def _folder_frames(source: SequenceSource) -> Iterator[np.ndarray]:
 
 def _encoder_settings(codec: str, source: SequenceSource) -> tuple[dict, int | None]:
     """Encoder options and bit rate for high quality in ``codec``."""
-    if codec in ("h264", "hevc", "libx264", "libx265"):
+    if codec in ("hevc", "libx265"):
+        # x265 prints its banner and settings on stderr unless told not to.
+        return {"crf": "17", "preset": "medium", "x265-params": "log-level=error"}, None
+    if codec in ("h264", "libx264"):
         return {"crf": "17", "preset": "medium"}, None
     if codec in ("vp9", "libvpx-vp9", "vp8", "libvpx"):
         return {"crf": "20", "b": "0"}, None

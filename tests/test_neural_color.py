@@ -267,6 +267,20 @@ def test_training_refuses_other_channel_counts(color_dir, tmp_path):
         _train(color_dir, tmp_path / "m.pt", config=DenoiserConfig(in_channels=2, channels=4))
 
 
+def test_colour_training_on_gray_images_warns(tmp_path):
+    import imageio.v3 as iio
+
+    gray_dir = tmp_path / "gray"
+    gray_dir.mkdir()
+    for i in range(3):
+        iio.imwrite(
+            gray_dir / f"g{i}.png",
+            (np.random.default_rng(i).random((30, 34)) * 255).astype(np.uint8),
+        )
+    with pytest.warns(UserWarning, match="every training image .* is gray"):
+        _train(gray_dir, tmp_path / "m.pt", max_time=1e-9)
+
+
 # --------------------------------------------------------------------------- inference
 
 

@@ -441,6 +441,14 @@ def load_data(
         )
     if not train_images:
         raise ValueError(f"no training image in {root} is at least {p}x{p} pixels")
+    if color and all(
+        bool((im[0] == im[1]).all() and (im[1] == im[2]).all()) for im in train_images
+    ):
+        warnings.warn(
+            f"every training image in {root} is gray: a colour network trained on them never "
+            "sees colour (use a folder of colour images, or in_channels=1)",
+            stacklevel=3,
+        )
     if frames > 1:
         train_images = _training_clips(train_images, frames, settings)
     read = read_rgb if color else read_gray
