@@ -214,11 +214,11 @@ def parse_pair(text: str, name: str, kind=float) -> tuple:
 
 
 def same_file(a: Path, b: Path) -> bool:
-    """True when ``a`` and ``b`` are the same file: same path, symbolic or hard link."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return a.resolve() == b.resolve()
+    """True when ``a`` and ``b`` are the same file: same path, symbolic or hard link
+    (:func:`nlmeans.io.same_file`, imported only when a command needs it)."""
+    from nlmeans.io import same_file as _same_file
+
+    return _same_file(a, b)
 
 
 def describe_noise(model, top: float) -> str:

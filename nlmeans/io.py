@@ -79,6 +79,7 @@ __all__ = [
     "format_from_extension",
     "merge_alpha",
     "read_image",
+    "same_file",
     "split_alpha",
     "to_unit_float",
     "from_unit_float",
@@ -823,13 +824,15 @@ def _tiff_exif(data: bytes) -> bytes | None:
 # --------------------------------------------------------------------------- writing
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` name the same file: the same path, or (when both
+    exist) a hard or symbolic link to it."""
     try:
-        if a.exists() and b.exists():
+        if os.path.exists(a) and os.path.exists(b):
             return os.path.samefile(a, b)
     except OSError:
         pass
-    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
 def atomic_write_bytes(
@@ -848,7 +851,7 @@ def atomic_write_bytes(
     """
     path = Path(path)
     for other in protect:
-        if other is not None and _same_file(path, Path(other)):
+        if other is not None and same_file(path, other):
             raise ImageWriteError(f"{path}: refusing to write onto the input file")
     if path.is_dir():
         raise ImageWriteError(f"{path}: is a folder")
@@ -971,7 +974,7 @@ def write_image(
     protect = (*((like.path,) if like is not None else ()), *protect)
     # Fail early (before encoding) on the cheap checks; atomic_write_bytes checks again.
     for other in protect:
-        if _same_file(path, Path(other)):
+        if same_file(path, other):
             raise ImageWriteError(f"{path}: refusing to write onto the input file")
     if not force and path.exists():
         raise OutputExistsError(f"{path}: already exists (use --force / force=True to overwrite)")

@@ -45,6 +45,7 @@ import numpy as np
 # How many leading frames the sequence parameters (sigma) are estimated from:
 # readers that stream a clip hold that many back before denoising.
 from ._sequence import ESTIMATE_FRAMES
+from .io import same_file
 
 __all__ = [
     "ESTIMATE_FRAMES",
@@ -515,7 +516,7 @@ class SequenceWriter:
         suffix = self.dst.suffix.lower()
         if self.dst.exists() and not force:
             raise FileExistsError(f"{self.dst} already exists (use --force to overwrite)")
-        if self.dst.exists() and _same(self.dst, like.path):
+        if self.dst.exists() and same_file(self.dst, like.path):
             raise SequenceError(f"{self.dst}: refusing to write onto the input")
         if self.dst.is_dir():
             _check_replaceable_folder(self.dst, Path(like.path))
@@ -773,10 +774,3 @@ def _check_replaceable_folder(folder: Path, source: Path) -> None:
             f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); refusing to "
             "replace it, even with --force: name another output folder"
         )
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return a.resolve() == b.resolve()
