@@ -100,6 +100,10 @@ class NLMeansParameters:
             kwargs["noise"] = self.noise_model
         elif self.method != "neural" or not self.sigma_estimated:
             kwargs["sigma"] = self.sigma
+        elif self.correlated_noise == 0:
+            # The network's map stayed one white sigma: the call again must
+            # not fit a Poisson-Gaussian map (what it does with noise=None).
+            kwargs["noise"] = "white"
         if self.method != "neural":
             kwargs.update(h=self.h, patch_size=self.patch_size, patch_distance=self.patch_distance)
         if self.color_space != "gray":
@@ -230,7 +234,7 @@ def resolve_parameters(
         if (
             sigma is None
             and model is None
-            and noise in (None, "gaussian")
+            and noise is None  # "gaussian" and "white" asked for one sigma
             and correlated == 0
             and min(_spatial_shape(image, axis)) >= 2  # what estimate_noise needs
             and _neural_takes_noise_map(image, axis)

@@ -81,7 +81,11 @@ def denoise(
         standard deviation ``sigma``; an estimated ``sigma`` comes from
         :func:`nlmeans.estimate_noise_level`, which reads spatially
         correlated noise (demosaicked, JPEG-compressed camera photographs)
-        at a coarser scale than white noise. ``"white"``: white Gaussian
+        at a coarser scale than white noise; except that with
+        ``method="neural"``, None and no ``sigma`` let the network's noise
+        map follow a Poisson-Gaussian fit when ``"auto"`` finds one (its map
+        is only as good as the noise model), where ``"gaussian"`` keeps one
+        sigma. ``"white"``: white Gaussian
         noise, ``sigma`` estimated at the finest scale only
         (:func:`nlmeans.estimate_sigma`; what None did before correlated
         noise was detected). ``"poisson-gaussian"``:

@@ -326,7 +326,7 @@ def _resolve(image, kwargs, sample_chunks):
         if (
             method == "neural"
             and estimated
-            and noise in (None, "gaussian")
+            and noise is None  # "gaussian" and "white" asked for one sigma
             and correlated == 0
             and _neural_takes_noise_map(image, axis)
         ):

@@ -131,6 +131,18 @@ def test_gaussian_model_is_sigma():
     np.testing.assert_array_equal(out, nlmeans.denoise(image, sigma=0.1))
 
 
+def test_neural_keeps_one_sigma_when_gaussian_is_asked_for(camera):
+    """noise=None lets the network's map follow a Poisson-Gaussian fit;
+    noise="gaussian" (or "white") is one sigma, as for the classical methods."""
+    pytest.importorskip("torch")
+    _, noisy = camera
+    _, default = nlmeans.denoise(noisy, method="neural", return_params=True)
+    assert default.noise_model is not None and default.noise_model.kind == "poisson-gaussian"
+    for noise in ("gaussian", "white"):
+        _, params = nlmeans.denoise(noisy, method="neural", noise=noise, return_params=True)
+        assert params.noise_model is None and params.sigma_estimated
+
+
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
@@ -155,6 +167,9 @@ def test_bad_noise_arguments(kwargs, exc, match):
         dict(method="exact", channel_axis=-1, color_space="rgb"),
         dict(noise="auto"),
         dict(noise="poisson-gaussian", channel_axis=-1, method="fast"),
+        dict(method="neural"),
+        dict(method="neural", noise="white"),
+        dict(method="neural", noise="gaussian", channel_axis=-1),
     ],
 )
 def test_resolved_parameters_reproduce_the_call(camera, kwargs):
