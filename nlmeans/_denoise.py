@@ -734,13 +734,19 @@ def uses_camera_model(params: NLMeansParameters) -> bool:
     return params.method == "neural" and params.correlated_noise >= _CAMERA_MODEL_FROM
 
 
+NEURAL_IMAGES_ONLY = (
+    "method='neural' supports 2-D images (gray or with channels); denoise volumes "
+    "with method='fast', 'exact' or 'patchwise'"
+)
+
+
 def _denoise_neural(image, axis, sigma, n_threads, device="cpu", noise=None, camera=False):
     neural = _import_neural()
     floats = to_unit_float(image).astype(np.float32)
     if axis is not None:
         floats = np.moveaxis(floats, axis, -1)
-    if floats.ndim == 3 and axis is None:
-        raise ValueError("method='neural' supports 2-D images (gray or with channels)")
+    if floats.ndim - (axis is not None) != 2:
+        raise ValueError(NEURAL_IMAGES_ONLY)
     options = dict(sigma=sigma, noise=noise, threads=n_threads, camera=camera)
     if device == "cuda":
         from .device import neural_tile_size

@@ -26,6 +26,7 @@ from ._checks import (
     check_threads,
 )
 from ._denoise import (
+    NEURAL_IMAGES_ONLY,
     NOISE_OPTIONS,
     NLMeansParameters,
     _denoise_classical,
@@ -241,7 +242,7 @@ def _resolve(image, kwargs, sample_chunks):
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     spatial_axes = [i for i in range(image.ndim) if i != axis]
     if method == "neural" and len(spatial_axes) == 3:
-        raise ValueError("method='neural' supports 2-D images (gray or with channels)")
+        raise ValueError(NEURAL_IMAGES_ONLY)
     if isinstance(sample_chunks, bool) or not isinstance(sample_chunks, int) or sample_chunks < 1:
         raise ValueError(f"sample_chunks must be a positive integer, got {sample_chunks!r}")
 

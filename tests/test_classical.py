@@ -413,3 +413,16 @@ def test_gaussian_patch_weights():
     g = kernels.patch_weights(7, "gaussian")
     assert g.sum() == pytest.approx(1.0, abs=1e-6) and g.argmax() == 3
     assert kernels.patch_weights(1, "gaussian").tolist() == [1.0]
+
+
+@pytest.mark.parametrize(
+    "shape, axis", [((6, 12, 14), None), ((3, 6, 12, 14), 0), ((6, 12, 14, 3), -1)]
+)
+def test_neural_refuses_volumes_with_what_to_use(shape, axis, rng):
+    """With or without channels, in memory or on Dask: one message naming the way out."""
+    image = rng.random(shape)
+    with pytest.raises(ValueError, match="supports 2-D images.*'fast', 'exact' or 'patchwise'"):
+        nlmeans.denoise(image, method="neural", channel_axis=axis)
+    da = pytest.importorskip("dask.array")
+    with pytest.raises(ValueError, match="supports 2-D images.*'fast', 'exact' or 'patchwise'"):
+        nlmeans.denoise(da.from_array(image), method="neural", channel_axis=axis)
