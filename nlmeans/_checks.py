@@ -98,7 +98,8 @@ def _check_fits_patch(image: np.ndarray, axis: int | None, patch_size: int) -> N
     if min(spatial) < patch_size:
         hint = ""
         if _looks_like_colour_without_channel_axis(image, axis):
-            hint = "; for a colour image pass channel_axis=-1"
+            short = int(np.argmin(image.shape))
+            hint = f"; for a colour image pass channel_axis={short if short < 2 else -1}"
         raise ValueError(
             f"image of spatial shape {spatial} is smaller than the patch "
             f"(patch_size={patch_size}){hint}"
