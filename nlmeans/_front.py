@@ -105,8 +105,9 @@ def denoise(
         0.08 / 0.15) and gained at most 0.4 dB (``patchwise``) on milder
         mixes (``benchmarks/per_channel_sigma.py``).
     threads : int, optional
-        Number of threads (all of Numba's by default). The result is
-        bit-identical for any value.
+        Number of threads (all of Numba's by default). The classical methods
+        give a bit-identical result for any value; the network (torch's
+        CPU kernels) agrees to float32 rounding (about 1e-7).
     device : {"cpu", "cuda", "auto"}
         Where to compute. ``"cuda"``: the classical methods on CUDA kernels
         (numba-cuda: ``pip install "nlmeans[cuda]"``), equal to the CPU's
