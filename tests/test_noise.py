@@ -563,8 +563,9 @@ def test_transform_errors(call, error, match):
     "shape, axis", [((6, 64, 64), None), ((64, 5, 64), None), ((4, 64, 64, 3), -1)]
 )
 def test_estimate_sigma_on_thin_volumes(shape, axis):
-    """The 3-D wavelet reads white noise 10-30 % low on volumes a few slices
-    thick; slice by slice it does not. Thicker volumes keep scikit-image's 3-D reading."""
+    """scikit-image's 3-D wavelet reads white noise 10-30 % low on volumes a
+    few slices thick; the border-free Haar band does not. Thicker volumes keep
+    scikit-image's 3-D reading."""
     from skimage.restoration import estimate_sigma as skimage_sigma
 
     rng = np.random.default_rng(1)
