@@ -141,7 +141,11 @@ def has_glob(text: str) -> bool:
 
 
 def expand_inputs(
-    items: Iterable[str], *, skip_suffix: str | None = None, videos: bool = False
+    items: Iterable[str],
+    *,
+    skip_suffix: str | None = None,
+    videos: bool = False,
+    unique: bool = True,
 ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Files, folders (their image files, sorted) and glob patterns -> paths.
 
@@ -150,7 +154,8 @@ def expand_inputs(
     extension (the content decides); in folders and globs only image
     extensions count (and video ones with ``videos``). ``skip_suffix``: in
     folders, leave out files whose stem ends with it (earlier outputs such as
-    ``*_denoised.png``).
+    ``*_denoised.png``). ``unique``: a file named twice is kept once (for the
+    references of paired inputs, ``unique=False`` keeps every mention).
     """
     suffixes = IMAGE_SUFFIXES + (VIDEO_SUFFIXES if videos else ())
     kinds = "PNG, TIFF, JPEG or video" if videos else "PNG, TIFF or JPEG"
@@ -160,7 +165,7 @@ def expand_inputs(
 
     def add(path: Path) -> None:
         key = os.path.normcase(os.path.abspath(path))
-        if key not in seen:
+        if key not in seen or not unique:
             seen.add(key)
             paths.append(path)
 

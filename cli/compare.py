@@ -47,8 +47,9 @@ def compare(
             "-m",
             help="Comma-separated: fast, exact, patchwise, neural, skimage (= skimage-same + skimage-best), "
             "opencv, bm3d; or ours / all. Sequences (videos, TIFF stacks): noisy, spacetime, "
-            "spacetime-patchwise, spacetime-exact, frames, frames-patchwise, frames-exact, "
-            "opencv-multi, or all (default: noisy,spacetime,frames,opencv-multi).",
+            "spacetime-patchwise, spacetime-exact, spacetime-neural, frames, frames-patchwise, "
+            "frames-exact, frames-neural, opencv-multi, or all "
+            "(default: noisy,spacetime,frames,opencv-multi).",
         ),
     ] = _IMAGE_METHODS,
     report: Annotated[
@@ -76,14 +77,16 @@ def compare(
         Optional[list[str]],
         typer.Option(
             "--noisy",
-            help="Noisy image(s) (repeat the option; folders and globs allowed), "
-            "paired in sorted order with --clean; no noise is added.",
+            help="Noisy image(s) (repeat the option; folders and globs allowed, each "
+            "sorted), paired in the order given with --clean; no noise is added.",
         ),
     ] = None,
     clean: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--clean", help="The clean versions of the --noisy images, same count and order."
+            "--clean",
+            help="The clean versions of the --noisy images, same count and order "
+            "(one clean file may be named for several noisy ones).",
         ),
     ] = None,
     threads: ThreadsOption = None,
@@ -156,7 +159,7 @@ def compare(
 
     if paired:
         noisy_files, p1 = expand_inputs(noisy)
-        clean_files, p2 = expand_inputs(clean)
+        clean_files, p2 = expand_inputs(clean, unique=False)  # one reference, several shots
         problems = p1 + p2
     else:
         files, problems = expand_inputs(images)

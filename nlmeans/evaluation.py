@@ -672,7 +672,9 @@ def method_settings() -> dict:
         "skimage-same": "denoise_nl_means(fast_mode=True) with nlmeans.resolve_parameters(method='fast') "
         "patch_size, patch_distance, h and sigma",
         "skimage-best": "denoise_nl_means(fast_mode=True, patch_size=5, patch_distance=6, "
-        "h=0.7*sigma, sigma=sigma) with the true sigma",
+        "h=0.7*sigma, sigma=sigma)",
+        "sigma": "for skimage-best, opencv and bm3d: the true sigma of synthetic noise; for "
+        "--noisy/--clean pairs, nlmeans.estimate_noise_level's estimate",
         "opencv": "cv2.fastNlMeansDenoising(uint8(clip(round(noisy*255))), h=0.95*sigma_gray, "
         "templateWindowSize=7, searchWindowSize=21); colour as one 3-channel image",
         "bm3d": "bm3d.bm3d(noisy, sigma_psd=sigma) (bm3d_rgb for colour)",

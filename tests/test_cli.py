@@ -569,6 +569,15 @@ def test_compare_paired(images, crops, tmp_path):
     result = invoke("compare", "--noisy", noisy, "--clean", clean, "--methods", "fast", "--json")
     data = json.loads(result.stdout)
     assert data["mode"] == "paired" and data["records"][0]["sigma"] is None
+    # One reference for two shots: named twice, kept twice (a repeated noisy file is not).
+    shot = tmp_path / "shot2.png"
+    write_image(shot, _noisy(crops["gray"], 0.05, 10))
+    result = invoke(
+        "compare", "--noisy", noisy, "--noisy", shot, "--clean", clean, "--clean", clean,
+        "--methods", "fast", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [r["image"] for r in json.loads(result.stdout)["records"]] == ["noisy.png", "shot2.png"]
 
 
 @pytest.mark.parametrize(
