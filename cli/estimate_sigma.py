@@ -23,8 +23,13 @@ def estimate_sigma(images: ImagesArgument) -> None:
         color, _alpha = image.split_alpha()
         level = nlmeans.estimate_noise_level(color, channel_axis=-1 if color.ndim == 3 else None)
         top = image.max_value
+        # A float image on a scale of its own (photon counts, 0-1000): no
+        # 8-bit equivalent means anything there.
+        own_scale = top == 1 and float(color.max()) > 1.0
 
         def scale(value: float) -> str:
+            if own_scale:
+                return "float image on its own scale"
             if top == 1:
                 return f"{value * 255:.2f}/255 if it were 8-bit (float image)"
             return f"{value * top:.2f}/{top:g} gray levels"

@@ -635,6 +635,12 @@ def test_estimate_sigma(tmp_path):
     levels = float(re.search(r"\(([0-9.]+)/255 gray levels\)", lines[0]).group(1))
     assert levels == pytest.approx(value * 255, abs=0.01)
     assert "/65535 gray levels" in lines[1]
+    # Float images: an 8-bit equivalent on [0, 1], none on a scale of their own.
+    write_image(tmp_path / "unit.tif", noisy.astype(np.float32))
+    write_image(tmp_path / "counts.tif", (noisy * 1000).astype(np.float32))
+    result = invoke("estimate-sigma", tmp_path / "unit.tif", tmp_path / "counts.tif")
+    unit, counts = result.stdout.splitlines()
+    assert "/255 if it were 8-bit" in unit and "own scale" in counts and "/255" not in counts
 
 
 def test_estimate_sigma_bad_file(tmp_path, crops):
