@@ -251,10 +251,13 @@ def _tiff_physical(tif, page, axes) -> tuple[dict, dict]:
         unit = {2: "inch", 3: "centimeter"}.get(int(page.resolutionunit))
     except Exception:
         return scale, units
+    ij = tif.imagej_metadata or (tif.shaped_metadata or [{}])[0] or {}
+    # ImageJ (and nlmeans' own BigTIFF) keep a unit such as "um" in their
+    # metadata, with no TIFF resolution unit.
+    unit = unit or (ij.get("unit") or None)
     if unit and x_res and y_res:
         scale.update(X=1.0 / x_res, Y=1.0 / y_res)
         units.update(X=unit, Y=unit)
-    ij = tif.imagej_metadata or (tif.shaped_metadata or [{}])[0] or {}
     if "Z" in axes and ij.get("spacing"):
         scale["Z"] = float(ij["spacing"])
         if ij.get("unit"):
@@ -534,12 +537,16 @@ def _write_bigtiff(array, path: Path, like: BigImage) -> None:
 
     kwargs = {}
     unit = like.units.get("X")
-    if {"X", "Y"} <= set(like.scale) and unit in ("inch", "centimeter"):
-        kwargs["resolution"] = (1.0 / like.scale["X"], 1.0 / like.scale["Y"])
-        kwargs["resolutionunit"] = {"inch": 2, "centimeter": 3}[unit]
     metadata = {"axes": out_axes}
+    if {"X", "Y"} <= set(like.scale):
+        kwargs["resolution"] = (1.0 / like.scale["X"], 1.0 / like.scale["Y"])
+        if unit in ("inch", "centimeter"):
+            kwargs["resolutionunit"] = {"inch": 2, "centimeter": 3}[unit]
+        elif unit:  # a unit TIFF has no code for (um, nm): in the metadata, as ImageJ does
+            kwargs["resolutionunit"] = 1  # NONE (tifffile would write inch)
+            metadata["unit"] = unit
     if "Z" in like.scale:
-        metadata.update(spacing=like.scale["Z"], unit=like.units.get("Z", ""))
+        metadata.update(spacing=like.scale["Z"], unit=like.units.get("Z", metadata.get("unit", "")))
     out_shape = tuple(shape[i] for i in order)
     colour = out_shape[-1] - like.alpha if out_axes.endswith("S") else 1
     if like.alpha:

@@ -145,6 +145,24 @@ def test_volume_bigtiff_keeps_z_spacing(tmp_path, rng):
     np.testing.assert_array_equal(back.array.compute(), expected)
 
 
+def test_imagej_pixel_size_travels_to_every_output(tmp_path, rng):
+    """ImageJ keeps its unit (um) in its metadata, with no TIFF resolution unit:
+    X and Y sizes used to be dropped (only inch / centimetre were read)."""
+    image = _noisy(rng, (20, 40, 40), np.uint8)
+    src = tmp_path / "cells.tif"
+    tifffile.imwrite(
+        src, image, imagej=True, metadata={"axes": "ZYX", "spacing": 0.5, "unit": "um"},
+        resolution=(4.0, 4.0),
+    )  # fmt: skip
+    want = {"X": 0.25, "Y": 0.25, "Z": 0.5}
+    assert bigio.open_big_image(src).scale == want
+    for name in ("out.ome.zarr", "out.tif", "out.zarr"):
+        result = _cli(src, "-o", tmp_path / name, "--chunk-size", 32, *CLI_PARAMS)
+        assert result.exit_code == 0, result.output
+        back = bigio.open_big_image(tmp_path / name)
+        assert back.scale == want and set(back.units.values()) == {"um"}, name
+
+
 def test_ome_zarr_pyramid_rebuilt(tmp_path, rng):
     image = _noisy(rng, (2, 64, 48))  # c, y, x
     src = tmp_path / "in.ome.zarr"
