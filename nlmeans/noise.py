@@ -73,12 +73,12 @@ _AUTO_MIN_T = 5.0
 _AUTO_MIN_RATIO = 1.3
 _AUTO_MIN_BINS = 4
 _ITERATIONS = 3
-# A channel whose a is at most this share of b is transformed as Gaussian
-# noise (variance b): over [0, 1] its Poisson term changes the variance by
-# under 0.1 %, and the transform's offset 2 sqrt(b) / a (1e12 for a fit that
-# finds a ~ 1e-14 on white noise) would leave no floating-point precision
-# for the data.
-_NEGLIGIBLE_A = 1e-3
+# A channel whose transform would sit more than this far from 0 (its offset
+# 2 sqrt(b) / a: 1e13 for a fit that finds a ~ 1e-14 on white noise) is
+# transformed as Gaussian noise of variance b: at that offset float64 keeps
+# no precision for the data, and the Poisson term a z is below 1e-9 sqrt(b)
+# for any z up to 1e6 (negligible next to b on any scale an image has).
+_LARGEST_OFFSET = 1e9
 # estimate_sigma reads volumes thinner than this on the 3-D Haar band.
 _THIN_VOLUME = 16
 # Noise samples kept per channel (bounds time and memory on large images).
@@ -932,12 +932,19 @@ def _transform_inputs(name, values, model, channel_axis, *, scale_integers: bool
     return planes, a.reshape(shape), b.reshape(shape), axis
 
 
+def _poissonian(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Channels transformed as Poisson-Gaussian: ``a > 0`` and an offset
+    ``2 sqrt(b) / a`` within :data:`_LARGEST_OFFSET`."""
+    return (a > 0) & (2.0 * np.sqrt(b) <= _LARGEST_OFFSET * a)
+
+
 def generalized_anscombe(z, model: NoiseModel, *, channel_axis=None) -> np.ndarray:
     """Generalized Anscombe transform: Poisson-Gaussian noise to unit variance.
 
     ``f(z) = (2 / a) * sqrt(max(a z + 3/8 a**2 + b, 0))`` per channel;
-    where ``a = 0``, ``f(z) = z / sqrt(b)`` (and where ``a <= 1e-3 b``,
-    whose Poisson term changes the variance by under 0.1 % over [0, 1]).
+    where ``a = 0``, ``f(z) = z / sqrt(b)`` (and where ``2 sqrt(b) / a >
+    1e9``: such an ``a``, a fit's 1e-14 on white noise, changes nothing but
+    would leave float64 no precision for the data).
 
     Parameters
     ----------
@@ -977,7 +984,7 @@ def generalized_anscombe(z, model: NoiseModel, *, channel_axis=None) -> np.ndarr
        Image Process. 22(1), 91-103, 2013.
     """
     planes, a, b, axis = _transform_inputs("z", z, model, channel_axis, scale_integers=True)
-    poisson = a > _NEGLIGIBLE_A * b
+    poisson = _poissonian(a, b)
     safe_a = np.where(poisson, a, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         stabilised = np.where(
@@ -1027,7 +1034,8 @@ def inverse_generalized_anscombe(d, model: NoiseModel, *, channel_axis=None, met
     Returns
     -------
     ndarray of float64
-        Same shape as ``d``. The unbiased inverse is >= 0 where ``a > 1e-3 b``.
+        Same shape as ``d``. The unbiased inverse is >= 0 where the channel
+        is Poissonian (``a > 0``).
 
     Notes
     -----
@@ -1035,8 +1043,8 @@ def inverse_generalized_anscombe(d, model: NoiseModel, *, channel_axis=None, met
     gain), the unbiased inverse is ``a * max(I(d) - s**2, 0)``, ``I`` the
     closed-form unbiased inverse of the Poisson Anscombe transform of [2]_
     (0 below ``d = 2 sqrt(3/8)``, where that expression stops being
-    monotone). Where ``a = 0`` (or ``a <= 1e-3 b``, as in the forward
-    transform) both methods are the exact inverse ``sqrt(b) * d``.
+    monotone). Where ``a = 0`` (or ``2 sqrt(b) / a > 1e9``, as in the
+    forward transform) both methods are the exact inverse ``sqrt(b) * d``.
 
     References
     ----------
@@ -1050,7 +1058,7 @@ def inverse_generalized_anscombe(d, model: NoiseModel, *, channel_axis=None, met
     if method not in _INVERSE_METHODS:
         raise ValueError(f"method must be one of {', '.join(_INVERSE_METHODS)}; got {method!r}")
     planes, a, b, axis = _transform_inputs("d", d, model, channel_axis, scale_integers=False)
-    poisson = a > _NEGLIGIBLE_A * b
+    poisson = _poissonian(a, b)
     safe_a = np.where(poisson, a, 1.0)
     if method == "unbiased":
         s2 = b / safe_a**2
