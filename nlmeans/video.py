@@ -230,7 +230,16 @@ def _open_video(path: Path) -> SequenceSource:
             )
             expected = int(round(duration * float(fps))) if fps and duration else 0
             start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
-            short = last_end is not None and last_end - start < duration - 0.5 / float(fps)
+            # The container's duration spans every stream: with audio it may
+            # run past the video's last frame, so only the video's own
+            # duration (or a file with no other stream) can tell.
+            own = bool(stream.duration) or len(container.streams) == 1
+            short = (
+                own
+                and bool(fps)
+                and last_end is not None
+                and last_end - start < duration - 0.5 / float(fps)
+            )
             if expected and (n_frames < expected - 1 or (n_frames < expected and short)):
                 raise SequenceError(
                     f"{path}: the video is truncated: {n_frames} frames where its header "

@@ -237,6 +237,29 @@ def test_sequence_option_refuses_a_still_image_before_writing(clips, tmp_path):
     assert result.exit_code != 0 and not (tmp_path / "new3").exists()
 
 
+def test_matroska_whose_audio_outlasts_the_video_is_whole(tmp_path):
+    """The container's duration spans the audio too: it must not make an intact
+    video look one frame short."""
+    path = tmp_path / "long_audio.mkv"
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("ffv1", rate=10)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv444p"
+        audio = container.add_stream("pcm_s16le", rate=8000)
+        for i in range(10):
+            pixels = np.full((32, 32, 3), 20 * i, np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        sound = av.AudioFrame.from_ndarray(
+            np.zeros((1, 8800), np.int16), format="s16", layout="mono"
+        )
+        sound.sample_rate = 8000  # 1.1 s of audio for 1.0 s of video
+        for packet in [*audio.encode(sound), *audio.encode(None)]:
+            container.mux(packet)
+    assert open_sequence(path).n_frames == 10
+
+
 def test_writer_discards_incomplete_output(clips, tmp_path):
     source = open_sequence(clips["mkv"])
     dst = tmp_path / "partial.mkv"
