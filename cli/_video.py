@@ -82,13 +82,26 @@ def denoise_sequences(
     lossless: bool,
     threads: Optional[int],
     force: bool,
+    claimed: Optional[dict] = None,
 ) -> int:
-    """Denoise each sequence of ``inputs`` into its output; returns how many failed."""
+    """Denoise each sequence of ``inputs`` into its output; returns how many failed.
+
+    ``claimed`` maps each output already promised (resolved path) to its input:
+    a second input with the same output is refused, not written over it.
+    """
     console = stderr_console()
     failures = 0
+    claimed = {} if claimed is None else claimed
     for item in inputs:
         src = Path(item)
         try:
+            dst = _output_for(src, output, out_dir, lossless)
+            key = str(dst.resolve())
+            if key in claimed:
+                raise ValueError(
+                    f"{src}: its output {dst} would also be written for {claimed[key]}"
+                )
+            claimed[key] = src
             dst = _denoise_one(src, output, out_dir, options, lossless, threads, force, console)
         except (ValueError, TypeError, OSError) as exc:
             from ._common import describe_exception

@@ -253,7 +253,7 @@ def denoise(
         ),
     ] = None,
     noise: Annotated[
-        Noise,
+        Optional[Noise],
         typer.Option(
             "--noise",
             case_sensitive=False,
@@ -261,9 +261,12 @@ def denoise(
             "spatially correlated, as in camera JPEGs), 'white' (white Gaussian: sigma from the finest "
             "scale only), 'poisson-gaussian' (variance a*y + b, "
             "estimated per channel and stabilised by the generalized Anscombe transform), "
-            "or 'auto' (Poisson-Gaussian only when the estimate finds a clear signal dependence).",
+            "or 'auto' (Poisson-Gaussian only when the estimate finds a clear signal dependence). "
+            "Default: 'gaussian', except that --method neural then lets its noise map follow a "
+            "Poisson-Gaussian fit when 'auto' finds one.",
+            show_default=False,
         ),
-    ] = Noise.gaussian,
+    ] = None,
     noise_params: Annotated[
         Optional[str],
         typer.Option(
@@ -395,15 +398,19 @@ def denoise(
             "folders with --sequence)"
         )
     sequence_failures = 0
+    claimed: dict[str, Path] = {}  # output -> input, across sequences and images
+    refusal = None
+    if sequences and (noise not in (None, Noise.gaussian, Noise.white) or noise_params is not None):
+        refusal = "sequences take Gaussian noise (the Poisson-Gaussian path is for images only)"
+    elif sequences and device is Device.cuda:
+        refusal = "sequences run on the CPU: drop --device cuda"
+    if refusal and not files:
+        raise typer.BadParameter(refusal)
+    if refusal:  # a batch with images: the images go on, each sequence is a failure
+        for item in sequences:
+            error(f"{item}: {refusal}")
+        sequence_failures, sequences = len(sequences), []
     if sequences:
-        if noise not in (Noise.gaussian, Noise.white) or noise_params is not None:
-            raise typer.BadParameter(
-                "sequences take Gaussian noise (the Poisson-Gaussian path is for images only)"
-            )
-        if device is Device.cuda:
-            raise typer.BadParameter(
-                "sequences run on the CPU: drop --device cuda", param_hint="--device"
-            )
         check_threads_option(threads)
         if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
             raise typer.BadParameter(
@@ -427,6 +434,7 @@ def denoise(
             lossless=lossless,
             threads=threads,
             force=force,
+            claimed=claimed,
         )
         if not files:
             for item, why in problems:
@@ -449,7 +457,7 @@ def denoise(
         # No GPU for --device cuda: one error line (what is missing), exit 1.
         used_device = resolve_device(device.value, method=method.value)
     pairs = _parse_noise_params(noise_params)
-    if pairs is not None and noise is not Noise.gaussian:
+    if pairs is not None and noise is not None:
         raise typer.BadParameter(
             "give either --noise or --noise-params, not both", param_hint="--noise-params"
         )
@@ -457,7 +465,7 @@ def denoise(
         raise typer.BadParameter(
             "give either --sigma or --noise-params, not both", param_hint="--noise-params"
         )
-    if noise not in (Noise.gaussian, Noise.white) and sigma is not None:
+    if noise not in (None, Noise.gaussian, Noise.white) and sigma is not None:
         raise typer.BadParameter(
             f"--sigma describes white Gaussian noise; it cannot be combined with --noise {noise.value}",
             param_hint="--sigma",
@@ -479,7 +487,6 @@ def denoise(
         (item, "", "", "", "failed") for item, _ in problems
     ]
     failures = len(problems)
-    claimed: dict[str, Path] = {}
 
     def log(text: str) -> None:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -521,7 +528,7 @@ def denoise(
                     f"--noise-params gives {noise_model.channels} channel(s) but {src} has {channels}"
                 )
             kwargs["noise"] = noise_model
-        elif noise is not Noise.gaussian:
+        elif noise is not None:
             kwargs["noise"] = noise.value
         # Refuses what the denoiser would refuse (e.g. an image smaller than the patch).
         params = nlmeans.resolve_parameters(color, method=method.value, channel_axis=axis, **kwargs)
@@ -601,7 +608,7 @@ def _denoise_big(**args) -> None:
     noise_model = _noise_model_option(_parse_noise_params(args["noise_params"]))
     if noise_model is not None:
         options["noise"] = noise_model
-    elif args["noise"] is not Noise.gaussian:
+    elif args["noise"] is not None:
         options["noise"] = args["noise"].value
     _bigdata.run(
         inputs=args["inputs"],

@@ -98,6 +98,18 @@ def test_estimate_noise_plot_formats_and_never_the_input(files, tmp_path):
     assert image.read_bytes() == before
 
 
+def test_neural_with_noise_gaussian_typed_out_keeps_one_sigma(files, tmp_path):
+    """--noise gaussian, given, is one sigma for the network too; left out, the
+    network's map follows the Poisson-Gaussian fit."""
+    pytest.importorskip("torch")
+    typed = invoke("denoise", files["pg"], "-o", tmp_path / "a.png", "--method", "neural",
+                   "--noise", "gaussian")  # fmt: skip
+    assert typed.exit_code == 0, typed.output
+    assert "poisson-gaussian" not in typed.stderr and "sigma" in typed.stderr
+    default = invoke("denoise", files["pg"], "-o", tmp_path / "b.png", "--method", "neural")
+    assert default.exit_code == 0 and "poisson-gaussian" in default.stderr
+
+
 def test_estimate_noise_bad_file(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_text("not a png")

@@ -225,6 +225,28 @@ def test_a_batch_of_images_videos_and_stacks_each_takes_its_own_path(clips, tmp_
     assert len(list((tmp_path / "again").iterdir())) == 4
 
 
+def test_a_sequence_refused_in_a_batch_does_not_stop_the_images(clips, tmp_path):
+    """--noise auto is for images: the video in the folder fails by name, the
+    photograph is denoised; two stacks with one output name: the second fails."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_image(photos / "p.png", clips["frames"][0])
+    (photos / "notes.mp4").write_bytes(clips["mp4"].read_bytes())
+    result = invoke("denoise", photos, "--noise", "auto", "--out-dir", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "notes.mp4: sequences take Gaussian noise" in " ".join(result.stderr.split())
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["p_denoised.png"]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        tifffile.imwrite(tmp_path / name / "stack.tif", clips["frames"][:5, ..., 0])
+    result = invoke("denoise", tmp_path / "a", tmp_path / "b", "--out-dir", tmp_path / "o2", *FAST)
+    assert result.exit_code == 1 and "would also be written for" in result.stderr
+    expected = nlmeans.denoise_sequence(
+        clips["frames"][:5, ..., 0], patch_size=3, patch_distance=2, temporal_radius=1
+    )
+    assert tifffile.imread(tmp_path / "o2" / "stack_denoised.tif").shape == expected.shape
+
+
 def test_sequence_option_refuses_a_still_image_before_writing(clips, tmp_path):
     still = tmp_path / "still.png"
     write_image(still, clips["frames"][0])
