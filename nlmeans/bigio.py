@@ -542,9 +542,10 @@ def _write_bigtiff(array, path: Path, like: BigImage) -> None:
         kwargs["resolution"] = (1.0 / like.scale["X"], 1.0 / like.scale["Y"])
         if unit in ("inch", "centimeter"):
             kwargs["resolutionunit"] = {"inch": 2, "centimeter": 3}[unit]
-        elif unit:  # a unit TIFF has no code for (um, nm): in the metadata, as ImageJ does
-            kwargs["resolutionunit"] = 1  # NONE (tifffile would write inch)
-            metadata["unit"] = unit
+        else:  # a unit TIFF has no code for (um, nm), or none: NONE (tifffile would write inch)
+            kwargs["resolutionunit"] = 1
+            if unit:  # in the metadata, as ImageJ does
+                metadata["unit"] = unit
     if "Z" in like.scale:
         metadata.update(spacing=like.scale["Z"], unit=like.units.get("Z", metadata.get("unit", "")))
     out_shape = tuple(shape[i] for i in order)
