@@ -129,7 +129,7 @@ def run(
         )
     side = chunk_size or (DEFAULT_CHUNK_2D if spatial_dims == 2 else DEFAULT_CHUNK_3D)
     image = bigio.open_big_image(src, chunk_size=side)
-    color, color_axis = _color_of(image)
+    color, color_axis = image.color()
     # Parameters once for the whole image (an estimate reads a few chunks),
     # then the chunk size they allow, then the lazy result with exactly them.
     params = bigdata.resolve_dask_parameters(
@@ -145,7 +145,7 @@ def run(
                 f"({reach} pixels) of these parameters"
             )
         image = bigio.open_big_image(src, chunk_size=side)
-        color, color_axis = _color_of(image)
+        color, color_axis = image.color()
     elif side < reach and side < min(spatial):
         raise ValueError(
             f"--chunk-size {side} is smaller than the halo ({reach} pixels) that every chunk "
@@ -155,7 +155,7 @@ def run(
         color, channel_axis=color_axis, threads=threads, **params.denoise_kwargs()
     )
     if image.alpha:
-        lazy = _with_alpha(lazy, image)
+        lazy = bigio.with_alpha(lazy, image)
     client = _client(workers, scheduler)
     console = stderr_console()
     # What the parameter description reads of an image.
@@ -214,35 +214,6 @@ def run(
             client.close()
             if cluster is not None:
                 cluster.close()
-
-
-def _color_of(image):
-    """``(array, channel_axis)`` of the colour channels of a big image: without
-    its alpha channel, and a gray image (gray+alpha) without a channel axis,
-    as ``nlmeans.io``'s ``split_alpha`` gives them in memory."""
-    if not image.alpha:
-        return image.array, image.channel_axis
-    axis = image.channel_axis
-    keep = [slice(None)] * image.array.ndim
-    if image.array.shape[axis] == 2:
-        keep[axis] = 0
-        return image.array[tuple(keep)], None
-    keep[axis] = slice(0, -1)
-    return image.array[tuple(keep)], axis
-
-
-def _with_alpha(denoised, image):
-    """The denoised colour channels with the image's alpha channel put back, untouched."""
-    import dask.array as da
-
-    axis = image.channel_axis
-    if denoised.ndim < image.array.ndim:
-        denoised = da.expand_dims(denoised, axis)
-    alpha = image.array[
-        tuple(slice(-1, None) if i == axis else slice(None) for i in range(image.array.ndim))
-    ]
-    joined = da.concatenate([denoised, alpha.astype(denoised.dtype)], axis=axis)
-    return joined.rechunk({axis: -1})  # channels whole, as every chunk is written
 
 
 def max_value(dtype) -> float:

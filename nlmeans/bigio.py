@@ -29,6 +29,7 @@ __all__ = [
     "open_big_image",
     "output_kind",
     "partial_path",
+    "with_alpha",
     "write_big_image",
 ]
 
@@ -70,6 +71,35 @@ class BigImage:
     @property
     def channel_axis(self) -> int | None:
         return self.axes.index("C") if "C" in self.axes else None
+
+    def color(self):
+        """``(array, channel_axis)`` of the channels to denoise: without the
+        alpha channel, and a gray image (gray+alpha) without a channel axis,
+        as :func:`nlmeans.io.split_alpha` gives them in memory. Put the alpha
+        channel back with :func:`with_alpha`."""
+        if not self.alpha:
+            return self.array, self.channel_axis
+        axis = self.channel_axis
+        keep = [slice(None)] * self.array.ndim
+        if self.array.shape[axis] == 2:
+            keep[axis] = 0
+            return self.array[tuple(keep)], None
+        keep[axis] = slice(0, -1)
+        return self.array[tuple(keep)], axis
+
+
+def with_alpha(denoised, image: BigImage):
+    """``denoised`` (the result for ``image.color()``) with ``image``'s alpha
+    channel put back, untouched; ``denoised`` as it is without one."""
+    if not image.alpha:
+        return denoised
+    da = require_dask()
+    axis = image.channel_axis
+    if denoised.ndim < image.array.ndim:
+        denoised = da.expand_dims(denoised, axis)
+    last = tuple(slice(-1, None) if i == axis else slice(None) for i in range(image.array.ndim))
+    joined = da.concatenate([denoised, image.array[last].astype(denoised.dtype)], axis=axis)
+    return joined.rechunk({axis: -1})  # channels whole, as every chunk is written
 
 
 def output_kind(path) -> str:
