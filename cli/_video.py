@@ -102,7 +102,7 @@ def denoise_sequences(
                     f"{src}: its output {dst} would also be written for {claimed[key]}"
                 )
             claimed[key] = src
-            dst = _denoise_one(src, output, out_dir, options, lossless, threads, force, console)
+            _denoise_one(src, dst, out_dir, options, lossless, threads, force, console)
         except (ValueError, TypeError, OSError) as exc:
             from ._common import describe_exception
 
@@ -141,13 +141,12 @@ def sequence_inputs(items: list[str]) -> tuple[list[Path], list[tuple[str, str]]
     return paths, problems
 
 
-def _denoise_one(src, output, out_dir, options, lossless, threads, force, console) -> Path:
+def _denoise_one(src, dst, out_dir, options, lossless, threads, force, console) -> None:
     import nlmeans
     from nlmeans.io import max_value
     from nlmeans.video import ESTIMATE_FRAMES, SequenceWriter, open_sequence, output_kind
 
     source = open_sequence(src)
-    dst = _output_for(src, output, out_dir, lossless)
     axis = -1 if source.is_color else None
     frames = source.frames()
     first = list(itertools.islice(frames, ESTIMATE_FRAMES))
@@ -188,7 +187,6 @@ def _denoise_one(src, output, out_dir, options, lossless, threads, force, consol
         markup=False,
         highlight=False,
     )
-    return dst
 
 
 def compare_sequences(

@@ -384,8 +384,11 @@ def denoise(
         files = []
     else:
         found, problems = expand_inputs(inputs, skip_suffix="_denoised", videos=True)
-        sequences = [f for f in found if _video.is_sequence_input(str(f), folders=False)]
-        files = [f for f in found if f not in sequences]
+        sequences, files = [], []
+        for path in found:
+            (sequences if _video.is_sequence_input(str(path), folders=False) else files).append(
+                path
+            )
     total = len(sequences) + len(files) + len(problems)
     if output is not None and total != 1:
         raise typer.BadParameter(

@@ -465,12 +465,8 @@ def denoise_array(
     # rounding (and, for the network, overshoot) with the input's own bounds.
     np.clip(result, image.min(), image.max(), out=result)
     if axis is not None:
-        keep_constant_channels(
-            result,
-            axis,
-            image.min(axis=_spatial_axes(image, axis)),
-            image.max(axis=_spatial_axes(image, axis)),
-        )
+        spatial = _spatial_axes(image, axis)
+        keep_constant_channels(result, axis, image.min(axis=spatial), image.max(axis=spatial))
     return (result, params) if return_params else result
 
 

@@ -449,14 +449,13 @@ def denoise_dask(
     after = {a: before[a] if method == "neural" else reach for a in spatial_axes}
 
     # The image's range, read now (see Notes: in the graph it cost memory).
+    # Per channel (to give exactly constant channels back as they are, as in
+    # memory); the whole image's range is theirs.
     spatial = tuple(i for i in range(image.ndim) if i != axis)
-    lo, hi, channel_min, channel_max = dask.compute(
-        image.min(), image.max(), image.min(axis=spatial), image.max(axis=spatial)
-    )
-    bounds = (float(lo), float(hi))
+    channel_min, channel_max = dask.compute(image.min(axis=spatial), image.max(axis=spatial))
+    bounds = (float(np.min(channel_min)), float(np.max(channel_max)))
     if not all(np.isfinite(bounds)):
         raise ValueError("image contains NaN or Inf values")
-    # Per channel, to give exactly constant channels back as they are (as in memory).
     channel_range = (channel_min, channel_max) if axis is not None else None
     # The network gets the one sigma resolved for the whole image (never an
     # estimate per chunk), or the noise model's per-pixel map.
