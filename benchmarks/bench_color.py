@@ -9,7 +9,8 @@ sorted list, not clipped) and is denoised by
 * nlmeans ``fast`` with ``color_space="rgb"`` (joint RGB distance, the colour
   behaviour of earlier versions), automatic;
 * nlmeans ``neural`` (the colour network when it is shipped), with sigma
-  estimated and with the true sigma given;
+  estimated and with the true sigma given, and (``neural-ensemble``) with
+  ``ensemble=True``, sigma estimated;
 * scikit-image ``denoise_nl_means`` fast mode, joint RGB, given the true
   sigma, at the best setting of a grid (patch size x search distance x
   h/sigma): the grid is scored on every ``--stage1``-th image first, and its
@@ -23,7 +24,8 @@ and ``.json``.
 Usage::
 
     python benchmarks/bench_color.py [--data ../shared/data/mcmaster] [--sigmas 15,25,50] [--bm3d]
-        [--methods fast,exact,patchwise,rgb,neural,neural-true] [--no-skimage] [--out PATH]
+        [--methods fast,exact,patchwise,rgb,neural,neural-true,neural-ensemble] [--no-skimage]
+        [--out PATH]
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ OURS = {
     "rgb": ("nlmeans fast, color_space=rgb", dict(method="fast", color_space="rgb")),
     "neural": ("nlmeans neural", dict(method="neural")),
     "neural-true": ("nlmeans neural, true σ", dict(method="neural", true_sigma=True)),
+    "neural-ensemble": (
+        "nlmeans neural, ensemble=True (mean over 8 flips and rotations)",
+        dict(method="neural", ensemble=True),
+    ),
     # The colour weights hidden: method="neural" falls back to the gray network per channel.
     "neural-gray": ("gray network on each channel", dict(method="neural", hide_colour=True)),
 }

@@ -8,6 +8,7 @@ big-data option (or a Zarr path) is used.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from pathlib import Path
@@ -73,6 +74,7 @@ def run(
     method: str,
     options: dict,
     describe,
+    ensemble: bool = False,
 ) -> None:
     """The whole big-data run; raises ValueError/OSError for bad input (one line, exit 1)."""
     if len(inputs) != 1:
@@ -135,6 +137,7 @@ def run(
     params = bigdata.resolve_dask_parameters(
         color, method=method, channel_axis=color_axis, **options
     )
+    params = dataclasses.replace(params, ensemble=ensemble)
     spatial = [n for a, n in zip(image.axes, image.array.shape) if a != "C"]
     reach = bigdata.halo(params, spatial)
     if budget is not None:

@@ -45,7 +45,8 @@ def compare(
         typer.Option(
             "--methods",
             "-m",
-            help="Comma-separated: fast, exact, patchwise, neural, skimage (= skimage-same + skimage-best), "
+            help="Comma-separated: fast, exact, patchwise, neural, neural-ensemble (neural with --ensemble), "
+            "skimage (= skimage-same + skimage-best), "
             "opencv, bm3d; or ours / all. Sequences (videos, TIFF stacks): noisy, spacetime, "
             "spacetime-patchwise, spacetime-exact, spacetime-neural, frames, frames-patchwise, "
             "frames-exact, frames-neural, opencv-multi, or all "

@@ -1,5 +1,6 @@
 """``nlmeans denoise``: denoise image files, keeping their sample type, channels and format."""
 
+import dataclasses
 import time
 from enum import Enum
 from pathlib import Path
@@ -135,6 +136,7 @@ def _describe_params(params, image) -> str:
             + (
                 (
                     "its per-pixel sigma map given to the network"
+                    + (", the mean over 8 flips and rotations" if params.ensemble else "")
                     if _neural_takes_map(params, image)
                     else "stabilised by the generalized Anscombe transform"
                 )
@@ -152,9 +154,10 @@ def _describe_params(params, image) -> str:
             if _neural_takes_map(params, image)
             else "the blind model does not use it"
         )
+        ensemble = ", the mean over 8 flips and rotations" if params.ensemble else ""
         return (
-            f"method neural ({_neural_weights(params, image)}), sigma {params.sigma:.5f}{scale} "
-            f"({how}; {use})"
+            f"method neural ({_neural_weights(params, image)}{ensemble}), sigma "
+            f"{params.sigma:.5f}{scale} ({how}; {use})"
         )
     scale = f" = {params.sigma * top:.2f}/{top:g}" if top != 1 else ""
     how = _how_sigma(params)
@@ -279,6 +282,14 @@ def denoise(
             show_default=False,
         ),
     ] = None,
+    ensemble: Annotated[
+        bool,
+        typer.Option(
+            "--ensemble",
+            help="--method neural, images: average the network's outputs over the 8 flips and "
+            "rotations of the image (about +0.2 dB on the README's colour images, 8x the time).",
+        ),
+    ] = False,
     temporal_radius: Annotated[
         Optional[int],
         typer.Option(
@@ -372,6 +383,12 @@ def denoise(
         )
     from . import _bigdata
 
+    if ensemble and method is not Method.neural:
+        raise typer.BadParameter(
+            "--ensemble applies to --method neural (the classical methods give the same result "
+            "for every flip and rotation)",
+            param_hint="--ensemble",
+        )
     if _bigdata.uses_big_data(inputs, output, chunk_size, memory, workers, scheduler, resume):
         return _denoise_big(**locals())
     from . import _video
@@ -407,6 +424,8 @@ def denoise(
         refusal = "sequences take Gaussian noise (the Poisson-Gaussian path is for images only)"
     elif sequences and device is Device.cuda:
         refusal = "sequences run on the CPU: drop --device cuda"
+    elif sequences and ensemble:
+        refusal = "--ensemble applies to images; sequences use the spacetime network without it"
     if refusal and not files:
         raise typer.BadParameter(refusal)
     if refusal:  # a batch with images: the images go on, each sequence is a failure
@@ -535,6 +554,7 @@ def denoise(
             kwargs["noise"] = noise.value
         # Refuses what the denoiser would refuse (e.g. an image smaller than the patch).
         params = nlmeans.resolve_parameters(color, method=method.value, channel_axis=axis, **kwargs)
+        params = dataclasses.replace(params, ensemble=ensemble)
         if method is Method.neural:
             _load_neural_model()  # a missing model: refused here (it is cached for the next files)
         # Every check that can fail fast is done: only now the file's line.
@@ -626,6 +646,7 @@ def _denoise_big(**args) -> None:
         method=args["method"].value,
         options=options,
         describe=_describe_params,
+        ensemble=args["ensemble"],
     )
 
 

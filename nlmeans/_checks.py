@@ -122,3 +122,17 @@ def check_threads(threads) -> int:
     if not 1 <= threads <= available:
         raise ValueError(f"threads must be between 1 and {available}, got {threads}")
     return int(threads)
+
+
+def check_ensemble(ensemble, method: str) -> bool:
+    """``ensemble`` as a bool; only the network has one (``ValueError`` otherwise)."""
+    if not isinstance(ensemble, (bool, np.bool_)):
+        raise TypeError(f"ensemble must be True or False, got {ensemble!r}")
+    if ensemble and method != "neural":
+        # Square patches and windows make the classical methods invariant to
+        # flips and rotations already: their 8 outputs would be one.
+        raise ValueError(
+            "ensemble applies to method='neural' only (the classical methods give the same "
+            "result for every flip and rotation of the image)"
+        )
+    return bool(ensemble)

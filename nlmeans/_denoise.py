@@ -20,6 +20,7 @@ from ._checks import (
     _check_real,
     _looks_like_colour_without_channel_axis,
     _spatial_shape,
+    check_ensemble,
     check_threads,
 )
 from ._color import OPPONENT
@@ -64,6 +65,8 @@ class NLMeansParameters:
     :attr:`nlmeans.NoiseLevel.correlated` of an estimated sigma: 0 for white
     noise, up to 1 for spatially correlated (camera) noise, whose ``sigma``
     was then read at the coarser scale (see :func:`estimate_noise_level`).
+    ``ensemble``: the network's outputs were averaged over the 8 flips and
+    rotations of the image.
     """
 
     method: str
@@ -78,6 +81,7 @@ class NLMeansParameters:
     noise_model: object | None = None
     device: str = "cpu"
     correlated_noise: float = 0.0
+    ensemble: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -112,6 +116,8 @@ class NLMeansParameters:
             kwargs["h_chroma"] = self.h_chroma
         if self.device != "cpu":
             kwargs["device"] = self.device
+        if self.ensemble:
+            kwargs["ensemble"] = True
         return kwargs
 
 
@@ -411,6 +417,7 @@ def denoise_array(
     noise=None,
     threads=None,
     device="cpu",
+    ensemble=False,
     return_params=False,
 ):
     """In-memory body of :func:`nlmeans.denoise` (see there); ``image`` is a NumPy array."""
@@ -426,12 +433,13 @@ def denoise_array(
         noise=noise,
     )
     image = _check_image(image)
+    ensemble = check_ensemble(ensemble, method)
     params = resolve_parameters(image, **options)
     n_threads = check_threads(threads)
     axis = _check_channel_axis(image, channel_axis)
     from .device import resolve_device
 
-    params = replace(params, device=resolve_device(device, method=method))
+    params = replace(params, device=resolve_device(device, method=method), ensemble=ensemble)
     logger.info("nlmeans parameters: %s", params)
 
     if (
@@ -442,7 +450,13 @@ def denoise_array(
         # A non-blind network takes the noise model's per-pixel sigma map
         # directly, without the variance-stabilising transform.
         result = _denoise_neural(
-            image, axis, None, n_threads, params.device, noise=params.noise_model or noise
+            image,
+            axis,
+            None,
+            n_threads,
+            params.device,
+            noise=params.noise_model or noise,
+            ensemble=params.ensemble,
         )
     elif params.noise_model is not None:
         result = _denoise_stabilised(image, axis, params, n_threads)
@@ -458,6 +472,7 @@ def denoise_array(
             n_threads,
             params.device,
             camera=uses_camera_model(params),
+            ensemble=params.ensemble,
         )
     else:
         result = _denoise_classical(image, axis, params, n_threads)
@@ -497,7 +512,9 @@ def _denoise_stabilised(image, axis, params: NLMeansParameters, n_threads: int):
     floats = to_unit_float(image)
     scaled, offset, spread = _stabilise(image, axis, model)
     if params.method == "neural":
-        out = _denoise_neural(scaled, axis, None, n_threads, params.device)
+        out = _denoise_neural(
+            scaled, axis, None, n_threads, params.device, ensemble=params.ensemble
+        )
     else:
         out = _denoise_classical(scaled, axis, params, n_threads)
     result = inverse_generalized_anscombe(out * spread + offset, model, channel_axis=axis)
@@ -736,14 +753,16 @@ NEURAL_IMAGES_ONLY = (
 )
 
 
-def _denoise_neural(image, axis, sigma, n_threads, device="cpu", noise=None, camera=False):
+def _denoise_neural(
+    image, axis, sigma, n_threads, device="cpu", noise=None, camera=False, ensemble=False
+):
     neural = _import_neural()
     floats = to_unit_float(image).astype(np.float32)
     if axis is not None:
         floats = np.moveaxis(floats, axis, -1)
     if floats.ndim - (axis is not None) != 2:
         raise ValueError(NEURAL_IMAGES_ONLY)
-    options = dict(sigma=sigma, noise=noise, threads=n_threads, camera=camera)
+    options = dict(sigma=sigma, noise=noise, threads=n_threads, camera=camera, ensemble=ensemble)
     if device == "cuda":
         from .device import neural_tile_size
 

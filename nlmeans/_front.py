@@ -27,6 +27,7 @@ def denoise(
     noise=None,
     threads=None,
     device="cpu",
+    ensemble=False,
     return_params=False,
 ):
     """Denoise an image with non-local means.
@@ -118,6 +119,12 @@ def denoise(
         where no GPU can be used raises
         :class:`nlmeans.device.CUDAUnavailableError` (a ``ValueError``)
         saying what is missing.
+    ensemble : bool
+        ``method="neural"`` only: average the network's outputs over the 8
+        flips and rotations of the image (the geometric self-ensemble), at 8
+        times the time. Measured on McMaster with the colour model: +0.18 to
+        +0.26 dB (README, "The colour denoiser"). The classical methods are
+        invariant to flips and rotations already (``ValueError``).
     return_params : bool
         Also return the :class:`NLMeansParameters` used.
 
@@ -202,6 +209,7 @@ def denoise(
         h_chroma=h_chroma,
         noise=noise,
         threads=threads,
+        ensemble=ensemble,
         return_params=return_params,
     )
     if _is_dask_array(image):

@@ -23,6 +23,7 @@ from ._checks import (
     SUPPORTED_DTYPES,
     _check_channel_axis,
     _check_real,
+    check_ensemble,
     check_threads,
 )
 from ._denoise import (
@@ -357,6 +358,7 @@ def denoise_dask(
     h_chroma=None,
     noise=None,
     threads=None,
+    ensemble=False,
     return_params=False,
     sample_chunks=DEFAULT_SAMPLE_CHUNKS,
 ):
@@ -414,6 +416,7 @@ def denoise_dask(
     import dask
 
     n_threads = check_threads(threads)
+    ensemble = check_ensemble(ensemble, method)
     params, axis, stabilised = _resolve(
         image,
         dict(
@@ -429,6 +432,7 @@ def denoise_dask(
         ),
         sample_chunks,
     )
+    params = dataclasses.replace(params, ensemble=ensemble)
     spatial_axes = [i for i in range(image.ndim) if i != axis]
     spatial_shape = tuple(image.shape[i] for i in spatial_axes)
     reach = halo(params, spatial_shape)
@@ -553,7 +557,9 @@ def _denoise_region(
     image_min, image_max = np.array([lo_raw, hi_raw]).astype(dtype)
     if neural_map:
         # nlmeans._denoise.denoise: the network takes the model's sigma map.
-        result = _denoise_neural(region, axis, None, n_threads, noise=params.noise_model)
+        result = _denoise_neural(
+            region, axis, None, n_threads, noise=params.noise_model, ensemble=params.ensemble
+        )
     elif params.noise_model is not None:
         # nlmeans._denoise._denoise_stabilised with the whole image's ranges.
         model = params.noise_model
@@ -562,7 +568,7 @@ def _denoise_region(
             generalized_anscombe(to_unit_float(region), model, channel_axis=axis) - offset
         ) / spread
         if params.method == "neural":
-            out = _denoise_neural(scaled, axis, None, n_threads)
+            out = _denoise_neural(scaled, axis, None, n_threads, ensemble=params.ensemble)
         else:
             # In memory the scaled image spans exactly [0, 1]: each channel
             # starts at 0, the widest ends at 1.
@@ -574,7 +580,12 @@ def _denoise_region(
         result = from_unit_float(result, dtype)
     elif params.method == "neural":
         result = _denoise_neural(
-            region, axis, neural_sigma, n_threads, camera=uses_camera_model(params)
+            region,
+            axis,
+            neural_sigma,
+            n_threads,
+            camera=uses_camera_model(params),
+            ensemble=params.ensemble,
         )
     else:
         result = _denoise_classical(region, axis, params, n_threads, bounds=(lo, hi), window=window)

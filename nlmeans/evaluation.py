@@ -25,6 +25,10 @@ Methods (:data:`ALL_METHODS`):
 ``fast``, ``exact``, ``patchwise``, ``neural``
     :func:`nlmeans.denoise` with the given ``method`` and automatic parameters
     (``sigma`` estimated from the noisy image): what a user gets by default.
+``neural-ensemble``
+    ``neural`` with ``ensemble=True``: the mean of the network's outputs over
+    the 8 flips and rotations of the image (8 times the time). Not in
+    :data:`DEFAULT_METHODS`.
 ``skimage-same``
     :func:`skimage.restoration.denoise_nl_means`, fast mode, with the patch
     size, search distance, ``h`` and ``sigma`` that
@@ -95,9 +99,10 @@ __all__ = [
 ]
 
 OUR_METHODS = METHODS  # nlmeans.denoise's methods
+ENSEMBLE_METHODS = ("neural-ensemble",)  # nlmeans.denoise(method="neural", ensemble=True)
 EXTERNAL_METHODS = ("skimage-same", "skimage-best", "opencv", "bm3d")
-ALL_METHODS = OUR_METHODS + EXTERNAL_METHODS
-DEFAULT_METHODS = ALL_METHODS
+ALL_METHODS = OUR_METHODS + ENSEMBLE_METHODS + EXTERNAL_METHODS
+DEFAULT_METHODS = OUR_METHODS + EXTERNAL_METHODS
 DEFAULT_SIGMAS = (15.0, 25.0, 50.0)
 _ALIASES = {
     "skimage": ("skimage-same", "skimage-best"),
@@ -329,6 +334,8 @@ def run_method(
     """
     if method in OUR_METHODS:
         return _run_ours(method, noisy, channel_axis, threads)
+    if method in ENSEMBLE_METHODS:
+        return _run_ours("neural", noisy, channel_axis, threads, ensemble=True)
     if method == "skimage-same":
         return _run_skimage_same(noisy, channel_axis)
     if sigma is None:
@@ -345,12 +352,17 @@ def run_method(
     raise ValueError(f"unknown method {method!r}")
 
 
-def _run_ours(method, noisy, channel_axis, threads):
+def _run_ours(method, noisy, channel_axis, threads, ensemble=False):
     import nlmeans
 
     try:
         out, params = nlmeans.denoise(
-            noisy, method=method, channel_axis=channel_axis, threads=threads, return_params=True
+            noisy,
+            method=method,
+            channel_axis=channel_axis,
+            threads=threads,
+            ensemble=ensemble,
+            return_params=True,
         )
     except ImportError as exc:
         raise MethodUnavailable(NOT_INSTALLED, str(exc)) from None
@@ -669,6 +681,8 @@ def protocol_description(mode: str, seed: int | None) -> str:
 def method_settings() -> dict:
     return {
         "fast/exact/patchwise/neural": "nlmeans.denoise(noisy, method=..., automatic parameters, sigma estimated)",
+        "neural-ensemble": "nlmeans.denoise(noisy, method='neural', ensemble=True): the mean over "
+        "the 8 flips and rotations",
         "skimage-same": "denoise_nl_means(fast_mode=True) with nlmeans.resolve_parameters(method='fast') "
         "patch_size, patch_distance, h and sigma",
         "skimage-best": "denoise_nl_means(fast_mode=True, patch_size=5, patch_distance=6, "

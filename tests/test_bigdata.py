@@ -157,6 +157,17 @@ def test_neural_matches_in_memory(rng):
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
 
 
+def test_neural_ensemble_matches_in_memory(rng):
+    """Each chunk's region is flipped and turned on its own: its sides and
+    origin keep the network's pixel grid, so the mean equals the whole image's."""
+    image = _noisy(rng, (71, 66), np.float32)  # odd height: the last region is padded
+    got, ref, params = _same_as_in_memory(
+        image, ((25, 46), (33, 33)), method="neural", sigma=0.1, ensemble=True
+    )
+    assert params.ensemble
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+
+
 def test_sigma_from_a_sample_of_chunks(rng):
     image = _noisy(rng, (96, 64))
     x = da.from_array(image, chunks=(32, 32))

@@ -360,6 +360,24 @@ def test_neural_names_the_model_it_runs(images):
         assert f"method neural ({weights})" in _flat(result.output), (name, result.output)
 
 
+def test_neural_ensemble_option(images, tmp_path):
+    """--ensemble: the library's ensemble=True, said on the file's line; refused
+    (exit 2, before anything is written) with a classical method."""
+    pytest.importorskip("torch")
+    out = tmp_path / "rgb_ensemble.png"
+    result = invoke("denoise", images["rgb"], "--method", "neural", "--ensemble", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "the mean over 8 flips and rotations" in _flat(result.output)
+    image = read_image(images["rgb"])
+    expected = nlmeans.denoise(image.pixels, method="neural", channel_axis=-1, ensemble=True)
+    np.testing.assert_array_equal(read_image(out).pixels, expected)
+    refused = invoke("denoise", images["rgb"], "--ensemble", "-o", tmp_path / "no.png")
+    assert refused.exit_code == 2 and "--ensemble applies to --method neural" in _flat(
+        refused.output
+    )
+    assert not (tmp_path / "no.png").exists()
+
+
 def test_folders_and_globs(images, tmp_path):
     folder = images["gray"].parent
     (folder / "old_denoised.png").write_bytes(images["gray"].read_bytes())

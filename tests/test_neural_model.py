@@ -189,6 +189,76 @@ def test_tiling_is_seamless(mode):
     assert np.abs(cut - whole).max() > 1e-3
 
 
+def _dihedral_mean_reference(model, img, sigma):
+    """The self-ensemble written out: the 8 transforms in NumPy, one untiled pass each."""
+    outputs = []
+    for turns in range(4):
+        for flip in (False, True):
+            x = img[:, ::-1] if flip else img
+            x = np.ascontiguousarray(np.rot90(x, turns))
+            with torch.no_grad():
+                y = model(torch.from_numpy(x)[None, None], sigma)[0, 0].numpy()
+            y = np.rot90(y, -turns)
+            outputs.append(y[:, ::-1] if flip else y)
+    return np.mean(outputs, axis=0)
+
+
+@pytest.mark.parametrize("tile_size", [None, 16])
+def test_ensemble_is_the_mean_over_flips_and_rotations(tile_size):
+    model = activate(NonLocalDenoiser(_small(noise_level_input=True, window=3)))
+    img = _image(40, 34)  # sides multiples of the alignment: no padding to undo
+    got = nn_.denoise(img, sigma=0.08, weights=model, ensemble=True, tile_size=tile_size)
+    np.testing.assert_allclose(got, _dihedral_mean_reference(model, img, 0.08), atol=1e-5)
+    # the network alone is not equivariant: the ensemble differs from one pass
+    one = nn_.denoise(img, sigma=0.08, weights=model)
+    assert np.abs(got - one).max() > 1e-4
+
+
+def test_ensemble_commutes_with_flips_and_rotations():
+    model = activate(NonLocalDenoiser(_small(noise_level_input=True, window=3)))
+    img = _image(36, 44)
+    out = nn_.denoise(img, sigma=0.1, weights=model, ensemble=True)
+    for turns, flip in ((1, False), (2, True), (3, False), (0, True)):
+        moved = np.rot90(img[:, ::-1] if flip else img, turns)
+        expected = np.rot90(out[:, ::-1] if flip else out, turns)
+        got = nn_.denoise(np.ascontiguousarray(moved), sigma=0.1, weights=model, ensemble=True)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_ensemble_takes_a_noise_map_turned_with_the_image():
+    model = activate(NonLocalDenoiser(_small(noise_level_input=True, window=3)))
+    img = _image(32, 30)
+    ramp = np.broadcast_to(np.linspace(0.01, 0.2, 30, dtype=np.float32), img.shape)
+    got = nn_.denoise(img, noise_map=ramp, weights=model, ensemble=True)
+    outputs = []
+    for turns in range(4):
+        for flip in (False, True):
+            x, m = (a[:, ::-1] if flip else a for a in (img, ramp))
+            x, m = (torch.from_numpy(np.ascontiguousarray(np.rot90(a, turns))) for a in (x, m))
+            with torch.no_grad():
+                y = model(x[None, None], m[None, None])[0, 0].numpy()
+            y = np.rot90(y, -turns)
+            outputs.append(y[:, ::-1] if flip else y)
+    np.testing.assert_allclose(got, np.mean(outputs, axis=0), atol=1e-5)
+
+
+def test_ensemble_through_nlmeans_denoise(rng):
+    import nlmeans
+
+    image = np.clip(0.5 + 0.1 * rng.standard_normal((30, 34, 3)), 0, 1)
+    out, params = nlmeans.denoise(
+        image, method="neural", channel_axis=-1, ensemble=True, return_params=True
+    )
+    assert params.ensemble and params.denoise_kwargs()["ensemble"] is True
+    again = nlmeans.denoise(image, channel_axis=-1, **params.denoise_kwargs())
+    np.testing.assert_array_equal(again, out)
+    assert not np.array_equal(out, nlmeans.denoise(image, method="neural", channel_axis=-1))
+    with pytest.raises(ValueError, match="ensemble applies to method='neural' only"):
+        nlmeans.denoise(image, channel_axis=-1, ensemble=True)
+    with pytest.raises(TypeError, match="ensemble must be True or False"):
+        nlmeans.denoise(image, method="neural", channel_axis=-1, ensemble="yes")
+
+
 def test_denoise_gray_colour_and_channel_axis(tmp_path):
     model = activate(NonLocalDenoiser(_small()))
     path = nn_.save_weights(tmp_path / "w.safetensors", model)
@@ -249,6 +319,8 @@ def test_denoise_rejects_bad_input():
             nn_.denoise(image, weights=model, **kwargs)
     with pytest.raises(TypeError, match="camera must be True or False"):
         nn_.denoise(image, camera="no")
+    with pytest.raises(TypeError, match="ensemble must be True or False"):
+        nn_.denoise(image, weights=model, ensemble=1)
     with pytest.raises(TypeError, match="weights must be a path"):
         nn_.denoise(image, weights=3)
 

@@ -247,6 +247,29 @@ def test_a_sequence_refused_in_a_batch_does_not_stop_the_images(clips, tmp_path)
     assert tifffile.imread(tmp_path / "o2" / "stack_denoised.tif").shape == expected.shape
 
 
+def test_ensemble_is_refused_for_sequences(clips, tmp_path):
+    """--ensemble is an image option: a video alone is a usage error, a video
+    in a batch fails by name while the photograph is denoised."""
+    result = invoke(
+        "denoise", clips["mp4"], "--method", "neural", "--ensemble", "-o", tmp_path / "v.mp4"
+    )
+    assert result.exit_code == 2 and "--ensemble applies to images" in " ".join(
+        result.output.split()
+    )
+    assert not (tmp_path / "v.mp4").exists()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_image(photos / "p.png", clips["frames"][0])
+    (photos / "notes.mp4").write_bytes(clips["mp4"].read_bytes())
+    result = invoke(
+        "denoise", photos, "--method", "neural", "--ensemble", "--out-dir", tmp_path / "out"
+    )
+    assert result.exit_code == 1 and "notes.mp4: --ensemble applies to images" in " ".join(
+        result.stderr.split()
+    )
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["p_denoised.png"]
+
+
 def test_sequence_option_refuses_a_still_image_before_writing(clips, tmp_path):
     still = tmp_path / "still.png"
     write_image(still, clips["frames"][0])

@@ -104,6 +104,7 @@ def denoise_array(
     *,
     tile_size: int | None = DEFAULT_TILE,
     margin: int | None = None,
+    ensemble: bool = False,
 ) -> np.ndarray:
     """Denoise one float array with ``model`` (eval mode), tiled.
 
@@ -119,6 +120,8 @@ def denoise_array(
         margin: context around each tile; default: the receptive radius
             (for global-attention models, which have none, 64 pixels and
             the tiled result is then an approximation).
+        ensemble: average the outputs over the 8 flips and rotations of
+            each tile (:func:`_dihedral_mean`; 8 times the time).
     """
     cfg = model.config
     if cfg.spacetime:
@@ -175,6 +178,8 @@ def denoise_array(
     def run(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
         tile = x[:, y0:y1, x0:x1][None].to(device)
         s = sig[:, y0:y1, x0:x1][None].to(device) if isinstance(sig, torch.Tensor) else sig
+        if ensemble:
+            return _dihedral_mean(model, tile, s)[0].cpu()
         return model(tile, s)[0].cpu()
 
     if tile_size is None or (tile_size >= H and tile_size >= W):
@@ -196,6 +201,40 @@ def denoise_array(
     return out[0] if image.ndim == 2 or cfg.spacetime else np.moveaxis(out, 0, -1)
 
 
+def _dihedral(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+    """``x`` (..., H, W) mirrored left-right (when ``flip``), then turned ``turns`` quarter turns."""
+    if flip:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, turns, dims=(-2, -1))
+
+
+def _undo_dihedral(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+    x = torch.rot90(x, -turns, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
+def _dihedral_mean(
+    model: NonLocalDenoiser, tile: torch.Tensor, sigma: float | torch.Tensor | None
+) -> torch.Tensor:
+    """The geometric self-ensemble: the mean of ``model``'s outputs over the 8
+    flips and rotations of ``tile`` (and of its noise map), each turned back.
+
+    A convolutional network is not exactly equivariant to these transforms, so
+    its 8 outputs differ a little in their errors, and their mean is closer to
+    the clean image (Timofte et al. 2016; measured: +0.2 dB on McMaster, see
+    the README). ``tile``'s sides are multiples of the network's alignment
+    (``denoise_array`` pads them), so every transform keeps its pixel grid and
+    a tiled result still equals the untiled one up to float rounding.
+    """
+    total = None
+    for turns in range(4):
+        for flip in (False, True):
+            s = _dihedral(sigma, turns, flip) if isinstance(sigma, torch.Tensor) else sigma
+            out = _undo_dihedral(model(_dihedral(tile, turns, flip), s), turns, flip)
+            total = out if total is None else total + out
+    return total / 8
+
+
 def denoise(
     image: np.ndarray,
     sigma: float | None = None,
@@ -208,6 +247,7 @@ def denoise(
     tile_size: int | None = DEFAULT_TILE,
     threads: int | None = None,
     camera: bool = False,
+    ensemble: bool = False,
     return_info: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
     """Denoise a float image in [0, 1] with the learned non-local denoiser.
@@ -249,6 +289,11 @@ def denoise(
             :func:`nlmeans.estimate_noise_level` reads it
             (``sigma=level.sigma``); :func:`nlmeans.denoise` does both when
             it finds correlated noise. Not with ``weights`` (``ValueError``).
+        ensemble: the geometric self-ensemble: the mean of the network's
+            outputs over the 8 flips and rotations of the image (each turned
+            back), at 8 times the time. Measured on McMaster with the colour
+            model: +0.18 to +0.26 dB (see the README's colour denoiser
+            section).
         return_info: also return a dict ``{"sigma", "sigma_estimated",
             "blind", "weights", "noise"}`` (``noise``: where the noise level
             came from: ``"sigma"``, ``"noise_map"``, ``"noise model"``,
@@ -310,6 +355,8 @@ def denoise(
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
     if not isinstance(camera, (bool, np.bool_)):
         raise TypeError(f"camera must be True or False, got {camera!r}")
+    if not isinstance(ensemble, (bool, np.bool_)):
+        raise TypeError(f"ensemble must be True or False, got {ensemble!r}")
     if weights is not None and not isinstance(weights, (str, os.PathLike, NonLocalDenoiser)):
         raise TypeError(
             "weights must be a path (.safetensors or checkpoint) or a NonLocalDenoiser, "
@@ -362,7 +409,7 @@ def denoise(
         torch.set_num_threads(int(threads))
     try:
         if arr.ndim == 2 or joint:
-            out = denoise_array(model, arr, level, tile_size=tile_size)
+            out = denoise_array(model, arr, level, tile_size=tile_size, ensemble=bool(ensemble))
         else:
             out = np.stack(
                 [
@@ -371,6 +418,7 @@ def denoise(
                         arr[..., c],
                         level[..., c] if isinstance(level, np.ndarray) else level,
                         tile_size=tile_size,
+                        ensemble=bool(ensemble),
                     )
                     for c in range(channels)
                 ],
