@@ -47,6 +47,9 @@ Choices worth knowing:
   gets only the EXIF fields that belong in its own IFD (Make, Model,
   Orientation, DateTime, Artist, Copyright): tifffile cannot write the EXIF and
   GPS sub-IFDs. A JPEG ``like`` gives JPEG output its EXIF and ICC data as read.
+* A PNG ``like`` gives PNG output its display chunks (gAMA, cHRM, sRGB), its
+  pixel size (pHYs) and its text chunks, byte for byte
+  (:attr:`ImageFile.png_chunks`).
 """
 
 from __future__ import annotations
@@ -135,7 +138,11 @@ class ImageFile:
     or None. ``exif``: the EXIF data in the form a JPEG APP1 segment holds it
     (``b"Exif\\0\\0"`` and a TIFF header), or None; for a TIFF file, the EXIF
     fields of its IFD (Make, Model, Orientation, DateTime, Artist, Copyright)
-    and its EXIF and GPS sub-IFDs, re-encoded by Pillow.
+    and its EXIF and GPS sub-IFDs, re-encoded by Pillow. ``png_chunks``: a
+    PNG file's chunks that describe how its values display (``gAMA``,
+    ``cHRM``, ``sRGB``), its pixel size (``pHYs``) and its text (``tEXt``,
+    ``zTXt``, ``iTXt``), as ``(type, payload)`` pairs in file order; written
+    back when the output is a PNG too.
     """
 
     path: Path
@@ -144,6 +151,7 @@ class ImageFile:
     has_alpha: bool
     exif: bytes | None = field(default=None, repr=False)
     icc_profile: bytes | None = field(default=None, repr=False)
+    png_chunks: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
 
     @property
     def dtype(self) -> np.dtype:
@@ -506,6 +514,7 @@ def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
     palette = None
     transparency = None
     iccp = exif = None
+    carried: list[tuple[bytes, bytes]] = []
     idat: list = []
     idat_done = False
     for ctype, payload in chunks:
@@ -533,6 +542,8 @@ def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
         elif ctype == b"eXIf":
             if exif is None:
                 exif = payload
+        elif _carried_png_chunk(ctype, payload, before_data=not idat, seen=carried):
+            carried.append((ctype, payload))
         elif not ctype[:1].islower():  # an unknown critical chunk: libpng refuses the file
             name = ctype.decode("latin-1")
             raise ImageReadError(f"{path}: unsupported PNG file (unknown critical chunk {name!r})")
@@ -594,7 +605,37 @@ def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
         has_alpha=has_alpha,
         exif=_EXIF_PREFIX + exif if exif is not None and exif[:4] in _TIFF_HEADERS else None,
         icc_profile=_png_icc_profile(iccp),
+        png_chunks=tuple(carried),
     )
+
+
+# PNG chunks carried from an input to a PNG output, with the payload size each
+# must have (None: any). The first four belong before the image data and occur
+# once; text chunks may be anywhere and repeat. Values such as sBIT that
+# depend on the samples are not carried.
+_CARRIED_PNG_CHUNKS = {
+    b"gAMA": 4,
+    b"cHRM": 32,
+    b"sRGB": 1,
+    b"pHYs": 9,
+    b"tEXt": None,
+    b"zTXt": None,
+    b"iTXt": None,
+}
+
+
+def _carried_png_chunk(ctype: bytes, payload: bytes, *, before_data: bool, seen) -> bool:
+    """Whether a chunk read from a PNG file is one to write back (:attr:`ImageFile.png_chunks`).
+
+    A misplaced, repeated or wrongly sized one is what libpng ignores: it is
+    not carried either.
+    """
+    if ctype not in _CARRIED_PNG_CHUNKS:
+        return False
+    size = _CARRIED_PNG_CHUNKS[ctype]
+    if size is None:
+        return True
+    return before_data and len(payload) == size and all(t != ctype for t, _ in seen)
 
 
 def _png_icc_profile(payload: bytes | None) -> bytes | None:
@@ -981,7 +1022,8 @@ def write_image(
 
     icc, exif = _metadata_for(like, array, fmt)
     if fmt == "PNG":
-        data = _with_png_metadata(_encode_png(array), icc, exif)
+        carried = like.png_chunks if like is not None else ()
+        data = _with_png_metadata(_encode_png(array), icc, exif, carried)
     elif fmt == "TIFF":
         data = _encode_tiff(array, icc, exif)
     else:
@@ -1038,8 +1080,11 @@ def _metadata_for(
     return icc, exif
 
 
-def _with_png_metadata(data: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
-    """A PNG file with an iCCP and an eXIf chunk right after IHDR (before PLTE and IDAT, where both belong).
+def _with_png_metadata(
+    data: bytes, icc: bytes | None, exif: bytes | None, carried: tuple = ()
+) -> bytes:
+    """A PNG file with an iCCP and an eXIf chunk right after IHDR (before PLTE and IDAT, where both belong),
+    and the ``carried`` chunks (:attr:`ImageFile.png_chunks`) after them.
 
     The PNG encoders in use (OpenCV, imagecodecs) cannot write either, and
     Pillow, which can, does not write 16-bit colour PNG: pypng splits the
@@ -1053,6 +1098,7 @@ def _with_png_metadata(data: bytes, icc: bytes | None, exif: bytes | None) -> by
         extra.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc, 9)))
     if exif:
         extra.append((b"eXIf", exif[len(_EXIF_PREFIX) :]))
+    extra.extend(carried)
     if not extra:
         return data
     chunks = list(png.Reader(bytes=data).chunks())

@@ -825,6 +825,47 @@ def test_profile_of_the_wrong_colour_space_is_not_written(tmp_path):
     assert b"iCCP" not in _png_chunk_types((tmp_path / "rgb.png").read_bytes())
 
 
+def test_display_size_and_text_chunks_survive_the_cli(tmp_path):
+    """gAMA, cHRM, sRGB, pHYs and text chunks reach a PNG output as they were;
+    a wrongly sized or repeated one is left out (libpng ignores it too), and a
+    TIFF output gets none."""
+    gamma = (b"gAMA", struct.pack(">I", 45455))
+    chrm = (b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000))
+    phys = (b"pHYs", struct.pack(">IIB", 11811, 11811, 1))  # 300 dpi
+    text = (b"tEXt", b"Author\x00somebody")
+    bad = [(b"gAMA", b"\x00\x01"), (b"pHYs", struct.pack(">IIB", 1, 1, 0))]  # short; repeated
+    path = tmp_path / "photo.png"
+    pixels = _random((24, 20, 3), np.uint8)
+    path.write_bytes(_png_with_chunks(nio._encode_png(pixels), gamma, chrm, phys, text, *bad))
+    image = read_image(path)
+    assert image.png_chunks == (gamma, chrm, phys, text)
+    np.testing.assert_array_equal(image.pixels, pixels)
+
+    from typer.testing import CliRunner
+
+    from nlmeans_cli.main import app
+
+    for out in (tmp_path / "out.png", tmp_path / "out.tif"):
+        result = CliRunner().invoke(
+            app, ["denoise", str(path), "-o", str(out), "-p", "3", "-r", "2"]
+        )
+        assert result.exit_code == 0, result.output
+    written = read_image(tmp_path / "out.png")
+    assert written.png_chunks == (gamma, chrm, phys, text)
+    with Image.open(tmp_path / "out.png") as im:  # an independent reader agrees
+        assert im.info["gamma"] == pytest.approx(0.45455) and im.info["Author"] == "somebody"
+        assert im.info["dpi"] == pytest.approx((300, 300), abs=0.01)
+    assert read_image(tmp_path / "out.tif").png_chunks == ()
+    # the written chunks are where libpng wants them (it reads the file silently)
+    assert _png_chunk_types((tmp_path / "out.png").read_bytes())[:5] == [
+        b"IHDR",
+        b"gAMA",
+        b"cHRM",
+        b"pHYs",
+        b"tEXt",
+    ]
+
+
 def test_no_like_no_metadata(tmp_path):
     path, _, _ = _make_input(tmp_path, "rgb8.png")
     write_image(tmp_path / "plain.png", read_image(path).pixels)
