@@ -152,6 +152,12 @@ class ImageFile:
     exif: bytes | None = field(default=None, repr=False)
     icc_profile: bytes | None = field(default=None, repr=False)
     png_chunks: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
+    #: The colour model of the file's samples when they were converted to RGB
+    #: on reading (``"CMYK"``: a CMYK JPEG); None when they are the file's own.
+    converted_from: str | None = None
+    #: The file's colour profile was left out: it described the samples
+    #: before that conversion (the conversion does not apply it).
+    dropped_icc_profile: bool = False
 
     @property
     def dtype(self) -> np.dtype:
@@ -206,9 +212,14 @@ class ImageFile:
         return split_alpha(self.pixels, self.has_alpha)
 
     def describe(self) -> str:
+        converted = ""
+        if self.converted_from:
+            converted = f", converted from {self.converted_from}" + (
+                " without its colour profile" if self.dropped_icc_profile else ""
+            )
         return (
             f"{self.width}x{self.height} {self.mode} {self.format} "
-            f"{self.bit_depth}-bit{' float' if self.pixels.dtype.kind == 'f' else ''}"
+            f"{self.bit_depth}-bit{' float' if self.pixels.dtype.kind == 'f' else ''}{converted}"
         )
 
 
@@ -686,6 +697,13 @@ def _read_jpeg(path: Path, data: bytes, max_pixels: int) -> ImageFile:
                 im.load()
                 exif = im.info.get("exif")
                 icc = im.info.get("icc_profile")
+                converted = "CMYK" if im.mode == "CMYK" else None
+                dropped = bool(converted and icc)
+                if converted:
+                    # Pillow's plain conversion: the profile describes the
+                    # CMYK samples, not these RGB ones, so it must not travel
+                    # to the output (a viewer would apply it to RGB data).
+                    icc = None
                 if im.mode in ("L", "RGB"):
                     pixels = np.asarray(im)
                 elif im.mode in ("CMYK", "YCbCr", "P", "LA", "RGBA", "I;16"):
@@ -703,6 +721,8 @@ def _read_jpeg(path: Path, data: bytes, max_pixels: int) -> ImageFile:
         has_alpha=False,
         exif=exif,
         icc_profile=icc,
+        converted_from=converted,
+        dropped_icc_profile=dropped,
     )
 
 

@@ -866,6 +866,35 @@ def test_display_size_and_text_chunks_survive_the_cli(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("profile", [None, b"not applied" * 20])
+def test_cmyk_jpeg_is_converted_and_says_so(tmp_path, profile):
+    """A CMYK JPEG is read as RGB (Pillow's conversion); the line says so, and
+    its profile (of CMYK samples) never reaches the RGB output."""
+    cmyk = _random((30, 40, 4), np.uint8)
+    path = tmp_path / "print.jpg"
+    extra = {"icc_profile": profile} if profile else {}
+    Image.fromarray(cmyk, mode="CMYK").save(path, quality=95, **extra)
+    image = read_image(path)
+    with Image.open(path) as im:
+        expected = np.asarray(im.convert("RGB"))
+    np.testing.assert_array_equal(image.pixels, expected)
+    assert image.converted_from == "CMYK" and image.icc_profile is None
+    assert image.dropped_icc_profile is (profile is not None)
+    assert "converted from CMYK" in image.describe()
+    assert ("without its colour profile" in image.describe()) is (profile is not None)
+
+    from typer.testing import CliRunner
+
+    from nlmeans_cli.main import app
+
+    out = tmp_path / "out.jpg"
+    result = CliRunner().invoke(app, ["denoise", str(path), "-o", str(out), "-p", "3", "-r", "2"])
+    assert result.exit_code == 0, result.output
+    assert "converted from CMYK" in " ".join(result.output.split())
+    with Image.open(out) as im:
+        assert im.mode == "RGB" and im.info.get("icc_profile") is None
+
+
 def test_no_like_no_metadata(tmp_path):
     path, _, _ = _make_input(tmp_path, "rgb8.png")
     write_image(tmp_path / "plain.png", read_image(path).pixels)
