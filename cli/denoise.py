@@ -113,6 +113,12 @@ def _neural_weights(params, image) -> str:
     from nlmeans.neural.inference import default_model_path
 
     channels = _neural_channels(params, image)
+    if channels == 3:
+        from nlmeans._denoise import neural_gray_per_channel
+
+        colour = image.split_alpha()[0]
+        if neural_gray_per_channel(colour.min(axis=(0, 1)) == colour.max(axis=(0, 1))):
+            return f"{default_model_path(1).name} on each channel that is not constant"
     return default_model_path(channels, camera=uses_camera_model(params)).name
 
 

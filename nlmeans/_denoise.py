@@ -441,6 +441,10 @@ def denoise_array(
 
     params = replace(params, device=resolve_device(device, method=method), ensemble=ensemble)
     logger.info("nlmeans parameters: %s", params)
+    if axis is not None:
+        spatial = _spatial_axes(image, axis)
+        channel_min, channel_max = image.min(axis=spatial), image.max(axis=spatial)
+    constant = None if axis is None else channel_min == channel_max
 
     if (
         method == "neural"
@@ -457,6 +461,7 @@ def denoise_array(
             params.device,
             noise=params.noise_model or noise,
             ensemble=params.ensemble,
+            constant=constant,
         )
     elif params.noise_model is not None:
         result = _denoise_stabilised(image, axis, params, n_threads)
@@ -473,6 +478,7 @@ def denoise_array(
             params.device,
             camera=uses_camera_model(params),
             ensemble=params.ensemble,
+            constant=constant,
         )
     else:
         result = _denoise_classical(image, axis, params, n_threads)
@@ -480,8 +486,7 @@ def denoise_array(
     # rounding (and, for the network, overshoot) with the input's own bounds.
     np.clip(result, image.min(), image.max(), out=result)
     if axis is not None:
-        spatial = _spatial_axes(image, axis)
-        keep_constant_channels(result, axis, image.min(axis=spatial), image.max(axis=spatial))
+        keep_constant_channels(result, axis, channel_min, channel_max)
     return (result, params) if return_params else result
 
 
@@ -753,21 +758,56 @@ NEURAL_IMAGES_ONLY = (
 )
 
 
+def neural_gray_per_channel(constant) -> bool:
+    """Whether the network path denoises a colour image channel by channel with
+    the gray model: 3 channels, one or two of them exactly constant
+    (``constant``: one flag per channel, from the whole image).
+
+    An empty channel (a two-colour micrograph saved as RGB, a red-only
+    picture) is nothing the colour and camera models saw in training: on
+    McMaster with blue emptied and sigma = 25 in red and green, the gray
+    model on each of those gained 0.84 dB over the colour model (30.89
+    against 30.05 dB; ``benchmarks/empty_channel.py``).
+    """
+    constant = np.asarray(constant, dtype=bool)
+    return constant.size == 3 and 0 < int(constant.sum()) < 3
+
+
 def _denoise_neural(
-    image, axis, sigma, n_threads, device="cpu", noise=None, camera=False, ensemble=False
+    image,
+    axis,
+    sigma,
+    n_threads,
+    device="cpu",
+    noise=None,
+    camera=False,
+    ensemble=False,
+    constant=None,
 ):
+    """The network on ``image``; ``constant``: which channels of the whole
+    image are exactly constant (None: none, or no channel axis)."""
     neural = _import_neural()
     floats = to_unit_float(image).astype(np.float32)
     if axis is not None:
         floats = np.moveaxis(floats, axis, -1)
     if floats.ndim - (axis is not None) != 2:
         raise ValueError(NEURAL_IMAGES_ONLY)
-    options = dict(sigma=sigma, noise=noise, threads=n_threads, camera=camera, ensemble=ensemble)
+    options = dict(threads=n_threads, camera=camera, ensemble=ensemble)
     if device == "cuda":
         from .device import neural_tile_size
 
         options.update(device="cuda", tile_size=neural_tile_size(*floats.shape[:2]))
-    result = neural.denoise(floats, **options)
+    if constant is not None and neural_gray_per_channel(constant):
+        result = floats.copy()  # the constant channels stay as they are
+        if noise is not None:
+            levels = noise.sigma_map(floats, channel_axis=-1).astype(np.float32)
+        elif sigma is None:
+            sigma = float(estimate_sigma(floats, channel_axis=-1))
+        for c in np.flatnonzero(~np.asarray(constant, dtype=bool)):
+            level = dict(sigma=sigma) if noise is None else dict(noise_map=levels[..., c])
+            result[..., c] = neural.denoise(floats[..., c], **level, **options)
+    else:
+        result = neural.denoise(floats, sigma=sigma, noise=noise, **options)
     if axis is not None:
         result = np.moveaxis(result, -1, axis)
     return from_unit_float(np.asarray(result, np.float32), image.dtype)

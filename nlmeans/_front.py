@@ -61,7 +61,9 @@ def denoise(
         distances. ``"exact"``: Buades et al. (2005) pixel-wise NLM with
         Gaussian patch weights. ``"patchwise"``: IPOL 2011 patch-wise NLM.
         ``"neural"``: the shipped non-local network (:mod:`nlmeans.neural`;
-        imports torch).
+        imports torch). A 3-channel image with one or two exactly constant
+        channels goes to the gray model channel by channel (the colour
+        model never saw an empty channel: +0.84 dB measured, see the README).
     channel_axis : int or None
         Axis holding the channels. Channels share one weight.
     color_space : {"auto", "rgb", "opponent"}

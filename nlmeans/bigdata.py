@@ -550,6 +550,8 @@ def _denoise_region(
     its per-channel minima and maxima (None without a channel axis).
     """
     region = np.block(blocks)[region] if isinstance(blocks, list) else np.asarray(blocks)[region]
+    # The whole image's constant channels (a region's own could differ).
+    constant = None if channel_range is None else channel_range[0] == channel_range[1]
     lo_raw, hi_raw = bounds
     dtype = region.dtype
     # The whole image's range, on the float scale and in its own dtype.
@@ -558,7 +560,13 @@ def _denoise_region(
     if neural_map:
         # nlmeans._denoise.denoise: the network takes the model's sigma map.
         result = _denoise_neural(
-            region, axis, None, n_threads, noise=params.noise_model, ensemble=params.ensemble
+            region,
+            axis,
+            None,
+            n_threads,
+            noise=params.noise_model,
+            ensemble=params.ensemble,
+            constant=constant,
         )
     elif params.noise_model is not None:
         # nlmeans._denoise._denoise_stabilised with the whole image's ranges.
@@ -586,6 +594,7 @@ def _denoise_region(
             n_threads,
             camera=uses_camera_model(params),
             ensemble=params.ensemble,
+            constant=constant,
         )
     else:
         result = _denoise_classical(region, axis, params, n_threads, bounds=(lo, hi), window=window)

@@ -354,6 +354,52 @@ def test_denoise_uses_the_colour_model_for_rgb_only(shipped_colour, color_model)
     )
 
 
+@pytest.mark.parametrize("empty", [(2,), (0, 1)])
+def test_a_constant_channel_sends_the_others_to_the_gray_model(shipped_colour, empty):
+    """An image with an empty channel is nothing the colour model saw: each
+    channel that is not constant goes to the gray model, with the whole
+    image's sigma (or its noise model's map), and the constant ones stay."""
+    img = _colour_image(9)
+    img[..., list(empty)] = 0.25
+    gray = nn_.default_weights_path()
+    sigma = nlmeans.estimate_sigma(img, channel_axis=-1)
+    out = nlmeans.denoise(img, method="neural", channel_axis=-1, noise="white")
+    pg = NoiseModel("poisson-gaussian", a=(0.01, 0.02, 0.005), b=(1e-4, 2e-4, 1e-4))
+    by_model = nlmeans.denoise(img, method="neural", channel_axis=-1, noise=pg)
+    levels = pg.sigma_map(img, channel_axis=-1)
+    for c in range(3):
+        if c in empty:
+            assert np.all(out[..., c] == np.float32(0.25)) and np.all(by_model[..., c] == 0.25)
+            continue
+        one = img[..., c]
+        expected = nn_.denoise(one, sigma=sigma, weights=gray)
+        np.testing.assert_allclose(out[..., c], np.clip(expected, img.min(), img.max()), atol=0)
+        expected = nn_.denoise(one, noise_map=levels[..., c], weights=gray)
+        np.testing.assert_allclose(by_model[..., c], np.clip(expected, 0, 1), atol=1e-6)
+    # three constant channels, or none: the colour model as before
+    full = _colour_image(9)
+    np.testing.assert_array_equal(
+        nlmeans.denoise(full, method="neural", channel_axis=-1, sigma=0.05),
+        np.clip(nn_.denoise(full, sigma=0.05), full.min(), full.max()),
+    )
+
+
+def test_cli_names_the_gray_model_for_an_image_with_an_empty_channel(shipped_colour, tmp_path):
+    from typer.testing import CliRunner
+
+    from nlmeans.io import write_image
+    from nlmeans_cli.main import app
+
+    pixels = (_colour_image(10) * 255).round().astype(np.uint8)
+    pixels[..., 1] = 0
+    write_image(tmp_path / "rb.png", pixels)
+    result = CliRunner().invoke(app, ["denoise", str(tmp_path / "rb.png"), "--method", "neural"])
+    assert result.exit_code == 0, result.output
+    assert "(denoiser.safetensors on each channel that is not constant" in " ".join(
+        result.output.split()
+    )
+
+
 def test_without_colour_weights_rgb_uses_the_gray_model_per_channel(tmp_path, monkeypatch):
     real = inf_mod.default_weights_path
     monkeypatch.setattr(
