@@ -17,8 +17,10 @@ between :func:`open_sequence` and :class:`SequenceWriter`.
   point, a ``(Z, Y, X)`` volume, written back as a ``TZYX`` hyperstack with
   the input's voxel size, unit and frame interval.
 * Folders of frames: the folder's PNG, TIFF and JPEG files in name order, all
-  of the same size; written as ``frame_000000.png`` ... (``.tif`` for float
-  frames).
+  of the same size; written as PNG (TIFF for float frames) under the input
+  frames' names when the input is a folder too (``img_0001.jpg`` becomes
+  ``img_0001.png``), otherwise (or when two inputs share a name but for the
+  suffix) as ``frame_000000.png`` ....
 
 Outputs are written under a temporary name next to the destination and
 renamed only once every frame is in: an interrupted or failed run leaves no
@@ -527,9 +529,10 @@ class SequenceWriter:
             raise FileExistsError(f"{self.dst} already exists (use --force to overwrite)")
         if self.dst.exists() and same_file(self.dst, like.path):
             raise SequenceError(f"{self.dst}: refusing to write onto the input")
-        if self.dst.is_dir():
-            _check_replaceable_folder(self.dst, Path(like.path))
         self.kind = output_kind(self.dst)
+        self._frame_names = _frame_names(like) if self.kind == "folder" else []
+        if self.dst.is_dir():
+            _check_replaceable_folder(self.dst, Path(like.path), self._frame_names)
         if lossless and self.kind == "video" and suffix != ".mkv":
             raise SequenceError(
                 f"{self.dst}: lossless video is FFV1 in Matroska: name the output .mkv "
@@ -635,7 +638,7 @@ class SequenceWriter:
             from .io import write_image
 
             suffix = ".tif" if frame.dtype.kind == "f" else ".png"
-            write_image(self.tmp / f"frame_{self.count:06d}{suffix}", frame)
+            write_image(self.tmp / f"{self._frame_names[self.count]}{suffix}", frame)
         self.count += 1
 
     def _close_handle(self) -> None:
@@ -762,20 +765,37 @@ class _HyperstackWriter:
         self._raise()
 
 
-# The files of a folder-of-frames output (SequenceWriter.write names them).
+# The files of a folder-of-frames output numbered by SequenceWriter.write.
 _FRAME_FILE = re.compile(r"frame_\d{6}\.(png|tif)")
 
 
-def _check_replaceable_folder(folder: Path, source: Path) -> None:
+def _frame_names(like: SequenceSource) -> list[str]:
+    """The names (without suffix) of a folder output's frames, in order: the
+    input frames' own for a folder input whose names stay distinct once their
+    suffixes go (compared without case: a.PNG and a.png would clash on some
+    file systems), else ``frame_000000`` ...."""
+    stems = [Path(f).stem for f in like.files] if like.kind == "folder" else []
+    if len(stems) == like.n_frames and len({s.lower() for s in stems}) == len(stems):
+        return stems
+    return [f"frame_{i:06d}" for i in range(like.n_frames)]
+
+
+def _check_replaceable_folder(folder: Path, source: Path, names=()) -> None:
     """Refuse to replace ``folder`` (``force`` or not) unless it holds only the
-    frames of an earlier folder output: replacing removes it whole, and the
-    input, or files that are not ours, must never go with it."""
+    frames of an earlier folder output (numbered, or the ``names`` this output
+    gives its frames): replacing removes it whole, and the input, or files
+    that are not ours, must never go with it."""
     inside = source.resolve()
     if inside == folder.resolve() or folder.resolve() in inside.parents:
         raise SequenceError(
             f"{folder}: the input {source} is inside it; refusing to replace the folder"
         )
-    others = sorted(p.name for p in folder.iterdir() if not _FRAME_FILE.fullmatch(p.name))
+    ours = {f"{name}{suffix}" for name in names for suffix in (".png", ".tif")}
+    others = sorted(
+        p.name
+        for p in folder.iterdir()
+        if not (_FRAME_FILE.fullmatch(p.name) or (p.name in ours and p.is_file()))
+    )
     if others:
         raise SequenceError(
             f"{folder}: holds {len(others)} entr{'y' if len(others) == 1 else 'ies'} that "

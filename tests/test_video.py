@@ -121,7 +121,25 @@ def test_tiff_stack_and_frame_folder(tmp_path):
     result = invoke("denoise", folder, "--sequence", "-o", tmp_path / "clean_frames", *FAST)
     assert result.exit_code == 0, result.stderr
     written = sorted((tmp_path / "clean_frames").iterdir())
-    assert len(written) == 5
+    assert [p.name for p in written] == [f"f{i:03d}.png" for i in range(5)]  # the input's names
+    again = invoke(
+        "denoise", folder, "--sequence", "-o", tmp_path / "clean_frames", "--force", *FAST
+    )
+    assert again.exit_code == 0, again.stderr  # an earlier output of this folder is replaced
+    assert sorted(p.name for p in (tmp_path / "clean_frames").iterdir()) == [
+        p.name for p in written
+    ]
+    # names that would clash once their suffixes go: numbered frames instead
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    write_image(clash / "a.png", frames[0])
+    write_image(clash / "a.tif", frames[1])
+    write_image(clash / "b.png", frames[2])
+    result = invoke("denoise", clash, "--sequence", "-o", tmp_path / "clash_out", *FAST)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "clash_out").iterdir()) == [
+        f"frame_{i:06d}.png" for i in range(3)
+    ]
     # A folder of frames to a lossless video keeps the frames too.
     result = invoke("denoise", folder, "--sequence", "-o", tmp_path / "v.mkv", "--lossless", *FAST)
     assert result.exit_code == 0, result.stderr
