@@ -163,6 +163,15 @@ def run(
     console = stderr_console()
     # What the parameter description reads of an image.
     summary = SimpleNamespace(max_value=max_value(image.array.dtype), color_channels=channels)
+    if method == "neural" and channels == 3:
+        # Which model runs depends on constant channels (nlmeans._denoise.
+        # neural_gray_per_channel): one more pass over the data, small next
+        # to the network's.
+        import dask
+
+        spatial_axes = tuple(i for i in range(color.ndim) if i != color_axis % color.ndim)
+        low, high = dask.compute(color.min(axis=spatial_axes), color.max(axis=spatial_axes))
+        summary.constant_channels = low == high
     try:
         console.print(
             f"{src} ({bigio.describe_axes(image)}; chunks of {side} px): "

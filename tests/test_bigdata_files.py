@@ -82,6 +82,15 @@ def test_neural_on_a_colour_big_image_names_its_model(tmp_path, rng):
         assert result.exit_code == 0, result.output
         assert expected in " ".join(result.output.split()), result.output
         assert zarr.open_array(out, mode="r").shape == (64, 64, 3)
+    # an empty channel: the gray model on the others, said so, as in memory
+    pixels = _noisy(rng, (64, 64, 3), np.uint8)
+    pixels[..., 2] = 0
+    tifffile.imwrite(path, pixels, photometric="rgb", tile=(32, 32))
+    result = _cli(path, "-o", tmp_path / "empty.zarr", "--chunk-size", 64, "--method", "neural")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "(denoiser.safetensors on each channel that is not constant" in said, said
+    assert np.all(zarr.open_array(tmp_path / "empty.zarr", mode="r")[..., 2] == 0)
 
 
 @pytest.mark.parametrize("colour", (3, 1))
