@@ -144,8 +144,9 @@ def _describe_params(params, image) -> str:
             f"method {params.method}, noise {describe_noise(params.noise_model, top)} ({how}); "
             + (
                 (
-                    "its per-pixel sigma map given to the network"
+                    f"its per-pixel sigma map given to the network ({_neural_weights(params, image)}"
                     + (", the mean over 8 flips and rotations" if params.ensemble else "")
+                    + ")"
                     if _neural_takes_map(params, image)
                     else "stabilised by the generalized Anscombe transform"
                 )

@@ -382,6 +382,7 @@ def _params_dict(params) -> dict:
         "sigma_estimated",
         "color_space",
         "h_chroma",
+        "ensemble",
     ):
         value = getattr(params, key, None)
         out[key] = float(value) if isinstance(value, (np.floating,)) else value

@@ -646,6 +646,10 @@ def _carried_png_chunk(ctype: bytes, payload: bytes, *, before_data: bool, seen)
     size = _CARRIED_PNG_CHUNKS[ctype]
     if size is None:
         return True
+    if ctype == b"sRGB" and payload[:1] not in (b"\x00", b"\x01", b"\x02", b"\x03"):
+        return False  # not one of the four rendering intents
+    if ctype == b"pHYs" and payload[8:9] not in (b"\x00", b"\x01"):
+        return False  # neither "unknown" nor "metre"
     return before_data and len(payload) == size and all(t != ctype for t, _ in seen)
 
 

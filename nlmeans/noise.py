@@ -908,7 +908,7 @@ def _choose_model(fits, model):
 # --------------------------------------------------------------------------
 
 
-def _transform_inputs(name, values, model, channel_axis, *, scale_integers: bool):
+def _transform_inputs(name, values, model, channel_axis, *, scale_integers: bool, forward: bool):
     if not isinstance(model, NoiseModel):
         raise TypeError(f"model must be a NoiseModel, got {type(model).__name__}")
     try:
@@ -922,11 +922,15 @@ def _transform_inputs(name, values, model, channel_axis, *, scale_integers: bool
     floats = to_unit_float(values) if scale_integers else values.astype(np.float64)
     planes = _channels_first(floats, axis)
     a, b = model._per_channel(planes.shape[0], axis)
+    # A channel without noise (a = b = 0) is left as it is, which is right for
+    # an exactly constant one (estimate_noise gives it a = b = 0); for any
+    # other channel there is no transform to unit variance.
     empty = np.flatnonzero((a == 0) & (b == 0))
-    if empty.size:
+    varying = [int(c) for c in empty if forward and np.ptp(planes[c]) > 0]
+    if varying:
         raise ValueError(
-            f"model has no noise in channel {int(empty[0])} (a = b = 0): the "
-            "generalized Anscombe transform is undefined there"
+            f"model has no noise in channel {varying[0]} (a = b = 0), which is not "
+            "constant: the generalized Anscombe transform is undefined there"
         )
     shape = (-1,) + (1,) * (planes.ndim - 1)
     return planes, a.reshape(shape), b.reshape(shape), axis
@@ -966,7 +970,8 @@ def generalized_anscombe(z, model: NoiseModel, *, channel_axis=None) -> np.ndarr
     ------
     TypeError, ValueError
         For a ``model`` that is not a :class:`NoiseModel`, a channel with
-        ``a = b = 0``, a channel count that does not match the model, a
+        ``a = b = 0`` that is not constant (a constant one is returned as it
+        is, and so is it by the inverse), a channel count that does not match the model, a
         wrong ``channel_axis``, or ``z`` with NaN/Inf, no elements or an
         unsupported dtype.
 
@@ -983,14 +988,16 @@ def generalized_anscombe(z, model: NoiseModel, *, channel_axis=None) -> np.ndarr
        Anscombe transformation for Poisson-Gaussian noise", IEEE Trans.
        Image Process. 22(1), 91-103, 2013.
     """
-    planes, a, b, axis = _transform_inputs("z", z, model, channel_axis, scale_integers=True)
+    planes, a, b, axis = _transform_inputs(
+        "z", z, model, channel_axis, scale_integers=True, forward=True
+    )
     poisson = _poissonian(a, b)
     safe_a = np.where(poisson, a, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         stabilised = np.where(
             poisson,
             (2.0 / safe_a) * np.sqrt(np.maximum(safe_a * planes + 0.375 * safe_a**2 + b, 0.0)),
-            planes / np.sqrt(np.where(poisson, 1.0, b)),
+            planes / np.sqrt(np.where(poisson | (b == 0), 1.0, b)),
         )
     return _channels_back(stabilised, axis)
 
@@ -1057,7 +1064,9 @@ def inverse_generalized_anscombe(d, model: NoiseModel, *, channel_axis=None, met
     """
     if method not in _INVERSE_METHODS:
         raise ValueError(f"method must be one of {', '.join(_INVERSE_METHODS)}; got {method!r}")
-    planes, a, b, axis = _transform_inputs("d", d, model, channel_axis, scale_integers=False)
+    planes, a, b, axis = _transform_inputs(
+        "d", d, model, channel_axis, scale_integers=False, forward=False
+    )
     poisson = _poissonian(a, b)
     safe_a = np.where(poisson, a, 1.0)
     if method == "unbiased":
@@ -1066,7 +1075,7 @@ def inverse_generalized_anscombe(d, model: NoiseModel, *, channel_axis=None, met
         poissonian = safe_a * counts
     else:
         poissonian = safe_a * planes**2 / 4.0 - 0.375 * safe_a - b / safe_a
-    gaussian = planes * np.sqrt(np.where(poisson, 1.0, b))
+    gaussian = planes * np.sqrt(np.where(poisson | (b == 0), 1.0, b))
     return _channels_back(np.where(poisson, poissonian, gaussian), axis)
 
 

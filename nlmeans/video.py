@@ -794,12 +794,12 @@ def _check_replaceable_folder(folder: Path, source: Path, names=()) -> None:
     others = sorted(
         p.name
         for p in folder.iterdir()
-        if not (_FRAME_FILE.fullmatch(p.name) or (p.name in ours and p.is_file()))
+        if not ((_FRAME_FILE.fullmatch(p.name) or p.name in ours) and p.is_file())
     )
     if others:
         raise SequenceError(
             f"{folder}: holds {len(others)} entr{'y' if len(others) == 1 else 'ies'} that "
-            f"{'is' if len(others) == 1 else 'are'} not frames of an earlier output "
+            f"{'is' if len(others) == 1 else 'are'} not frames that this output writes "
             f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); refusing to "
             "replace it, even with --force: name another output folder"
         )

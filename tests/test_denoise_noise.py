@@ -88,6 +88,33 @@ def test_colour_channels_are_stabilised_each_from_its_own_minimum(camera):
     assert params.sigma == pytest.approx(1 / spread)
 
 
+@pytest.mark.parametrize("method", ["fast", "neural"])
+def test_a_constant_channel_under_an_estimated_poisson_gaussian_model(camera, method):
+    """estimate_noise gives an exactly constant channel a = b = 0; the
+    transform leaves such a channel as it is (it failed: "no noise in
+    channel 2"), and it comes back unchanged."""
+    clean, noisy = camera
+    rgb = np.dstack([noisy, noisy[::-1], np.zeros_like(noisy)])
+    model = nlmeans.estimate_noise(rgb, channel_axis=-1, model="poisson-gaussian")
+    assert model.a[2] == model.b[2] == 0
+    stabilised = generalized_anscombe(rgb, model, channel_axis=-1)
+    assert np.all(stabilised[..., 2] == 0)
+    np.testing.assert_array_equal(
+        inverse_generalized_anscombe(stabilised, model, channel_axis=-1)[..., 2], 0
+    )
+    out, params = nlmeans.denoise(
+        rgb, method=method, channel_axis=-1, noise="poisson-gaussian", return_params=True
+    )
+    assert np.all(out[..., 2] == 0)
+    assert _psnr(clean, out[..., 0]) > _psnr(clean, noisy) + 3
+    # the resolved parameters replay the call (the command line does this)
+    again = nlmeans.denoise(rgb, channel_axis=-1, **params.denoise_kwargs())
+    np.testing.assert_array_equal(again, out)
+    # a channel that varies still needs noise to be stabilised
+    with pytest.raises(ValueError, match="no noise in channel 2.*not constant"):
+        generalized_anscombe(np.dstack([noisy, noisy, noisy]), model, channel_axis=-1)
+
+
 def test_poisson_gaussian_fit_to_white_colour_noise_still_denoises():
     """White noise fitted as Poisson-Gaussian finds a ~ 0 (1e-16 in one
     channel here); the transform treats such a channel as Gaussian, where its

@@ -833,7 +833,11 @@ def test_display_size_and_text_chunks_survive_the_cli(tmp_path):
     chrm = (b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000))
     phys = (b"pHYs", struct.pack(">IIB", 11811, 11811, 1))  # 300 dpi
     text = (b"tEXt", b"Author\x00somebody")
-    bad = [(b"gAMA", b"\x00\x01"), (b"pHYs", struct.pack(">IIB", 1, 1, 0))]  # short; repeated
+    bad = [
+        (b"gAMA", b"\x00\x01"),  # short
+        (b"pHYs", struct.pack(">IIB", 1, 1, 0)),  # repeated
+        (b"sRGB", b"\x07"),  # not a rendering intent
+    ]
     path = tmp_path / "photo.png"
     pixels = _random((24, 20, 3), np.uint8)
     path.write_bytes(_png_with_chunks(nio._encode_png(pixels), gamma, chrm, phys, text, *bad))

@@ -524,7 +524,7 @@ def test_per_channel_transform():
             "model must be a NoiseModel",
         ),
         (
-            lambda: generalized_anscombe(np.zeros(4), NoiseModel("gaussian", 0.0, 0.0)),
+            lambda: generalized_anscombe(np.arange(4.0) / 4, NoiseModel("gaussian", 0.0, 0.0)),
             ValueError,
             "no noise in channel 0",
         ),

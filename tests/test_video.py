@@ -210,8 +210,15 @@ def test_force_never_replaces_a_folder_holding_the_input_or_other_files(clips, t
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     result = invoke("denoise", stack, "-o", other, "--force", *FAST)
-    assert result.exit_code == 1 and "not frames of an earlier output" in result.stderr
+    assert result.exit_code == 1 and "not frames that this output writes" in result.stderr
     assert (other / "notes.txt").read_text() == "mine"
+    # a folder that only has a frame's name is not a frame
+    (other / "notes.txt").unlink()
+    (other / "frame_000000.png").mkdir()
+    (other / "frame_000000.png" / "keep.txt").write_text("mine")
+    result = invoke("denoise", stack, "-o", other, "--force", *FAST)
+    assert result.exit_code == 1 and "not frames that this output writes" in result.stderr
+    assert (other / "frame_000000.png" / "keep.txt").read_text() == "mine"
     # An earlier folder output is replaced, as --force says.
     out = tmp_path / "out"
     for _ in range(2):
