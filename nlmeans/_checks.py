@@ -136,3 +136,21 @@ def check_ensemble(ensemble, method: str) -> bool:
             "result for every flip and rotation of the image)"
         )
     return bool(ensemble)
+
+
+# Float images beyond these bounds are not on the [0, 1] scale: the widest
+# noise the networks take (sigma 55/255) stays inside them by 4.5 sigma.
+UNIT_SCALE_LIMITS = (-1.0, 2.0)
+
+
+def check_unit_scale(low: float, high: float) -> None:
+    """Refuse data spanning ``[low, high]`` for the network (``ValueError``).
+
+    The networks learnt intensities on [0, 1]: data on another scale (raw
+    counts, floats on 0-255) would come back nearly untouched.
+    """
+    if low < UNIT_SCALE_LIMITS[0] or high > UNIT_SCALE_LIMITS[1]:
+        raise ValueError(
+            f"the network takes images on the [0, 1] scale; this one spans [{low:.4g}, "
+            f"{high:.4g}]: divide it by its white level (255 for 8-bit values) first"
+        )

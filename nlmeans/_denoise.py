@@ -215,7 +215,11 @@ def resolve_parameters(
             automatic.append("noise")
     elif model is not None:  # a Gaussian NoiseModel given by the caller
         sigma_value = model.sigma
-        model = None
+        if method != "neural":
+            # The classical methods take one sigma; the network takes each
+            # channel's b as its map, so it keeps the model (and
+            # denoise_kwargs() replays it).
+            model = None
     elif sigma is None and noise == "white":
         sigma_value = estimate_sigma(image, channel_axis=axis)
         automatic.append("sigma")

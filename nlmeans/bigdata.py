@@ -25,6 +25,7 @@ from ._checks import (
     _check_real,
     check_ensemble,
     check_threads,
+    check_unit_scale,
 )
 from ._denoise import (
     NEURAL_IMAGES_ONLY,
@@ -266,7 +267,7 @@ def _resolve(image, kwargs, sample_chunks):
         raise ValueError(
             f"noise must be one of {', '.join(NOISE_OPTIONS)} or a NoiseModel; got {noise!r}"
         )
-    if noise is not None and noise != "gaussian" and sigma is not None:
+    if noise is not None and noise not in ("gaussian", "white") and sigma is not None:
         raise ValueError(
             "sigma cannot be combined with a noise model (noise="
             f"{noise if isinstance(noise, str) else 'NoiseModel'}); give the model's a and b instead"
@@ -276,7 +277,7 @@ def _resolve(image, kwargs, sample_chunks):
         if noise.kind == "poisson-gaussian" and any(noise.a + noise.b):
             model = noise
         else:
-            sigma = noise.sigma
+            sigma = noise.sigma  # the network keeps the model as its map (below)
     elif noise in ("poisson-gaussian", "auto"):
         chunks = _sampled_chunks(image, axis, sample_chunks)
         if noise == "auto":
@@ -342,6 +343,9 @@ def _resolve(image, kwargs, sample_chunks):
                     params, noise_model=found, automatic=params.automatic + ("noise",)
                 )
 
+    if method == "neural" and isinstance(noise, NoiseModel) and params.noise_model is None:
+        # As in memory: a Gaussian model gives the network each channel's sigma.
+        params = dataclasses.replace(params, noise_model=noise)
     return params, axis, stabilised
 
 
@@ -460,6 +464,9 @@ def denoise_dask(
     bounds = (float(np.min(channel_min)), float(np.max(channel_max)))
     if not all(np.isfinite(bounds)):
         raise ValueError("image contains NaN or Inf values")
+    if method == "neural" and stabilised is None:
+        # Refused now rather than in the first chunk (as in memory).
+        check_unit_scale(*(float(v) for v in to_unit_float(np.array(bounds, image.dtype))))
     channel_range = (channel_min, channel_max) if axis is not None else None
     # The network gets the one sigma resolved for the whole image (never an
     # estimate per chunk), or the noise model's per-pixel map.
@@ -514,6 +521,7 @@ def denoise_dask(
             stabilised=stabilised,
             bounds=bounds,
             channel_range=channel_range,
+            out_dtype=image.dtype,
         )
         graph[(name,) + index] = (task, keys.tolist())
     layer = HighLevelGraph.from_collections(name, graph, dependencies=[image])
@@ -541,13 +549,16 @@ def _denoise_region(
     neural_map,
     stabilised,
     channel_range,
+    out_dtype,
 ):
     """Denoise one region (a chunk and its halo) as part of the whole image; return the chunk.
 
     ``blocks``: the nested list of input chunks that the region overlaps;
     ``region`` cuts it out of them, ``core`` the chunk out of the region;
     ``bounds``: the whole image's minimum and maximum; ``channel_range``:
-    its per-channel minima and maxima (None without a channel axis).
+    its per-channel minima and maxima (None without a channel axis);
+    ``out_dtype``: the image's dtype, byte order included (joining the chunks
+    and the kernels give native order).
     """
     region = np.block(blocks)[region] if isinstance(blocks, list) else np.asarray(blocks)[region]
     # The whole image's constant channels (a region's own could differ).
@@ -601,4 +612,4 @@ def _denoise_region(
     np.clip(result, image_min, image_max, out=result)
     if channel_range is not None:
         keep_constant_channels(result, axis, *channel_range)
-    return np.ascontiguousarray(result[core])
+    return np.ascontiguousarray(result[core], dtype=out_dtype)

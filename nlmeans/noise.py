@@ -719,6 +719,16 @@ def estimate_sigma(image, *, channel_axis=None) -> float:
     axis = _check_channel_axis(image, channel_axis)
     floats = to_unit_float(image)
     spatial = [i for i in range(floats.ndim) if i != axis]
+    single = [i for i in spatial if floats.shape[i] == 1]
+    if len(single) == len(spatial):  # one pixel (per channel): nothing to compare
+        return 0.0
+    if single:
+        # A one-pixel axis holds no wavelet detail (a 1 x N image read about
+        # 1e-17 for white noise of 0.1): read the signal along the others.
+        floats = np.squeeze(floats, axis=tuple(single))
+        if axis is not None:
+            axis -= sum(i < axis for i in single)
+        spatial = [i for i in range(floats.ndim) if i != axis]
     thinnest = min(floats.shape[i] for i in spatial)
     if len(spatial) == 3 and 2 <= thinnest < _THIN_VOLUME:
         # A thin volume: the borders of scikit-image's 3-D wavelet (db2,
@@ -1064,6 +1074,12 @@ def inverse_generalized_anscombe(d, model: NoiseModel, *, channel_axis=None, met
     """
     if method not in _INVERSE_METHODS:
         raise ValueError(f"method must be one of {', '.join(_INVERSE_METHODS)}; got {method!r}")
+    if np.asarray(d).dtype.kind != "f":
+        # The transformed domain is float; integers here are most likely an
+        # image on its own scale, which the forward transform reads on [0, 1].
+        raise TypeError(
+            f"d must be float data of the transformed domain, got dtype {np.asarray(d).dtype}"
+        )
     planes, a, b, axis = _transform_inputs(
         "d", d, model, channel_axis, scale_integers=False, forward=False
     )

@@ -263,6 +263,35 @@ def test_bad_arguments(rng, kwargs, error, match):
         nlmeans.denoise(x, **kwargs)
 
 
+def test_white_noise_with_a_sigma_and_byte_order_as_in_memory(rng):
+    """noise="white" with a sigma is taken (it was refused on Dask only), and
+    big-endian data come back big-endian, as in memory."""
+    image = _noisy(rng, (60, 50), np.float32).astype(">f4")
+    got, ref, _ = _same_as_in_memory(image, (32, 25), noise="white", sigma=0.1)
+    assert got.dtype == ref.dtype == np.dtype(">f4")
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_neural_keeps_a_gaussian_model_per_channel(rng):
+    """A Gaussian model with a sigma per channel is the network's map, on Dask
+    as in memory, and the parameters replay it."""
+    image = np.clip(0.5 + 0.1 * rng.standard_normal((40, 36, 3)), 0, 1).astype(np.float32)
+    model = nlmeans.NoiseModel("gaussian", a=(0, 0, 0), b=(0.02**2, 0.08**2, 0.15**2))
+    got, ref, params = _same_as_in_memory(
+        image, ((20, 20), (18, 18), (3,)), channel_axis=-1, method="neural", noise=model
+    )
+    assert params.noise_model == model
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    one_sigma = nlmeans.denoise(image, channel_axis=-1, method="neural", sigma=model.sigma)
+    assert np.abs(ref - one_sigma).max() > 1e-3
+
+
+def test_neural_refuses_data_off_the_unit_scale_before_any_chunk(rng):
+    image = _noisy(rng, (64, 64), np.float32) * 4000
+    with pytest.raises(ValueError, match=r"\[0, 1\] scale.*divide it"):
+        nlmeans.denoise(da.from_array(image, chunks=32), method="neural")
+
+
 def test_bad_sample_count(rng):
     with pytest.raises(ValueError, match="sample_chunks"):
         bigdata.denoise_dask(da.from_array(_noisy(rng, (20, 20)), chunks=10), sample_chunks=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -323,6 +324,27 @@ def test_denoise_rejects_bad_input():
         nn_.denoise(image, weights=model, ensemble=1)
     with pytest.raises(TypeError, match="weights must be a path"):
         nn_.denoise(image, weights=3)
+
+
+def test_channel_axis_and_scale_are_checked():
+    image = np.full((8, 8, 3), 0.5, np.float32)
+    for axis in (True, 2.0, "2"):
+        with pytest.raises(TypeError, match="channel_axis must be an int or None"):
+            nn_.denoise(image, sigma=0.1, channel_axis=axis)
+    # data on another scale would come back nearly untouched: refused
+    for low, high in ((0.0, 4000.0), (-3.0, 0.5)):
+        scaled = np.linspace(low, high, 64, dtype=np.float32).reshape(8, 8)
+        with pytest.raises(ValueError, match=r"\[0, 1\] scale"):
+            nn_.denoise(scaled, sigma=0.1)
+    # noisy data a little outside [0, 1] is on the scale
+    ok = np.linspace(-0.4, 1.4, 64, dtype=np.float32).reshape(8, 8)
+    assert nn_.denoise(ok, sigma=0.1, weights=NonLocalDenoiser(_small())).shape == (8, 8)
+    # a read-only input is read, never written, and gives no torch warning
+    frozen = np.full((16, 16), 0.5, np.float32)
+    frozen.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nn_.denoise(frozen, sigma=0.1, weights=NonLocalDenoiser(_small()), tile_size=None)
 
 
 def test_missing_shipped_weights_names_expected_path(tmp_path, monkeypatch):

@@ -534,6 +534,11 @@ def test_per_channel_transform():
             "method must be one of",
         ),
         (
+            lambda: inverse_generalized_anscombe(np.full(4, 300, np.uint16), PG_MODELS[0]),
+            TypeError,
+            "d must be float",
+        ),
+        (
             lambda: generalized_anscombe(np.zeros((8, 8, 3)), PG_MODELS[0], channel_axis=5),
             ValueError,
             "channel_axis=5",
@@ -557,6 +562,17 @@ def test_per_channel_transform():
 def test_transform_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize(
+    "shape, axis", [((1, 4000), None), ((4000, 1), None), ((1, 3000, 3), -1), ((3, 1, 3000), 0)]
+)
+def test_estimate_sigma_along_a_one_pixel_wide_image(shape, axis):
+    """A one-pixel axis holds no wavelet detail: it read about 1e-17 for white
+    noise of 0.1 (so denoise used sigma ~ 0); the other axes are read."""
+    noisy = 0.5 + 0.1 * np.random.default_rng(0).standard_normal(shape)
+    assert estimate_sigma(noisy, channel_axis=axis) == pytest.approx(0.1, rel=0.06)
+    assert estimate_sigma(np.full((1, 1), 0.3)) == 0.0
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import check_unit_scale
 from ..noise import NOISE_KINDS, NoiseModel, estimate_noise, estimate_sigma
 from .checkpoint import default_weights_path, load_model
 from .model import NonLocalDenoiser
@@ -157,7 +158,9 @@ def denoise_array(
             planes = arr if cfg.spacetime else np.moveaxis(arr, -1, 0)
         if ph or pw:
             planes = np.pad(planes, ((0, 0), (0, ph), (0, pw)), mode="symmetric")
-        return torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))
+        planes = np.ascontiguousarray(planes, dtype=np.float32)
+        # torch warns about (and may not write) a read-only array: a copy.
+        return torch.from_numpy(planes if planes.flags.writeable else planes.copy())
 
     x = to_tensor(image)
     H, W = x.shape[-2:]
@@ -317,6 +320,10 @@ def denoise(
     arr = np.asarray(image)
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"image must be a float array in [0, 1], got dtype {arr.dtype}")
+    if channel_axis is not None and (
+        isinstance(channel_axis, (bool, np.bool_)) or not isinstance(channel_axis, numbers.Integral)
+    ):
+        raise TypeError(f"channel_axis must be an int or None, got {channel_axis!r}")
     if arr.ndim == 3:
         axis = -1 if channel_axis is None else channel_axis
         try:
@@ -334,6 +341,7 @@ def denoise(
         raise ValueError("image is empty")
     if not np.all(np.isfinite(arr)):
         raise ValueError("image contains NaN or infinite values")
+    check_unit_scale(float(arr.min()), float(arr.max()))
     given = [
         n
         for n, v in (("sigma", sigma), ("noise", noise), ("noise_map", noise_map))
