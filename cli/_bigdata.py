@@ -114,6 +114,7 @@ def run(
         raise ValueError(f"{src}: refusing to write onto the input")
     if output.exists() and not force:
         raise FileExistsError(f"{output} already exists (use --force to overwrite)")
+    bigio.check_replaceable(output, src)
     if not output.absolute().parent.is_dir():
         raise typer.BadParameter(f"the folder of {output} does not exist", param_hint="--output")
 

@@ -116,6 +116,34 @@ def output_kind(path) -> str:
     )
 
 
+# What marks a folder as a Zarr store (version 3, version 2 group or array).
+_ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
+
+
+def check_replaceable(path, source=None) -> None:
+    """Refuse (:class:`BigImageError`) to replace an existing output ``path``
+    that is not what this output is: a folder that holds ``source`` (the
+    input) or is not a Zarr store, for a ``.zarr`` / ``.ome.zarr`` output, or
+    a folder, for a ``.tif`` one. Replacing removes the old output whole, so
+    the input and files that are not a Zarr store must never go with it."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if source is not None:
+        inside, folder = Path(source).resolve(), path.resolve()
+        if inside == folder or folder in inside.parents:
+            raise BigImageError(f"{path}: the input {source} is inside it; refusing to replace it")
+    if output_kind(path) == "tiff":
+        if path.is_dir():
+            raise BigImageError(f"{path} is a folder, not a TIFF file; refusing to replace it")
+        return
+    if not path.is_dir() or not any((path / name).is_file() for name in _ZARR_MARKERS):
+        raise BigImageError(
+            f"{path} exists and is not a Zarr store; refusing to replace it, even with "
+            "--force: name another output"
+        )
+
+
 def partial_path(path) -> Path:
     """Where the output ``path`` is written until it is complete."""
     path = Path(path)
@@ -372,6 +400,7 @@ def write_big_image(
     store = partial_path(path)
     if path.exists() and not force:
         raise BigImageError(f"{path} already exists (use --force to overwrite)")
+    check_replaceable(path)
     chunks = _regular_chunks(result)
     key = "0" if kind == "ome-zarr" else None
     state = _fingerprint(result, fingerprint or {})

@@ -64,6 +64,32 @@ def test_tiff_to_zarr_equals_in_memory(gray_tiff, tmp_path):
     assert path.read_bytes()[:4] in (b"II+\x00", b"MM\x00+")  # the input untouched
 
 
+def test_force_never_replaces_a_folder_holding_the_input_or_other_files(tmp_path, rng):
+    """--force replaces an earlier output, whole: never a folder that holds the
+    input, a folder that is not a Zarr store, or a folder named .tif."""
+    folder = tmp_path / "p.zarr"
+    folder.mkdir()
+    source = folder / "big.tif"
+    tifffile.imwrite(source, _noisy(rng, (64, 64)), tile=(32, 32))
+    other = tmp_path / "other.zarr"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    (tmp_path / "x.tif").mkdir()
+    for out, why in (
+        (folder, "p.zarr/big.tif is inside it"),
+        (other, "is not a Zarr store"),
+        (tmp_path / "x.tif", "is a folder, not a TIFF file"),
+    ):
+        result = _cli(source, "-o", out, "--force", "--chunk-size", 32, *CLI_PARAMS)
+        assert result.exit_code == 1 and why in " ".join(result.output.split()), result.output
+    assert source.is_file() and (other / "notes.txt").read_text() == "mine"
+    # an earlier output is a Zarr store: replaced, as --force says
+    out = tmp_path / "out.zarr"
+    for _ in range(2):
+        result = _cli(source, "-o", out, "--force", "--chunk-size", 32, *CLI_PARAMS)
+        assert result.exit_code == 0, result.output
+
+
 def test_neural_on_a_colour_big_image_names_its_model(tmp_path, rng):
     """The network path on Dask reports the model it runs, as in memory."""
     pytest.importorskip("torch")
