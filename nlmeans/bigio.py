@@ -125,7 +125,8 @@ def check_replaceable(path, source=None) -> None:
     that is not what this output is: a folder that holds ``source`` (the
     input) or is not a Zarr store, for a ``.zarr`` / ``.ome.zarr`` output, or
     a folder, for a ``.tif`` one. Replacing removes the old output whole, so
-    the input and files that are not a Zarr store must never go with it."""
+    the input and files that are not a Zarr store must never go with it (an
+    empty folder may go)."""
     path = Path(path)
     if not path.exists():
         return
@@ -137,6 +138,8 @@ def check_replaceable(path, source=None) -> None:
         if path.is_dir():
             raise BigImageError(f"{path} is a folder, not a TIFF file; refusing to replace it")
         return
+    if path.is_dir() and not any(path.iterdir()):
+        return  # an empty folder: nothing to lose
     if not path.is_dir() or not any((path / name).is_file() for name in _ZARR_MARKERS):
         raise BigImageError(
             f"{path} exists and is not a Zarr store; refusing to replace it, even with "
