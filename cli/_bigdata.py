@@ -54,10 +54,11 @@ def parse_memory(text: str) -> int:
 
 
 def chunk_side_for_memory(budget: int, spatial_dims: int, channels: int, reach: int) -> int:
-    """The largest chunk side whose regions (chunk and halo) fit ``budget`` bytes."""
+    """The largest chunk side (a multiple of 16) whose regions (chunk and halo)
+    fit ``budget`` bytes; 0 or less when not even 16 pixels fit."""
     per_region = budget / (LOCAL_CONCURRENCY * BYTES_PER_PIXEL * max(1, channels))
     side = int(per_region ** (1.0 / spatial_dims)) - 2 * reach - (64 if spatial_dims else 0)
-    return max(side - side % 16, 16)
+    return side - side % 16
 
 
 def run(
@@ -143,10 +144,10 @@ def run(
     reach = bigdata.halo(params, spatial)
     if budget is not None:
         side = chunk_side_for_memory(budget, spatial_dims, channels, reach)
-        if side < reach:
+        if side < max(reach, 16):
             raise ValueError(
-                f"--memory {memory} is too small: chunks would be narrower than the halo "
-                f"({reach} pixels) of these parameters"
+                f"--memory {memory} is too small: chunks would be narrower than "
+                + (f"the halo ({reach} pixels) of these parameters" if reach > 16 else "16 pixels")
             )
         image = bigio.open_big_image(src, chunk_size=side)
         color, color_axis = image.color()

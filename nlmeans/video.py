@@ -493,6 +493,10 @@ def output_kind(dst) -> str:
     )
 
 
+# FFmpeg's AVCOL_RANGE_JPEG: full-range samples.
+_FULL_RANGE = 2
+
+
 class SequenceWriter:
     """Write frames to a video file, a multi-page TIFF or a folder, one at a time.
 
@@ -545,6 +549,7 @@ class SequenceWriter:
         self.tmp = self.dst.with_name(f".{self.dst.stem}.partial-{os.getpid()}{self.dst.suffix}")
         self._handle = None
         self._stream = None
+        self._full_range = False
         if self.kind == "video":
             self._open_video(lossless)
         elif self.kind == "tiff" and (like.depth is not None or "axes" in like.tiff_metadata):
@@ -583,14 +588,27 @@ class SequenceWriter:
             stream.width, stream.height = w, h
             formats = [f.name for f in (stream.codec_context.codec.video_formats or [])]
             want = like.pix_fmt if like.kind == "video" else ("gray" if not like.is_color else None)
+            deep = like.dtype.itemsize > 1
             if lossless:
-                want = (
-                    "gray" if not like.is_color else ("bgr0" if like.dtype.itemsize == 1 else None)
-                )
+                # Every bit of the frames: 16-bit frames (from 10-bit video,
+                # say) stay 16-bit, colour stays RGB (no 4:2:0).
+                want = ("gray16le" if deep else "gray") if not like.is_color else None
+                if like.is_color:
+                    want = "rgb48le" if deep else "bgr0"
+            odd = w % 2 or h % 2
             if want is not None and (want in formats or not formats):
                 stream.pix_fmt = want  # no list: the encoder takes any format (rawvideo)
+            elif odd and "yuv444p" in formats:
+                # 4:2:0 halves the chroma: its encoders refuse odd sizes.
+                stream.pix_fmt = "yuv444p"
             elif formats:
                 stream.pix_fmt = formats[0] if "yuv420p" not in formats else "yuv420p"
+            # Gray frames go in as they are, full range (0 is black, 255 or
+            # 65535 white); unmarked, players and decoders take them for
+            # limited-range video and stretch them (y = 1.16 x - 18).
+            self._full_range = stream.pix_fmt.startswith("gray")
+            if self._full_range:
+                stream.codec_context.color_range = _FULL_RANGE
             options, bit_rate = _encoder_settings(codec, like)
             stream.options = options
             if bit_rate:
@@ -614,6 +632,8 @@ class SequenceWriter:
                     else ("gray16le" if deep else "gray")
                 )
             video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=fmt)
+            if self._full_range:
+                video_frame.color_range = _FULL_RANGE
             video_frame.pts = self.count
             video_frame.time_base = 1 / Fraction(
                 self._stream.codec_context.framerate or DEFAULT_FPS

@@ -90,6 +90,14 @@ def test_force_never_replaces_a_folder_holding_the_input_or_other_files(tmp_path
         assert result.exit_code == 0, result.output
 
 
+@pytest.mark.parametrize("memory", ["0", "1KB"])
+def test_a_memory_budget_too_small_for_any_chunk_is_refused(gray_tiff, tmp_path, memory):
+    path, _ = gray_tiff
+    result = _cli(path, "-o", tmp_path / "out.zarr", "--memory", memory, *CLI_PARAMS)
+    assert result.exit_code == 1 and "is too small" in result.output, result.output
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_neural_on_a_colour_big_image_names_its_model(tmp_path, rng):
     """The network path on Dask reports the model it runs, as in memory."""
     pytest.importorskip("torch")

@@ -196,6 +196,44 @@ def test_existing_output_needs_force(clips, tmp_path):
     assert result.exit_code == 0 and open_sequence(dst).n_frames == 6
 
 
+def test_video_outputs_keep_depth_levels_and_odd_sizes(tmp_path):
+    """--lossless keeps 16-bit frames 16-bit (it wrote 8 bits); gray frames
+    keep their levels in H.264 (read as limited range, they were stretched:
+    y = 1.16 x - 18); odd-sized colour frames encode (4:2:0 refused them)."""
+    deep = (_clean(5, colour=False).astype(np.uint16) * 257)[:, :, :47]
+    tifffile.imwrite(tmp_path / "deep.tif", deep)
+    result = invoke(
+        "denoise", tmp_path / "deep.tif", "-o", tmp_path / "deep.mkv", "--lossless", *FAST
+    )
+    assert result.exit_code == 0, result.stderr
+    source, decoded = _read_all(tmp_path / "deep.mkv")
+    expected = nlmeans.denoise_sequence(deep, patch_size=3, patch_distance=2, temporal_radius=1)
+    assert decoded.dtype == np.uint16
+    np.testing.assert_array_equal(decoded, expected)
+
+    gray = tmp_path / "gray"
+    gray.mkdir()
+    frames = _clean(5, shape=(41, 47), colour=False)
+    for i, frame in enumerate(frames):
+        write_image(gray / f"g{i}.png", frame)
+    colour = tmp_path / "colour"
+    colour.mkdir()
+    for i, frame in enumerate(_clean(5, shape=(41, 47))):
+        write_image(colour / f"c{i}.png", frame)
+    for folder in (gray, colour):
+        for out in ("v.mp4", "png"):
+            result = invoke(
+                "denoise", folder, "--sequence", "-o", tmp_path / f"{folder.name}_{out}", *FAST
+            )
+            assert result.exit_code == 0, result.stderr
+        _, video = _read_all(tmp_path / f"{folder.name}_v.mp4")
+        _, lossless = _read_all(tmp_path / f"{folder.name}_png")
+        if video.shape != lossless.shape:  # gray frames come back from H.264 as RGB
+            video = video[..., 0]
+        slope, offset = np.polyfit(lossless.ravel().astype(float), video.ravel(), 1)
+        assert abs(slope - 1) < 0.05 and abs(offset) < 6, (folder.name, slope, offset)
+
+
 def test_force_never_replaces_a_folder_holding_the_input_or_other_files(clips, tmp_path):
     """Replacing a folder output removes the folder whole: only one that holds
     nothing but an earlier output's frames may go."""
