@@ -41,6 +41,17 @@ DONE_DIR = ".nlmeans-done"
 ATTRIBUTE = "nlmeans"
 #: Tile side of the BigTIFF files written.
 TIFF_TILE = 256
+#: OME-Zarr names its units as UDUNITS-2 does; ImageJ and OME-TIFF abbreviate.
+_NGFF_UNITS = {
+    "µm": "micrometer",
+    "\u03bcm": "micrometer",
+    "um": "micrometer",
+    "micron": "micrometer",
+    "nm": "nanometer",
+    "mm": "millimeter",
+    "cm": "centimeter",
+    "m": "meter",
+}
 
 
 class BigImageError(ValueError):
@@ -323,6 +334,40 @@ def _tiff_physical(tif, page, axes) -> tuple[dict, dict]:
         scale["Z"] = float(ij["spacing"])
         if ij.get("unit"):
             units["Z"] = ij["unit"]
+    ome_scale, ome_units = _ome_physical(tif, axes)
+    scale.update(ome_scale)
+    units.update(ome_units)
+    return scale, units
+
+
+def _ome_physical(tif, axes) -> tuple[dict, dict]:
+    """Pixel sizes of an OME-TIFF: its OME-XML ``Pixels`` element's
+    ``PhysicalSizeX/Y/Z`` (and their units, micrometres by default), which
+    OME writers keep there rather than in the resolution tags."""
+    import xml.etree.ElementTree as ElementTree
+
+    scale, units = {}, {}
+    text = getattr(tif, "ome_metadata", None) if getattr(tif, "is_ome", False) else None
+    if not text:
+        return scale, units
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError:
+        return scale, units
+    pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return scale, units
+    for axis in "XYZ":
+        value = pixels.get(f"PhysicalSize{axis}")
+        if axis not in axes or value is None:
+            continue
+        try:
+            size = float(value)
+        except ValueError:
+            continue
+        if size > 0 and np.isfinite(size):
+            scale[axis] = size
+            units[axis] = pixels.get(f"PhysicalSize{axis}Unit", "µm")
     return scale, units
 
 
@@ -561,7 +606,7 @@ def _write_pyramid(store: Path, like: BigImage) -> None:
     for a in axes:
         entry = {"name": a.lower(), "type": kinds[a]}
         if a in like.units:
-            entry["unit"] = like.units[a]
+            entry["unit"] = _NGFF_UNITS.get(like.units[a], like.units[a])
         ome_axes.append(entry)
     group.attrs["multiscales"] = [
         {"version": "0.4", "name": "denoised", "axes": ome_axes, "datasets": datasets}

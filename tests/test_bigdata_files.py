@@ -203,7 +203,25 @@ def test_imagej_pixel_size_travels_to_every_output(tmp_path, rng):
         result = _cli(src, "-o", tmp_path / name, "--chunk-size", 32, *CLI_PARAMS)
         assert result.exit_code == 0, result.output
         back = bigio.open_big_image(tmp_path / name)
-        assert back.scale == want and set(back.units.values()) == {"um"}, name
+        # OME-Zarr names units as UDUNITS-2 does (the NGFF specification)
+        unit = "micrometer" if name.endswith(".ome.zarr") else "um"
+        assert back.scale == want and set(back.units.values()) == {unit}, name
+
+
+def test_ome_tiff_pixel_size_is_read_from_its_xml(tmp_path, rng):
+    """OME writers keep the pixel size in the OME-XML (PhysicalSizeX/Y), not in
+    the resolution tags: it was lost."""
+    src = tmp_path / "cells.ome.tif"
+    tifffile.imwrite(
+        src, _noisy(rng, (64, 48), np.uint16), ome=True, tile=(32, 32),
+        metadata={"axes": "YX", "PhysicalSizeX": 0.7, "PhysicalSizeY": 0.6},
+    )  # fmt: skip
+    image = bigio.open_big_image(src)
+    assert image.scale == {"X": 0.7, "Y": 0.6} and set(image.units.values()) == {"µm"}
+    result = _cli(src, "-o", tmp_path / "out.ome.zarr", "--chunk-size", 32, *CLI_PARAMS)
+    assert result.exit_code == 0, result.output
+    back = bigio.open_big_image(tmp_path / "out.ome.zarr")
+    assert back.scale == {"X": 0.7, "Y": 0.6} and set(back.units.values()) == {"micrometer"}
 
 
 def test_ome_zarr_pyramid_rebuilt(tmp_path, rng):
