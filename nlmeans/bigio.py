@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -435,7 +435,8 @@ def write_big_image(
     output is renamed to ``path``: an output under its own name is always
     complete.
 
-    ``like`` gives the axes and physical pixel sizes to keep. ``client``: a
+    ``like`` gives the axes and physical pixel sizes to keep (an OME-Zarr
+    output stores the channel axis first, as NGFF requires). ``client``: a
     ``dask.distributed.Client`` to compute on (else the local threaded
     scheduler with ``workers`` threads). ``on_start(done, total)`` is called
     once before computing, ``on_chunk()`` after every written chunk.
@@ -449,6 +450,12 @@ def write_big_image(
     if path.exists() and not force:
         raise BigImageError(f"{path} already exists (use --force to overwrite)")
     check_replaceable(path)
+    if kind == "ome-zarr" and "C" in like.axes[1:]:
+        # NGFF: the channel axis comes before the space axes (readers such as
+        # ome-zarr's refuse y, x, c); the array is stored channels first.
+        da = require_dask()
+        result = da.moveaxis(result, like.axes.index("C"), 0)
+        like = replace(like, axes="C" + like.axes.replace("C", ""))
     chunks = _regular_chunks(result)
     key = "0" if kind == "ome-zarr" else None
     state = _fingerprint(result, fingerprint or {})

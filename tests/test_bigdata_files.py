@@ -155,6 +155,17 @@ def test_alpha_channel_is_passed_through_as_in_memory(tmp_path, rng, colour):
         np.testing.assert_array_equal(stored, read_image(in_memory).pixels)
     page = tifffile.TiffFile(tmp_path / "out.tif").pages[0]
     assert page.photometric.name == photometric.upper() and tuple(page.extrasamples) == (2,)
+    # OME-Zarr stores the channels first (NGFF: channel before space axes),
+    # and reads back as the same image
+    out = tmp_path / "out.ome.zarr"
+    assert _cli(path, "-o", out, "--chunk-size", 32, *CLI_PARAMS).exit_code == 0
+    back = bigio.open_big_image(out)
+    assert back.axes == "CYX" and back.alpha
+    stored = np.moveaxis(np.asarray(back.array), 0, -1)
+    np.testing.assert_array_equal(stored, read_image(in_memory).pixels)
+    again = tmp_path / "again.tif"  # an OME-Zarr output is an input too
+    assert _cli(out, "-o", again, "--chunk-size", 32, *CLI_PARAMS).exit_code == 0
+    assert bigio.open_big_image(again).axes == "YXC"
 
 
 def test_bigtiff_output_keeps_layout_and_resolution(tmp_path, rng):
