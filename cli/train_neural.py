@@ -9,6 +9,29 @@ import typer
 from ._common import error, handle_errors, note, parse_pair, warn
 from ._options import ThreadsOption
 
+# Names a checkpoint must not take: an image (it could be, or become, one of
+# the training images) or the formats of the exported weights.
+_NOT_CHECKPOINT_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".safetensors", ".json")
+
+
+def _checkpoint_data(resume: Path) -> Optional[Path]:
+    """The folder of training images a checkpoint was trained on (None when it
+    does not say: the training reports the file)."""
+    try:
+        from nlmeans.neural.checkpoint import load_checkpoint
+
+        stored = (load_checkpoint(resume).get("data") or {}).get("dir")
+    except (ImportError, ValueError, OSError):
+        return None
+    if not stored:
+        return None
+    if not Path(stored).is_dir():
+        raise typer.BadParameter(
+            f"{resume} was trained on {stored}, which is not a folder here; give --data DIR",
+            param_hint="--data",
+        )
+    return Path(stored)
+
 
 def _default_train_data() -> Optional[Path]:
     here = Path(__file__).resolve().parent.parent  # the project root for a source checkout
@@ -220,7 +243,11 @@ def train_neural(
     ] = None,
     resume: Annotated[
         Optional[Path],
-        typer.Option("--resume", help="Continue from this checkpoint (its settings are used)."),
+        typer.Option(
+            "--resume",
+            help="Continue from this checkpoint (its settings are used, and its training "
+            "images unless --data is given).",
+        ),
     ] = None,
     init_from: Annotated[
         Optional[Path],
@@ -254,6 +281,8 @@ def train_neural(
     ] = False,
 ) -> None:
     """Train the non-local neural denoiser (nlmeans.neural.train) on clean images."""
+    if data is None and resume is not None and resume.is_file():
+        data = _checkpoint_data(resume)  # a resumed run goes on with its own images
     if data is None:
         data = _default_train_data()
         if data is None:
@@ -335,12 +364,23 @@ def train_neural(
             f"{export} already exists (use --force to overwrite)", param_hint="--export"
         )
     # Where the results go is checked now, not after the training.
+    if target.suffix.lower() in _NOT_CHECKPOINT_SUFFIXES:
+        raise typer.BadParameter(
+            f"{target}: the checkpoint is a torch file, name it .pt ({target.suffix} would "
+            "pass for an image or weights file; --export writes the .safetensors weights)",
+            param_hint="--out",
+        )
     _check_output_place(target, "--out")
     if export is not None:
         _check_output_place(export, "--export")
         if export.absolute() == target.absolute():
             raise typer.BadParameter(
                 f"{export} is also the checkpoint (--out); the inference weights need their own name",
+                param_hint="--export",
+            )
+        if export.suffix.lower() != ".safetensors":
+            raise typer.BadParameter(
+                f"{export}: the inference weights are safetensors, name them .safetensors",
                 param_hint="--export",
             )
         sidecar = export.with_suffix(".json")  # export_weights writes the config beside them

@@ -224,9 +224,12 @@ class Explanation:
         return float(1.0 / np.sum(self.weights**2))
 
     def top_neighbours(self, k: int = 5) -> list[tuple[int, int, float]]:
-        """The ``k`` largest weights as (row, col, weight), the centre included."""
+        """The ``k`` largest weights as (row, col, weight), the centre included;
+        only pixels with a weight (those outside the image have none), so
+        fewer than ``k`` where fewer weigh anything."""
         d = self.weights.shape[0] // 2
-        flat = np.argsort(self.weights, axis=None)[::-1][:k]
+        flat = np.argsort(-self.weights, axis=None, kind="stable")[:k]
+        flat = flat[self.weights.ravel()[flat] > 0]
         rows, cols = np.unravel_index(flat, self.weights.shape)
         r, c = self.position
         return [

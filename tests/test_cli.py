@@ -767,11 +767,11 @@ def test_train_neural_tiny_run(tmp_path, training_folder):
     again = invoke(*args)
     assert again.exit_code == 2 and "already exists" in _flat(again.stderr)
     weights = tmp_path / "w.safetensors"
-    resumed = invoke(
-        "train-neural", "--data", data, "--resume", ckpt, "--export", weights, "--threads", "1"
-    )
+    # without --data, the resumed run goes on with the checkpoint's own images
+    resumed = invoke("train-neural", "--resume", ckpt, "--export", weights, "--threads", "1")
     assert resumed.exit_code == 0, resumed.output
     assert "step 2/2 (done)" in resumed.stdout and weights.is_file()
+    assert "differ" not in resumed.output and "train400" not in resumed.output
     from nlmeans.neural import load_model
 
     assert load_model(weights).num_parameters() > 0
@@ -812,6 +812,11 @@ def test_train_neural_checks_where_results_go_before_training(tmp_path, training
         (["--out", tmp_path / "file" / "x.pt"], "--out", "does not exist"),
         (["--out", tmp_path / "x.pt", "--export", tmp_path / "file" / "w.safetensors"], "--export",
          "does not exist"),
+        # a checkpoint named as an image could replace a training image
+        (["--out", data / "0.png", "--force"], "--out", "name it .pt"),
+        (["--out", tmp_path / "x.safetensors"], "--out", "name it .pt"),
+        (["--out", tmp_path / "x.pt", "--export", tmp_path / "w.pt"], "--export",
+         "name them .safetensors"),
     ]  # fmt: skip
     for extra, option, fragment in cases:
         result = invoke("train-neural", "--data", data, "--steps", "1", *extra)
@@ -819,6 +824,7 @@ def test_train_neural_checks_where_results_go_before_training(tmp_path, training
         assert option in _flat(result.stderr) and fragment in _flat(result.stderr), result.stderr
         assert "step" not in result.stdout and not (tmp_path / "x.pt").exists()
     assert (tmp_path / "notes.json").read_text() == "mine"
+    assert read_image(data / "0.png").pixels.dtype == np.uint8  # still the image
 
 
 def test_train_neural_usage_errors(tmp_path):

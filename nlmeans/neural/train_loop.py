@@ -85,7 +85,7 @@ class Run:
             total=self.total,
             history=self.history,
             data={
-                "dir": str(self.data.root),
+                "dir": str(self.data.root.resolve()),  # --resume finds it from anywhere
                 "files": len(self.data.files),
                 "fingerprint": self.data.fingerprint,
             },
