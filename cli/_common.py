@@ -229,15 +229,19 @@ def same_file(a: Path, b: Path) -> bool:
 def describe_noise(model, top: float) -> str:
     """One line: a fitted noise model (nlmeans.NoiseModel) in gray levels of the file's scale."""
     unit = f"/{top:g}" if top != 1 else ""
+    # Gray levels: two decimals; a float image's [0, 1] scale needs four
+    # significant digits (0.002 is not 0.00).
+    level = "{:.2f}" if top != 1 else "{:.4g}"
     if model.kind == "gaussian":
-        sigmas = ", ".join(f"{b**0.5 * top:.2f}{unit}" for b in model.b)
+        sigmas = ", ".join(level.format(b**0.5 * top) + unit for b in model.b)
         return f"gaussian, sigma = {sigmas}"
     # var = a y + b on [0, 1] is (a top) Y + (b top^2) for Y in gray levels.
     parts = ", ".join(f"{a * top:.4g} Y + {b * top * top:.4g}" for a, b in zip(model.a, model.b))
-    low = ", ".join(f"{(b**0.5) * top:.2f}" for b in model.b)
-    high = ", ".join(f"{((a + b) ** 0.5) * top:.2f}" for a, b in zip(model.a, model.b))
+    low = ", ".join(level.format((b**0.5) * top) for b in model.b)
+    high = ", ".join(level.format(((a + b) ** 0.5) * top) for a, b in zip(model.a, model.b))
+    scale = f"Y in gray levels{unit}" if top != 1 else "Y on the [0, 1] scale"
     return (
-        f"poisson-gaussian, variance = {parts} (Y in gray levels{unit}); "
+        f"poisson-gaussian, variance = {parts} ({scale}); "
         f"sigma from {low} (black) to {high} (white)"
     )
 
