@@ -249,6 +249,12 @@ def test_property_classical(
 def test_property_neural(neural_weights, layout, dtype, sigma, seed):
     shape, axis = layout
     image = _random_image(np.random.default_rng(seed), shape, dtype, 1.0)
+    if image.dtype.kind == "f":
+        # The network's scale, [0, 1] and noise beyond it; data off it is refused.
+        if image.min() < -1 or image.max() > 2:
+            with pytest.raises(ValueError, match=r"\[0, 1\] scale"):
+                nlmeans.denoise(image, method="neural", sigma=sigma, channel_axis=axis)
+        image = np.clip(0.5 + 0.25 * image, -1, 2).astype(dtype)
     before = image.copy()
     out = nlmeans.denoise(image, method="neural", sigma=sigma, channel_axis=axis)
     _check_properties(image, out)
