@@ -770,8 +770,8 @@ def neural_gray_per_channel(constant) -> bool:
     An empty channel (a two-colour micrograph saved as RGB, a red-only
     picture) is nothing the colour and camera models saw in training: on
     McMaster with blue emptied and sigma = 25 in red and green, the gray
-    model on each of those gained 0.84 dB over the colour model (30.89
-    against 30.05 dB; ``benchmarks/empty_channel.py``).
+    model on each of those gained 0.75 dB over the colour model (30.89
+    against 30.14 dB; ``benchmarks/empty_channel.py``).
     """
     constant = np.asarray(constant, dtype=bool)
     return constant.size == 3 and 0 < int(constant.sum()) < 3
