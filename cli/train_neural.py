@@ -351,6 +351,12 @@ def train_neural(
         )
     if resume is not None and not resume.is_file():
         raise typer.BadParameter(f"{resume}: no such file", param_hint="--resume")
+    if resume is not None and init_from is not None:
+        raise typer.BadParameter(
+            "a resumed run goes on from its checkpoint's weights; --init-from starts a new "
+            "run (give one of the two)",
+            param_hint="--init-from",
+        )
     target = (
         out if out is not None else (resume if resume is not None else Path("neural_denoiser.pt"))
     )

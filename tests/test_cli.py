@@ -772,6 +772,8 @@ def test_train_neural_tiny_run(tmp_path, training_folder):
     assert resumed.exit_code == 0, resumed.output
     assert "step 2/2 (done)" in resumed.stdout and weights.is_file()
     assert "differ" not in resumed.output and "train400" not in resumed.output
+    both = invoke("train-neural", "--resume", ckpt, "--init-from", weights, "--threads", "1")
+    assert both.exit_code == 2 and "--init-from" in _flat(both.stderr)
     from nlmeans.neural import load_model
 
     assert load_model(weights).num_parameters() > 0
