@@ -169,11 +169,9 @@ def run(
         # Which model runs depends on constant channels (nlmeans._denoise.
         # neural_gray_per_channel): one more pass over the data, small next
         # to the network's.
-        import dask
+        from nlmeans._denoise import constant_channels
 
-        spatial_axes = tuple(i for i in range(color.ndim) if i != color_axis % color.ndim)
-        low, high = dask.compute(color.min(axis=spatial_axes), color.max(axis=spatial_axes))
-        summary.constant_channels = low == high
+        summary.constant_channels = constant_channels(color, color_axis)
     try:
         console.print(
             f"{src} ({bigio.describe_axes(image)}; chunks of {side} px): "

@@ -114,12 +114,11 @@ def _neural_weights(params, image) -> str:
 
     channels = _neural_channels(params, image)
     if channels == 3:
-        from nlmeans._denoise import neural_gray_per_channel
+        from nlmeans._denoise import constant_channels, neural_gray_per_channel
 
         constant = getattr(image, "constant_channels", None)  # a big image's, read before
         if constant is None:
-            colour = image.split_alpha()[0]
-            constant = colour.min(axis=(0, 1)) == colour.max(axis=(0, 1))
+            constant = constant_channels(image.split_alpha()[0], -1)
         if neural_gray_per_channel(constant):
             return f"{default_model_path(1).name} on each channel that is not constant"
     return default_model_path(channels, camera=uses_camera_model(params)).name

@@ -45,13 +45,20 @@ def _check_channel_axis(image: np.ndarray, channel_axis) -> int | None:
                 "pass channel_axis for an image with channels"
             )
         return None
-    if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
-        raise TypeError(f"channel_axis must be an int or None, got {channel_axis!r}")
+    check_axis_type(channel_axis)
     if not -image.ndim <= channel_axis < image.ndim:
         raise ValueError(f"channel_axis={channel_axis} is out of range for a {image.ndim}-D image")
     if image.ndim not in (3, 4):
         raise ValueError(f"with channel_axis the image must be 3-D or 4-D, got {image.ndim}-D")
     return int(channel_axis) % image.ndim
+
+
+def check_axis_type(channel_axis) -> None:
+    """``channel_axis`` must be an integer (not a bool) or None (``TypeError``)."""
+    if channel_axis is not None and (
+        isinstance(channel_axis, (bool, np.bool_)) or not isinstance(channel_axis, numbers.Integral)
+    ):
+        raise TypeError(f"channel_axis must be an int or None, got {channel_axis!r}")
 
 
 def _check_positive_odd(name: str, value) -> int:

@@ -445,10 +445,12 @@ def denoise_array(
 
     params = replace(params, device=resolve_device(device, method=method), ensemble=ensemble)
     logger.info("nlmeans parameters: %s", params)
-    if axis is not None:
+    if axis is None:
+        low, high, constant = image.min(), image.max(), None
+    else:
         spatial = _spatial_axes(image, axis)
         channel_min, channel_max = image.min(axis=spatial), image.max(axis=spatial)
-    constant = None if axis is None else channel_min == channel_max
+        low, high, constant = channel_min.min(), channel_max.max(), channel_min == channel_max
 
     if (
         method == "neural"
@@ -488,7 +490,7 @@ def denoise_array(
         result = _denoise_classical(image, axis, params, n_threads)
     # A weighted mean stays within the input's [min, max]: clip away float32
     # rounding (and, for the network, overshoot) with the input's own bounds.
-    np.clip(result, image.min(), image.max(), out=result)
+    np.clip(result, low, high, out=result)
     if axis is not None:
         keep_constant_channels(result, axis, channel_min, channel_max)
     return (result, params) if return_params else result
@@ -775,6 +777,18 @@ def neural_gray_per_channel(constant) -> bool:
     """
     constant = np.asarray(constant, dtype=bool)
     return constant.size == 3 and 0 < int(constant.sum()) < 3
+
+
+def constant_channels(image, axis) -> np.ndarray:
+    """One flag per channel of ``image`` (NumPy or Dask; ``axis``: its channel
+    axis): whether the channel is exactly constant."""
+    spatial = _spatial_axes(image, axis)
+    low, high = image.min(axis=spatial), image.max(axis=spatial)
+    if hasattr(low, "compute"):
+        import dask
+
+        low, high = dask.compute(low, high)
+    return np.asarray(low) == np.asarray(high)
 
 
 def _denoise_neural(

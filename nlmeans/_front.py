@@ -124,7 +124,7 @@ def denoise(
     ensemble : bool
         ``method="neural"`` only: average the network's outputs over the 8
         flips and rotations of the image (the geometric self-ensemble), at 8
-        times the time. Measured on McMaster with the colour model: +0.18 to
+        times the time. Measured on McMaster with the colour model: +0.17 to
         +0.26 dB (README, "The colour denoiser"). The classical methods are
         invariant to flips and rotations already (``ValueError``).
     return_params : bool

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .bigdata import require_dask
+from .io import holds
 
 __all__ = [
     "BigImage",
@@ -141,10 +142,8 @@ def check_replaceable(path, source=None) -> None:
     path = Path(path)
     if not path.exists():
         return
-    if source is not None:
-        inside, folder = Path(source).resolve(), path.resolve()
-        if inside == folder or folder in inside.parents:
-            raise BigImageError(f"{path}: the input {source} is inside it; refusing to replace it")
+    if source is not None and holds(path, source):
+        raise BigImageError(f"{path}: the input {source} is inside it; refusing to replace it")
     if output_kind(path) == "tiff":
         if path.is_dir():
             raise BigImageError(f"{path} is a folder, not a TIFF file; refusing to replace it")

@@ -900,6 +900,13 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
+def holds(folder: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (links resolved): what
+    replacing ``folder`` whole would remove."""
+    inside, folder = Path(path).resolve(), Path(folder).resolve()
+    return inside == folder or folder in inside.parents
+
+
 def atomic_write_bytes(
     path: str | os.PathLike,
     data: bytes,

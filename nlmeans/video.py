@@ -47,7 +47,7 @@ import numpy as np
 # How many leading frames the sequence parameters (sigma) are estimated from:
 # readers that stream a clip hold that many back before denoising.
 from ._sequence import ESTIMATE_FRAMES
-from .io import same_file
+from .io import holds, same_file
 
 __all__ = [
     "ESTIMATE_FRAMES",
@@ -592,9 +592,10 @@ class SequenceWriter:
             if lossless:
                 # Every bit of the frames: 16-bit frames (from 10-bit video,
                 # say) stay 16-bit, colour stays RGB (no 4:2:0).
-                want = ("gray16le" if deep else "gray") if not like.is_color else None
                 if like.is_color:
                     want = "rgb48le" if deep else "bgr0"
+                else:
+                    want = "gray16le" if deep else "gray"
             odd = w % 2 or h % 2
             if want is not None and (want in formats or not formats):
                 stream.pix_fmt = want  # no list: the encoder takes any format (rawvideo)
@@ -805,8 +806,7 @@ def _check_replaceable_folder(folder: Path, source: Path, names=()) -> None:
     frames of an earlier folder output (numbered, or the ``names`` this output
     gives its frames): replacing removes it whole, and the input, or files
     that are not ours, must never go with it."""
-    inside = source.resolve()
-    if inside == folder.resolve() or folder.resolve() in inside.parents:
+    if holds(folder, source):
         raise SequenceError(
             f"{folder}: the input {source} is inside it; refusing to replace the folder"
         )

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import check_unit_scale
+from .._checks import check_axis_type, check_ensemble, check_unit_scale
 from ..noise import NOISE_KINDS, NoiseModel, estimate_noise, estimate_sigma
 from .checkpoint import default_weights_path, load_model
 from .model import NonLocalDenoiser
@@ -295,7 +295,7 @@ def denoise(
         ensemble: the geometric self-ensemble: the mean of the network's
             outputs over the 8 flips and rotations of the image (each turned
             back), at 8 times the time. Measured on McMaster with the colour
-            model: +0.18 to +0.26 dB (see the README's colour denoiser
+            model: +0.17 to +0.26 dB (see the README's colour denoiser
             section).
         return_info: also return a dict ``{"sigma", "sigma_estimated",
             "blind", "weights", "noise"}`` (``noise``: where the noise level
@@ -320,10 +320,7 @@ def denoise(
     arr = np.asarray(image)
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"image must be a float array in [0, 1], got dtype {arr.dtype}")
-    if channel_axis is not None and (
-        isinstance(channel_axis, (bool, np.bool_)) or not isinstance(channel_axis, numbers.Integral)
-    ):
-        raise TypeError(f"channel_axis must be an int or None, got {channel_axis!r}")
+    check_axis_type(channel_axis)
     if arr.ndim == 3:
         axis = -1 if channel_axis is None else channel_axis
         try:
@@ -363,8 +360,7 @@ def denoise(
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
     if not isinstance(camera, (bool, np.bool_)):
         raise TypeError(f"camera must be True or False, got {camera!r}")
-    if not isinstance(ensemble, (bool, np.bool_)):
-        raise TypeError(f"ensemble must be True or False, got {ensemble!r}")
+    ensemble = check_ensemble(ensemble, "neural")
     if weights is not None and not isinstance(weights, (str, os.PathLike, NonLocalDenoiser)):
         raise TypeError(
             "weights must be a path (.safetensors or checkpoint) or a NonLocalDenoiser, "
@@ -417,7 +413,7 @@ def denoise(
         torch.set_num_threads(int(threads))
     try:
         if arr.ndim == 2 or joint:
-            out = denoise_array(model, arr, level, tile_size=tile_size, ensemble=bool(ensemble))
+            out = denoise_array(model, arr, level, tile_size=tile_size, ensemble=ensemble)
         else:
             out = np.stack(
                 [
@@ -426,7 +422,7 @@ def denoise(
                         arr[..., c],
                         level[..., c] if isinstance(level, np.ndarray) else level,
                         tile_size=tile_size,
-                        ensemble=bool(ensemble),
+                        ensemble=ensemble,
                     )
                     for c in range(channels)
                 ],
