@@ -397,6 +397,13 @@ def _skimage():
     return denoise_nl_means
 
 
+def _skimage_output(out, noisy) -> np.ndarray:
+    """``denoise_nl_means`` squeezes a length-1 axis (a 40x1 image comes back
+    as (40,)); give the output the input's shape again."""
+    out = np.asarray(out, dtype=np.float64)
+    return out.reshape(noisy.shape) if out.size == noisy.size else out
+
+
 def _run_skimage_same(noisy, channel_axis):
     import nlmeans
 
@@ -423,7 +430,7 @@ def _run_skimage_same(noisy, channel_axis):
         "sigma": float(p.sigma),
         "sigma_estimated": bool(p.sigma_estimated),
     }
-    return np.asarray(out, dtype=np.float64), settings
+    return _skimage_output(out, noisy), settings
 
 
 def _run_skimage_best(noisy, sigma, channel_axis):
@@ -445,7 +452,7 @@ def _run_skimage_best(noisy, sigma, channel_axis):
         "h": float(h),
         "sigma": float(sigma),
     }
-    return np.asarray(out, dtype=np.float64), settings
+    return _skimage_output(out, noisy), settings
 
 
 def _run_opencv(noisy, sigma, threads):
@@ -971,6 +978,8 @@ def write_report(
 
     The folder is created if needed. Existing files are replaced only with
     ``force``; the check is done for every file before anything is written.
+    With ``force``, montages of an earlier report in ``montages/`` that this
+    one does not write are removed.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -1007,5 +1016,10 @@ def write_report(
     atomic_write_bytes(folder / "results.csv", results_csv(result).encode(), force=force)
     md = report_markdown(result, [name for _key, name in unique])
     atomic_write_bytes(folder / "report.md", md.encode(), force=force)
+    if force and (folder / "montages").is_dir():
+        # Montages of an earlier report (other images or noise levels) would
+        # sit beside this one's as if they belonged to it.
+        for stale in set((folder / "montages").glob("*.png")) - set(written):
+            stale.unlink()
     written = [folder / "results.json", folder / "results.csv", folder / "report.md"] + written
     return written
