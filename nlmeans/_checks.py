@@ -23,9 +23,10 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 def _check_image(image) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         if isinstance(image, (list, tuple)):
-            image = np.asarray(image)
+            image = np.asarray([unmasked(item) for item in image])
         else:
             raise TypeError(f"image must be a NumPy array, got {type(image).__name__}")
+    image = unmasked(image)
     if image.dtype.type not in SUPPORTED_DTYPES:
         raise TypeError(
             f"image has unsupported dtype {image.dtype}; use uint8, uint16, float32 or float64"
@@ -35,6 +36,22 @@ def _check_image(image) -> np.ndarray:
     if image.dtype.kind == "f" and not np.isfinite(image).all():
         raise ValueError("image contains NaN or Inf values")
     return image
+
+
+def unmasked(image):
+    """``image`` without its mask; refused if any pixel is masked.
+
+    No method here honours a mask: masked pixels would be denoised (and used
+    as neighbours) like the rest, silently.
+    """
+    if not np.ma.isMaskedArray(image):
+        return image
+    if np.ma.getmaskarray(image).any():
+        raise ValueError(
+            "image is a masked array with masked pixels, and nlmeans does not use masks; "
+            "pass image.filled(value) or image.data"
+        )
+    return np.ma.getdata(image)
 
 
 def _check_channel_axis(image: np.ndarray, channel_axis) -> int | None:

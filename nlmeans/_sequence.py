@@ -26,6 +26,7 @@ from ._checks import (
     _check_positive_odd,
     _check_real,
     check_threads,
+    unmasked,
 )
 from ._denoise import (
     _MIN_AUTO_SIGMA,
@@ -504,7 +505,7 @@ def denoise_sequence(
     iterator = iter(frames)
     first = []
     for frame in itertools.islice(iterator, ESTIMATE_FRAMES):
-        first.append(_check_image(np.asarray(frame)))
+        first.append(_check_image(np.asarray(unmasked(frame))))
     n_known = len(first) if len(first) < ESTIMATE_FRAMES else None
     params = resolve_sequence_parameters(
         first, n_frames=n_known, channel_axis=channel_axis, **options
@@ -595,7 +596,7 @@ def _run(
             except StopIteration:
                 exhausted = True
                 break
-            frame = _check_image(np.asarray(raw))
+            frame = _check_image(np.asarray(unmasked(raw)))
             if shape is None:
                 shape, dtype = frame.shape, frame.dtype
                 if scale is None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ._checks import _check_image
+from ._checks import _check_image, unmasked
 from .io import from_unit_float, to_unit_float
 
 
@@ -63,7 +63,7 @@ def run_neural(
                 except StopIteration:
                     n = read
                     break
-                frame = _check_image(np.asarray(raw))
+                frame = _check_image(np.asarray(unmasked(raw)))
                 if shape is None:
                     shape, dtype = frame.shape, frame.dtype
                 elif frame.shape != shape or frame.dtype != dtype:

@@ -350,6 +350,24 @@ def test_bad_images(image, exc, match):
         nlmeans.denoise(image, h=0.1, sigma=0.0, patch_size=3, patch_distance=2)
 
 
+def test_masked_arrays_are_refused_only_with_masked_pixels(rng):
+    data = rng.random((12, 12))
+    masked = np.ma.masked_array(data, mask=data > 0.95)
+    for call in (
+        lambda: nlmeans.denoise(masked),
+        lambda: nlmeans.denoise(masked, method="neural"),
+        lambda: nlmeans.estimate_noise(masked),
+        lambda: nlmeans.denoise_sequence([masked, data]),
+    ):
+        with pytest.raises(ValueError, match="masked pixels.*filled"):
+            call()
+    # nothing masked: the same result as the plain array
+    kwargs = dict(h=0.1, sigma=0.05, patch_size=3, patch_distance=2)
+    out = nlmeans.denoise(np.ma.masked_array(data), **kwargs)
+    assert type(out) is np.ndarray
+    np.testing.assert_array_equal(out, nlmeans.denoise(data, **kwargs))
+
+
 def test_image_smaller_than_patch():
     with pytest.raises(ValueError, match="smaller than the patch"):
         nlmeans.denoise(np.zeros((4, 30)), h=0.1, patch_size=5, patch_distance=2)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import check_axis_type, check_ensemble, check_unit_scale
+from .._checks import check_axis_type, check_ensemble, check_unit_scale, unmasked
 from ..noise import NOISE_KINDS, NoiseModel, estimate_noise, estimate_sigma
 from .checkpoint import default_weights_path, load_model
 from .model import NonLocalDenoiser
@@ -317,7 +317,7 @@ def denoise(
             ``noise`` and ``noise_map``, a noise model or map whose channel
             count or shape does not fit the image, each naming the parameter.
     """
-    arr = np.asarray(image)
+    arr = np.asarray(unmasked(image))
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"image must be a float array in [0, 1], got dtype {arr.dtype}")
     check_axis_type(channel_axis)
