@@ -259,6 +259,73 @@ def test_window_backward_gradcheck(mode, spatial):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("spatial", [(5,), (3, 4)])
+def test_custom_backwards_have_exact_second_derivatives(mode, spatial):
+    """create_graph=True (gradient penalties, Hessian-vector products) goes
+    through a differentiable backward: torch's finite-difference check of it."""
+    gen = torch.Generator().manual_seed(12)
+    cq = 1 if mode == "concatenation" else 2
+    q = torch.randn(1, cq, *spatial, dtype=torch.float64, generator=gen, requires_grad=True)
+    k = torch.randn(1, cq, *spatial, dtype=torch.float64, generator=gen, requires_grad=True)
+    v = torch.randn(1, 2, *spatial, dtype=torch.float64, generator=gen, requires_grad=True)
+    fn = block_mod._WindowAttention.apply
+    assert torch.autograd.gradgradcheck(lambda a, b, c: fn(a, b, c, mode, 1), (q, k, v))
+    if mode == "concatenation":
+        a = torch.randn(2, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+        b = torch.randn(2, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+        w = torch.randn(2, 4, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+        assert torch.autograd.gradgradcheck(block_mod._ConcatenationAttention.apply, (a, b, w))
+
+
+@pytest.mark.parametrize("mode", ["dot_product", "concatenation", "embedded_gaussian"])
+@pytest.mark.parametrize("window", [None, 1])
+def test_gradient_penalty_matches_the_naive_block(mode, window):
+    """The second derivative a gradient penalty needs, against autograd through
+    the naive N x N reference (which has no custom backward)."""
+    if mode in SOFTMAX and window is None:
+        pytest.skip("global softmax: PyTorch's flash kernel (see the next test)")
+    torch.manual_seed(3)
+    block = NonLocalBlock2d(3, mode=mode, window=window, zero_init=False).double().eval()
+    x = torch.randn(1, 3, 4, 3, dtype=torch.float64)
+
+    def penalty(attention):
+        xx = x.clone().requires_grad_()
+        theta, phi, g = block._embed(xx)
+        y = attention(theta, phi, g)
+        z = block.w_z(y) + xx
+        (gx,) = torch.autograd.grad(z.pow(2).sum(), xx, create_graph=True)
+        return torch.autograd.grad(gx.pow(2).sum(), block.theta.weight)[0]
+
+    got = penalty(
+        lambda t, p, g: non_local_attention(
+            t, p, g, mode=mode, window=window, concat_weights=block.concat_weight
+        )
+    )
+    want = penalty(lambda t, p, g: naive_attention(t, p, g, mode, window, block.concat_weight)[0])
+    torch.testing.assert_close(got, want)
+
+
+def test_global_softmax_second_derivatives_with_the_math_kernel():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    block = NonLocalBlock2d(3, zero_init=False).double().eval()
+    x = torch.randn(1, 3, 4, 3, dtype=torch.float64, requires_grad=True)
+    with sdpa_kernel(SDPBackend.MATH):  # what the README says to do
+        assert torch.autograd.gradgradcheck(lambda t: block(t).pow(2).sum(), (x,))
+
+
+def test_dot_product_does_not_overflow_in_float16():
+    torch.manual_seed(0)
+    block = NonLocalBlock2d(64, mode="dot_product", zero_init=False).eval()
+    x = torch.randn(1, 64, 64, 64) * 3
+    want = block(x)
+    with torch.autocast("cpu", dtype=torch.float16):
+        got = block(x)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.float(), want, atol=0.1, rtol=0.05)
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("window", [None, 2])
 def test_no_quadratic_tensor_is_saved_for_backward(mode, window):
     """Autograd must not keep an N x N (or K x C x N) tensor alive."""
@@ -435,6 +502,22 @@ def test_forward_validation():
         block.attention_map(torch.randn(1, 4, 5, 6), (5, 0))
     with pytest.raises(ValueError, match="position"):
         block.attention_map(torch.randn(1, 4, 5, 6), (1,))
+    with pytest.raises(ValueError, match="position"):
+        block.attention_map(torch.randn(1, 4, 5, 6), (1.7, 2))
+    with pytest.raises(TypeError, match="floating-point"):
+        block(torch.ones(1, 4, 5, 6, dtype=torch.int64))
+    with pytest.raises(ValueError, match="empty spatial axis"):
+        block(torch.randn(1, 4, 0, 6))
+    with pytest.raises(TypeError, match="float32 parameters.*float64 input"):
+        block(torch.randn(1, 4, 5, 6, dtype=torch.float64))
+    with pytest.raises(ValueError, match="batch norm.*eval"):
+        block.train()(torch.randn(1, 4, 1, 1))
+    assert block.eval()(torch.randn(1, 4, 1, 1)).shape == (1, 4, 1, 1)
+    # NumPy integers are integers
+    import numpy as np
+
+    assert NonLocalBlock2d(np.int64(4), inter_channels=np.int64(2), window=np.int64(1)).window == 1
+    assert block.attention_map(torch.randn(1, 4, 5, 6), (np.int64(1), 2)).shape[-2:] == (5, 6)
 
 
 def test_functional_validation():

@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 __all__ = [
     "MODES",
@@ -71,10 +71,15 @@ def _check_mode(mode: object) -> str:
     return mode
 
 
+def _is_positive_int(value: object) -> bool:
+    """An integer >= 1 (NumPy integers too), not a bool."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1
+
+
 def _check_window(window: object) -> int | None:
     if window is None:
         return None
-    if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 0:
         raise ValueError(
             f"window must be None (global attention) or an integer radius >= 0, got {window!r}"
         )
@@ -169,9 +174,12 @@ class _ConcatenationAttention(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out: Tensor):
         a, b, v = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative follows
+            return _differentiable_backward(
+                _concatenation_reference, (a, b, v), ctx.needs_input_grad, grad_out
+            )
         batch, n = a.shape
         m = b.shape[1]
         rows = _chunk_rows(batch, m, a.element_size())
@@ -193,6 +201,32 @@ class _ConcatenationAttention(torch.autograd.Function):
                 if need_b:
                     grad_b += dpre.sum(1)
         return grad_a, grad_b, grad_v
+
+
+def _concatenation_reference(a: Tensor, b: Tensor, v: Tensor) -> Tensor:
+    """:class:`_ConcatenationAttention` in plain autograd ops (the (B, N, M)
+    affinities are kept: for second derivatives only)."""
+    return torch.bmm(torch.relu(a[:, :, None] + b[:, None, :]), v) / b.shape[1]
+
+
+def _differentiable_backward(reference, inputs, needs, grad_out):
+    """Gradients of ``reference(*inputs)`` as a differentiable graph.
+
+    The custom functions' backward passes accumulate in place under no_grad,
+    which is right for first derivatives only. When autograd asks for a graph
+    of the gradients (``create_graph=True``: gradient penalties, Hessian-vector
+    products), they are recomputed here from the saved inputs, which are still
+    attached to the forward graph, so second derivatives are exact.
+    """
+    wanted = [i for i, t in enumerate(inputs) if needs[i]]
+    out = reference(*inputs)
+    grads = torch.autograd.grad(
+        out, [inputs[i] for i in wanted], grad_out, create_graph=True, allow_unused=True
+    )
+    result = [None] * len(needs)
+    for i, grad in zip(wanted, grads):
+        result[i] = torch.zeros_like(inputs[i]) if grad is None else grad
+    return tuple(result)
 
 
 # --------------------------------------------------------------------------
@@ -230,7 +264,9 @@ def _global_attention(
         )  # (B, 1, N, width)
         y = y.squeeze(1)[..., :cv]  # (B, N, Cv)
     elif mode == "dot_product":
-        y = torch.bmm(q, torch.bmm(k.transpose(1, 2), v)) / m  # (B, N, Cv)
+        # 1/M goes in first: summed over M keys before it, phi^T g overflows
+        # float16 (autocast) long before the result does.
+        y = torch.bmm(q, torch.bmm(k.transpose(1, 2), v / m))  # (B, N, Cv)
     else:  # concatenation
         assert concat_weights is not None
         a = torch.matmul(q, concat_weights[:cq])  # (B, N)
@@ -320,10 +356,17 @@ class _WindowAttention(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out: Tensor):
         q, k, v, weights = ctx.saved_tensors
         mode, radius = ctx.mode, ctx.radius
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative follows
+            grads = _differentiable_backward(
+                lambda q, k, v: _window_reference(q, k, v, mode, radius),
+                (q, k, v),
+                ctx.needs_input_grad[:3],
+                grad_out,
+            )
+            return (*grads, None, None)
         need_q, need_k, need_v = ctx.needs_input_grad[:3]
         dim = q.ndim - 2
         spatial = tuple(q.shape[2:])
@@ -373,6 +416,27 @@ class _WindowAttention(torch.autograd.Function):
             if not need_k:
                 grad_k = None
         return grad_q, grad_k, grad_v, None, None
+
+
+def _window_reference(q: Tensor, k: Tensor, v: Tensor, mode: str, radius: int) -> Tensor:
+    """:class:`_WindowAttention` in plain autograd ops (one (B, C, *S) tensor
+    per offset is kept: for second derivatives only)."""
+    dim = q.ndim - 2
+    spatial = tuple(q.shape[2:])
+    offsets = _window_offsets(dim, radius)
+    pad = [radius] * (2 * dim)
+    k_pad, v_pad = F.pad(k, pad), F.pad(v, pad)
+    if mode == "concatenation":
+        scores = [q[:, 0] + _shifted(k_pad, o, spatial, radius)[:, 0] for o in offsets]
+    else:
+        scores = [(q * _shifted(k_pad, o, spatial, radius)).sum(1) for o in offsets]
+    weights = _window_normalise(
+        torch.stack(scores, 1), _window_valid(spatial, radius, q.device), mode
+    )  # (B, K, *S)
+    return sum(
+        weights[:, idx : idx + 1] * _shifted(v_pad, o, spatial, radius)
+        for idx, o in enumerate(offsets)
+    )
 
 
 def _window_attention(
@@ -544,18 +608,16 @@ class _NonLocalBlockNd(nn.Module):
         dim = self._dim
         if dim not in _CONV:
             raise TypeError("use NonLocalBlock1d, NonLocalBlock2d or NonLocalBlock3d")
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        if not _is_positive_int(in_channels):
             raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
+        in_channels = int(in_channels)
         if inter_channels is None:
             inter_channels = max(1, in_channels // 2)
-        if (
-            isinstance(inter_channels, bool)
-            or not isinstance(inter_channels, int)
-            or inter_channels < 1
-        ):
+        if not _is_positive_int(inter_channels):
             raise ValueError(
                 f"inter_channels must be None or a positive integer, got {inter_channels!r}"
             )
+        inter_channels = int(inter_channels)
         mode = _check_mode(mode)
         window = _check_window(window)
         if sub_sample and window is not None:
@@ -624,6 +686,22 @@ class _NonLocalBlockNd(nn.Module):
                 f"{name} was built for in_channels={self.in_channels}, got an input with "
                 f"{x.shape[1]} channels (shape {tuple(x.shape)})"
             )
+        if not x.is_floating_point():
+            raise TypeError(f"{name} expects a floating-point input, got dtype {x.dtype}")
+        if 0 in x.shape[2:]:
+            raise ValueError(f"{name} got an input with an empty spatial axis: {tuple(x.shape)}")
+        weight = self.g.weight
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(
+                f"{name} has {weight.dtype} parameters and got a {x.dtype} input: convert one "
+                f"(block.to({x.dtype}) or x.to({weight.dtype})), or run under torch.autocast"
+            )
+        if self.training and x.shape[0] * math.prod(x.shape[2:]) == 1:
+            raise ValueError(
+                f"{name} in training mode got a single position (shape {tuple(x.shape)}): its "
+                "batch norm needs more than one value per channel; use block.eval() or a "
+                "larger input"
+            )
         if self.sub_sample:
             for size, k in zip(x.shape[2:], _POOL_KERNEL[dim]):
                 if size < k:
@@ -678,14 +756,17 @@ class _NonLocalBlockNd(nn.Module):
         """
         self._check_input(x)
         spatial = tuple(x.shape[2:])
-        if isinstance(position, int) and not isinstance(position, bool):
+        if isinstance(position, numbers.Integral) and not isinstance(position, bool):
             position = (position,)
         try:
-            pos = tuple(int(p) for p in position)
-        except TypeError as exc:
-            raise ValueError(
-                f"position must be a sequence of {self._dim} ints, got {position!r}"
-            ) from exc
+            items = tuple(position)
+        except TypeError:
+            items = None
+        if items is None or not all(
+            isinstance(p, numbers.Integral) and not isinstance(p, bool) for p in items
+        ):
+            raise ValueError(f"position must be a sequence of {self._dim} ints, got {position!r}")
+        pos = tuple(int(p) for p in items)
         if len(pos) != self._dim or any(not 0 <= p < n for p, n in zip(pos, spatial)):
             raise ValueError(
                 f"position must be {self._dim} indices inside the input grid {spatial}, got {position!r}"
