@@ -130,6 +130,21 @@ def _check_fits_patch(image: np.ndarray, axis: int | None, patch_size: int) -> N
         )
 
 
+def check_sigma_scale(sigma: float, dtype) -> float:
+    """``sigma`` (checked real), refused above 1 for an integer image.
+
+    Integer images are denoised on [0, 1]: a sigma in gray levels (25 for
+    an 8-bit image) would flatten the image without complaint.
+    """
+    if np.dtype(dtype).kind in "ui" and sigma > 1:
+        top = np.iinfo(dtype).max
+        raise ValueError(
+            f"sigma is on the [0, 1] scale for {np.dtype(dtype)} images and must be <= 1, "
+            f"got {sigma:g} ({sigma:g} gray levels is sigma={sigma / top:.4g})"
+        )
+    return sigma
+
+
 def check_threads(threads) -> int:
     """The number of threads to use: ``threads``, or all that Numba offers for None.
 

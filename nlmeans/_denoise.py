@@ -21,6 +21,7 @@ from ._checks import (
     _looks_like_colour_without_channel_axis,
     _spatial_shape,
     check_ensemble,
+    check_sigma_scale,
     check_threads,
 )
 from ._color import OPPONENT
@@ -228,7 +229,7 @@ def resolve_parameters(
         sigma_value, correlated = level.sigma, level.correlated
         automatic.append("sigma")
     else:
-        sigma_value = _check_real("sigma", sigma, positive=False)
+        sigma_value = check_sigma_scale(_check_real("sigma", sigma, positive=False), image.dtype)
     estimated = sigma is None and not isinstance(noise, NoiseModel)
     if method == "neural":
         for name, value in (
@@ -759,8 +760,9 @@ def uses_camera_model(params: NLMeansParameters) -> bool:
 
 
 NEURAL_IMAGES_ONLY = (
-    "method='neural' supports 2-D images (gray or with channels); denoise volumes "
-    "with method='fast', 'exact' or 'patchwise'"
+    "method='neural' supports 2-D images (gray or with channels: an (H, W, 3) colour "
+    "image needs channel_axis=-1); denoise volumes with method='fast', 'exact' or "
+    "'patchwise'"
 )
 
 

@@ -25,6 +25,7 @@ from ._checks import (
     _check_image,
     _check_positive_odd,
     _check_real,
+    check_sigma_scale,
     check_threads,
     unmasked,
 )
@@ -207,7 +208,9 @@ def resolve_sequence_parameters(
         sigma_value = float(np.median(levels))
         automatic.append("sigma")
     else:
-        sigma_value = _check_real("sigma", sigma, positive=False)
+        sigma_value = check_sigma_scale(
+            _check_real("sigma", sigma, positive=False), sample[0].dtype
+        )
     if method == "neural":
         return _neural_parameters(
             sigma_value,
@@ -305,6 +308,11 @@ def _neural_parameters(
     for name, value in unused.items():
         if value is not None:
             raise ValueError(f"{name} does not apply to method='neural'")
+    if sigma > 1:  # the network works on [0, 1] (and refuses frames off that scale)
+        raise ValueError(
+            f"sigma is on the frames' [0, 1] scale and must be <= 1 for method='neural', "
+            f"got {sigma:g}"
+        )
     if color_space not in ("auto", "rgb"):
         raise ValueError(
             "color_space does not apply to method='neural' (colour frames go through the "

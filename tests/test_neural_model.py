@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 
 from neural_helpers import Evil, activate, save_evil_checkpoint  # noqa: E402
 
+import nlmeans  # noqa: E402
 import nlmeans.neural as nn_  # noqa: E402
 from nlmeans.neural import checkpoint as ckpt_mod  # noqa: E402
 from nlmeans.neural import inference as inf_mod  # noqa: E402
@@ -315,6 +316,9 @@ def test_denoise_rejects_bad_input():
         (dict(tile_size=-5), ValueError, "tile_size must be a positive integer"),
         (dict(threads=0), ValueError, "threads must be a positive integer"),
         (dict(sigma=np.zeros((8, 8))), ValueError, r"sigma must be one number.*noise_map="),
+        # gray levels for the [0, 1] scale: the output was ruined, not refused
+        (dict(sigma=25), ValueError, r"\[0, 1\] scale and must be <= 1.*25/255"),
+        (dict(noise_map=np.full((8, 8), 25.0)), ValueError, r"noise_map is on .* <= 1"),
     ]:
         with pytest.raises(error, match=match):
             nn_.denoise(image, weights=model, **kwargs)
@@ -324,6 +328,34 @@ def test_denoise_rejects_bad_input():
         nn_.denoise(image, weights=model, ensemble=1)
     with pytest.raises(TypeError, match="weights must be a path"):
         nn_.denoise(image, weights=3)
+
+
+def test_info_says_an_estimated_noise_model_was_estimated():
+    noisy = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    _, info = nn_.denoise(noisy, noise="auto", return_info=True)
+    assert info["sigma_estimated"] is True and info["noise"] == "noise model"
+    model = nlmeans.NoiseModel("gaussian", a=0, b=0.01)
+    _, info = nn_.denoise(noisy, noise=model, return_info=True)
+    assert info["sigma_estimated"] is False
+
+
+def test_integer_images_refuse_sigma_in_gray_levels():
+    u8 = (np.random.default_rng(1).random((3, 16, 16)) * 255).astype(np.uint8)
+    for call in (
+        lambda: nlmeans.denoise(u8[0], sigma=25),
+        lambda: nlmeans.denoise(u8[0], sigma=25, method="neural"),
+        lambda: nlmeans.denoise_sequence(u8, sigma=25),
+        lambda: nlmeans.denoise_sequence(u8 / 255.0, sigma=25, method="neural"),
+    ):
+        with pytest.raises(ValueError, match=r"\[0, 1\] scale.*<= 1"):
+            call()
+    # float data on its own scale keeps a large sigma (classical methods)
+    assert nlmeans.denoise(u8[0] * 1.0, sigma=25, h=10).shape == (16, 16)
+
+
+def test_rgb_without_channel_axis_names_channel_axis():
+    with pytest.raises(ValueError, match="channel_axis=-1"):
+        nlmeans.denoise(np.random.default_rng(2).random((16, 16, 3)), method="neural")
 
 
 def test_channel_axis_and_scale_are_checked():

@@ -358,6 +358,11 @@ def denoise(
         or not (np.isfinite(sigma) and sigma >= 0)
     ):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    if sigma is not None and sigma > 1:
+        raise ValueError(
+            f"sigma is on the image's [0, 1] scale and must be <= 1, got {sigma!r} "
+            "(25 gray levels of an 8-bit image is sigma=25/255)"
+        )
     if not isinstance(camera, (bool, np.bool_)):
         raise TypeError(f"camera must be True or False, got {camera!r}")
     ensemble = check_ensemble(ensemble, "neural")
@@ -396,12 +401,13 @@ def denoise(
         )
 
     source = "sigma" if sigma is not None else None
+    estimated = False
     if levels is not None:
         source = "noise_map"
     elif noise is not None:
         levels = _noise_model_map(noise, arr)
         source = "noise model"
-    estimated = False
+        estimated = isinstance(noise, str)  # the model was read from the image
     if sigma is None and levels is None and (not model.blind or return_info):
         sigma = float(estimate_sigma(arr, channel_axis=-1 if arr.ndim == 3 else None))
         estimated = True
@@ -472,6 +478,11 @@ def _check_noise_map(noise_map, arr: np.ndarray, channel_axis) -> np.ndarray:
         )
     if not np.all(np.isfinite(levels)) or np.any(levels < 0):
         raise ValueError("noise_map must hold finite standard deviations >= 0")
+    if np.any(levels > 1):
+        raise ValueError(
+            f"noise_map is on the image's [0, 1] scale and must be <= 1, got up to "
+            f"{float(levels.max()):g} (25 gray levels of an 8-bit image is 25/255)"
+        )
     if levels.shape != arr.shape:
         levels = np.broadcast_to(levels[..., None], arr.shape)
     return np.ascontiguousarray(levels, dtype=np.float32)
