@@ -308,7 +308,7 @@ def _neural_parameters(
     for name, value in unused.items():
         if value is not None:
             raise ValueError(f"{name} does not apply to method='neural'")
-    if sigma > 1:  # the network works on [0, 1] (and refuses frames off that scale)
+    if not estimated and sigma > 1:  # the network works on [0, 1] (frames off it are refused)
         raise ValueError(
             f"sigma is on the frames' [0, 1] scale and must be <= 1 for method='neural', "
             f"got {sigma:g}"

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ._checks import _check_image, unmasked
+from ._checks import _check_image, check_unit_scale, unmasked
 from .io import from_unit_float, to_unit_float
 
 
@@ -72,6 +72,11 @@ def run_neural(
                         f"first frame {shape} and {dtype}: all frames of a sequence must match"
                     )
                 floats = to_unit_float(frame).astype(np.float32)
+                if frame.dtype.kind == "f":
+                    try:  # the network has no h: float frames must be on [0, 1]
+                        check_unit_scale(float(floats.min()), float(floats.max()))
+                    except ValueError as exc:
+                        raise ValueError(f"frame {read}: {exc}") from None
                 planes = floats[None] if axis is None else np.moveaxis(floats, axis, 0)
                 window[read] = np.ascontiguousarray(planes)
                 read += 1

@@ -320,6 +320,11 @@ def test_sequence_network_bad_input(tiny_weights, tmp_path):
     bad = [clip[0], clip[1][:, :-2]]
     with pytest.raises(ValueError, match="must match"):
         list(nlmeans.denoise_sequence(iter(bad), method="neural", weights=tiny_weights, sigma=0.1))
+    # float frames off the [0, 1] scale (raw counts) came back nearly untouched
+    with pytest.raises(ValueError, match=r"frame 0: .*\[0, 1\] scale.*white level"):
+        nlmeans.denoise_sequence(clip * 1000, method="neural", weights=tiny_weights)
+    with pytest.raises(ValueError, match=r"sigma is on the frames' \[0, 1\] scale"):
+        nlmeans.denoise_sequence(clip, method="neural", weights=tiny_weights, sigma=25)
 
 
 # -- the shipped spacetime network ---------------------------------------------
