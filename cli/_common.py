@@ -226,6 +226,21 @@ def same_file(a: Path, b: Path) -> bool:
     return _same_file(a, b)
 
 
+def check_output_is_not_an_input(src: Path, dst: Path, inputs: Iterable[Path]) -> None:
+    """Refuse ``dst`` when it is one of this run's ``inputs`` (a link to one
+    included): with ``--force`` it would be replaced before it is read."""
+    if not dst.exists():
+        return
+    for other in inputs:
+        if same_file(dst, other):
+            if same_file(dst, src):
+                raise ValueError(f"{src}: refusing to write onto the input file")
+            raise ValueError(
+                f"{src}: its output {dst} is another input of this run ({other}); "
+                "choose another --out-dir or --output"
+            )
+
+
 def describe_noise(model, top: float) -> str:
     """One line: a fitted noise model (nlmeans.NoiseModel) in gray levels of the file's scale."""
     unit = f"/{top:g}" if top != 1 else ""

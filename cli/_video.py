@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +20,7 @@ import typer
 
 from ._common import (
     VIDEO_SUFFIXES,
+    check_output_is_not_an_input,
     error,
     note,
     progress_bar,
@@ -83,11 +85,13 @@ def denoise_sequences(
     threads: Optional[int],
     force: bool,
     claimed: Optional[dict] = None,
+    every_input: Sequence[Path] = (),
 ) -> int:
     """Denoise each sequence of ``inputs`` into its output; returns how many failed.
 
     ``claimed`` maps each output already promised (resolved path) to its input:
     a second input with the same output is refused, not written over it.
+    ``every_input``: all inputs of the run (images too); none is an output.
     """
     console = stderr_console()
     failures = 0
@@ -101,6 +105,7 @@ def denoise_sequences(
                 raise ValueError(
                     f"{src}: its output {dst} would also be written for {claimed[key]}"
                 )
+            check_output_is_not_an_input(src, dst, every_input)
             claimed[key] = src
             _denoise_one(src, dst, out_dir, options, lossless, threads, force, console)
         except (ValueError, TypeError, OSError) as exc:

@@ -9,15 +9,14 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import (
+    check_output_is_not_an_input,
     describe_exception,
     describe_noise,
     error,
     expand_inputs,
     handle_errors,
     progress_bar,
-    same_file,
     stderr_console,
-    stdout_console,
 )
 from ._options import ForceOption, PatchSizeOption, ThreadsOption, check_threads_option, unit_scale
 
@@ -428,6 +427,8 @@ def denoise(
         )
     sequence_failures = 0
     claimed: dict[str, Path] = {}  # output -> input, across sequences and images
+    # With --force an output that is another input would replace it before it is read.
+    every_input = [*files, *(Path(p) for p in sequences)]
     refusal = None
     if sequences and (noise not in (None, Noise.gaussian, Noise.white) or noise_params is not None):
         refusal = "sequences take Gaussian noise (the Poisson-Gaussian path is for images only)"
@@ -466,6 +467,7 @@ def denoise(
             threads=threads,
             force=force,
             claimed=claimed,
+            every_input=every_input,
         )
         if not files:
             for item, why in problems:
@@ -533,8 +535,7 @@ def denoise(
         if key in claimed:
             raise ValueError(f"{src}: its output {dst} would also be written for {claimed[key]}")
         claimed[key] = src
-        if dst.exists() and same_file(dst, src):  # hard and symbolic links included
-            raise ValueError(f"{src}: refusing to write onto the input file")
+        check_output_is_not_an_input(src, dst, every_input)  # links included
         if dst.exists() and not force:
             raise FileExistsError(f"{dst} already exists (use --force to overwrite)")
         _check_writable_folder(dst)
@@ -581,7 +582,9 @@ def denoise(
         seconds = time.perf_counter() - start
         if out_dir is not None and not out_dir.is_dir():
             out_dir.mkdir(parents=True, exist_ok=True)
-        write_image(dst, merge_alpha(result, alpha), like=image, force=force)
+        write_image(
+            dst, merge_alpha(result, alpha), like=image, force=force, protect=tuple(every_input)
+        )
         top = image.max_value
         sigma_text = f"{params.sigma * top:.2f}" if top != 1 else f"{params.sigma:.4f}"
         return dst, sigma_text, seconds
@@ -600,8 +603,7 @@ def denoise(
             return
         log(f"  -> {dst} ({seconds:.2f} s)")
         rows.append((str(src), str(dst), sigma_text, f"{seconds:.2f}", "ok"))
-        if not many:
-            typer.echo(str(dst))
+        typer.echo(str(dst))  # stdout: the outputs' paths, one per line, nothing else
 
     if many:
         with progress_bar("denoise", console) as bar:
@@ -719,4 +721,4 @@ def _print_denoise_summary(rows, failures) -> None:
     for src, dst, sig, secs, status in rows:
         style = "green" if status == "ok" else "bold red"
         table.add_row(escape(src), escape(dst), sig, secs, f"[{style}]{status}[/{style}]")
-    stdout_console().print(table)
+    stderr_console().print(table)  # a report for the eye: stdout keeps only the paths

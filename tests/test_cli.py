@@ -398,7 +398,9 @@ def test_folders_and_globs(images, tmp_path):
             "photo_denoised.jpg",
         ]
     )
-    assert "8 of 8 image(s) denoised" in result.stdout
+    assert "8 of 8 image(s) denoised" in result.stderr
+    # stdout: the outputs' paths, one per line, nothing else
+    assert sorted(Path(line).name for line in result.stdout.splitlines()) == produced
     result = invoke("denoise", str(tmp_path / "nothing*.png"))
     _assert_one_line_error(result, "no image or video file matches")
 
@@ -469,7 +471,11 @@ def test_batch_goes_on_after_a_bad_file(images):
     assert any("missing.png" in e for e in errors)
     assert "Traceback" not in result.output
     assert (folder / "gray_denoised.png").is_file() and (folder / "rgb_denoised.png").is_file()
-    assert "2 of 4 image(s) denoised" in result.stdout and "failed" in result.stdout
+    assert "2 of 4 image(s) denoised" in result.stderr and "failed" in result.stderr
+    assert [Path(line).name for line in result.stdout.splitlines()] == [
+        "gray_denoised.png",
+        "rgb_denoised.png",
+    ]
 
 
 def test_output_name_clash(tmp_path, crops):
@@ -481,6 +487,29 @@ def test_output_name_clash(tmp_path, crops):
     )
     assert result.exit_code == 1
     assert "would also be written" in result.stderr
+
+
+def test_force_never_replaces_another_input_of_the_batch(tmp_path, crops):
+    # a.png's output is a_denoised.png, which is also an input: with --force it
+    # was replaced before it was read (and then denoised again)
+    write_image(tmp_path / "a.png", crops["gray"])
+    write_image(tmp_path / "a_denoised.png", crops["gray"][::-1])
+    before = (tmp_path / "a_denoised.png").read_bytes()
+    result = invoke("denoise", tmp_path / "a.png", tmp_path / "a_denoised.png", "--force", *FAST)
+    assert result.exit_code == 1
+    assert "is another input of this run" in result.stderr
+    assert (tmp_path / "a_denoised.png").read_bytes() == before
+    assert (tmp_path / "a_denoised_denoised.png").is_file()  # the other input went on
+    # the same through a symbolic link to that input
+    (tmp_path / "a_denoised_denoised.png").unlink()
+    (tmp_path / "link").mkdir()
+    (tmp_path / "link" / "a_denoised.png").symlink_to(tmp_path / "a_denoised.png")
+    write_image(tmp_path / "link" / "a.png", crops["gray"])
+    result = invoke(
+        "denoise", tmp_path / "link" / "a.png", tmp_path / "a_denoised.png", "--force", *FAST
+    )
+    assert result.exit_code == 1 and "is another input" in result.stderr
+    assert (tmp_path / "a_denoised.png").read_bytes() == before
 
 
 def test_ctrl_c_exits_130(images, monkeypatch):
