@@ -315,9 +315,12 @@ def _print_tables(results) -> None:
             if "h_levels" in r.params:
                 settings = f"h {r.params['h_levels']:.1f} (best of grid)"
             elif "temporal_radius" in r.params:
-                settings = (
-                    f"k {r.params['temporal_radius']}, patch {r.params['patch_size']}, "
-                    f"d {r.params['patch_distance']}"
+                # the network has no patch or search window: only its frames
+                parts = [("k", "temporal_radius"), ("patch", "patch_size"), ("d", "patch_distance")]
+                settings = ", ".join(
+                    f"{label} {r.params[key]}"
+                    for label, key in parts
+                    if r.params.get(key) is not None
                 )
             table.add_row(
                 r.method,

@@ -120,8 +120,15 @@ def explain(
         f"(h {p['h']:.5f}, sigma {p['sigma']:.5f}, patch {p['patch_size']}, search {2 * d + 1}x{2 * d + 1})"
     )
     typer.echo(f"effective neighbours: {result.effective_neighbours:.1f} of {result.window_pixels}")
+    top = result.top_neighbours(5)
+    shared = result.sharing_largest_weight
     typer.echo(
         "largest weights (x, y, weight): "
-        + ", ".join(f"({c}, {r}, {w:.4f})" for r, c, w in result.top_neighbours(5))
+        + ", ".join(f"({c}, {r}, {w:.4f})" for r, c, w in top)
+        + (
+            f" ({shared} pixels share the largest weight: patches within the noise)"
+            if shared > len(top)
+            else ""
+        )
     )
     typer.echo(f"picture: {dst}")

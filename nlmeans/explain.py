@@ -223,6 +223,13 @@ class Explanation:
         """1 / sum(w^2): how many pixels the average effectively uses."""
         return float(1.0 / np.sum(self.weights**2))
 
+    @property
+    def sharing_largest_weight(self) -> int:
+        """How many pixels have the largest weight: every patch within the
+        noise (``d^2 <= 2 sigma^2``) gets the same, full weight."""
+        top = float(self.weights.max())
+        return int(np.count_nonzero(self.weights >= top * (1 - 1e-6))) if top > 0 else 0
+
     def top_neighbours(self, k: int = 5) -> list[tuple[int, int, float]]:
         """The ``k`` largest weights as (row, col, weight), the centre included;
         only pixels with a weight (those outside the image have none), so

@@ -121,6 +121,9 @@ def test_explain_pixel_without_neural_panel():
     top = result.top_neighbours(3)
     assert len(top) == 3 and all(abs(r - 10) <= 4 and abs(c - 12) <= 4 for r, c, _ in top)
     assert top[0][2] == pytest.approx(result.weights.max())
+    w = result.weights
+    assert result.sharing_largest_weight == np.count_nonzero(np.isclose(w, w.max(), rtol=1e-6))
+    assert result.sharing_largest_weight >= 1
     # a corner of a tiny image: only its pixels, never places outside it
     tiny = u[:3, :3]
     corner = explain_pixel(tiny, (0, 0), patch_size=1, patch_distance=4, sigma=0.0, neural=False)
