@@ -60,6 +60,7 @@ import io as _io
 import logging
 import os
 import re
+import struct
 import tempfile
 import threading
 import zlib
@@ -152,12 +153,22 @@ class ImageFile:
     exif: bytes | None = field(default=None, repr=False)
     icc_profile: bytes | None = field(default=None, repr=False)
     png_chunks: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
-    #: The colour model of the file's samples when they were converted to RGB
-    #: on reading (``"CMYK"``: a CMYK JPEG); None when they are the file's own.
+    #: What the file's samples were converted from on reading: ``"CMYK"`` (a
+    #: CMYK JPEG or TIFF, now RGB), ``"a palette"`` (a palette TIFF, now RGB),
+    #: ``"min-is-white"`` (a TIFF whose 0 is white, now 0 = black),
+    #: ``"premultiplied alpha"`` (colour divided by alpha), ``"1-bit"`` (now
+    #: 8-bit 0 and 255); None when they are the file's own.
     converted_from: str | None = None
     #: The file's colour profile was left out: it described the samples
     #: before that conversion (the conversion does not apply it).
     dropped_icc_profile: bool = False
+    #: Pixel density ``(x, y, unit)``: pixels per ``unit`` ("inch" or "cm";
+    #: None: no unit, an aspect ratio only), from TIFF resolution tags, a
+    #: JPEG's JFIF density or a PNG's pHYs chunk; None when the file has none.
+    resolution: tuple[float, float, str | None] | None = None
+    #: An ImageJ TIFF's calibration unit (``"um"``, ``"micron"``...); its
+    #: pixel size is ``resolution``. Written back when the output is a TIFF.
+    imagej_unit: str | None = None
 
     @property
     def dtype(self) -> np.dtype:
@@ -599,7 +610,16 @@ def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
     if pixels is None:
         raise ImageReadError(f"{path}: corrupt PNG file (the image data cannot be decoded)")
     gray = color_type in (0, 4)
-    if pixels.ndim == 2:
+    if pixels.ndim == 2 and color_type == 0 and any(c == b"tRNS" for c, _ in keep):
+        # A gray PNG's transparent colour (tRNS): OpenCV drops it (it makes a
+        # colour PNG's key an alpha channel); here it becomes gray+alpha too.
+        key = int.from_bytes(transparency[:2], "big")
+        if header.bitdepth < 8:  # the decoder scaled 1-, 2- and 4-bit gray to 8 bits
+            key *= 255 // ((1 << header.bitdepth) - 1)
+        top = np.iinfo(pixels.dtype).max
+        alpha = np.where(pixels == key, 0, top).astype(pixels.dtype)
+        pixels, has_alpha = np.stack([pixels, alpha], axis=2), True
+    elif pixels.ndim == 2:
         has_alpha = False
     elif pixels.shape[2] == 4:
         has_alpha = True
@@ -614,6 +634,7 @@ def _read_png(path: Path, data: bytes, max_pixels: int) -> ImageFile:
         pixels=np.ascontiguousarray(pixels),
         format="PNG",
         has_alpha=has_alpha,
+        resolution=_phys_resolution(carried),
         exif=_EXIF_PREFIX + exif if exif is not None and exif[:4] in _TIFF_HEADERS else None,
         icc_profile=_png_icc_profile(iccp),
         png_chunks=tuple(carried),
@@ -633,6 +654,25 @@ _CARRIED_PNG_CHUNKS = {
     b"zTXt": None,
     b"iTXt": None,
 }
+
+
+def _phys_resolution(chunks) -> tuple[float, float, str | None] | None:
+    """A PNG's pHYs chunk (pixels per metre, or an aspect ratio) as a resolution."""
+    for ctype, payload in chunks:
+        if ctype == b"pHYs":
+            x, y, unit = struct.unpack(">IIB", payload)
+            if not (x and y) or unit not in (0, 1) or (unit == 0 and x == y):
+                return None
+            return (x / 100.0, y / 100.0, "cm") if unit == 1 else (float(x), float(y), None)
+    return None
+
+
+def _phys_chunk(resolution: tuple[float, float, str | None]) -> tuple[bytes, bytes]:
+    x, y, unit = resolution
+    if unit is None:
+        return b"pHYs", struct.pack(">IIB", round(x), round(y), 0)
+    per_metre = 100.0 if unit == "cm" else 100.0 / 2.54
+    return b"pHYs", struct.pack(">IIB", round(x * per_metre), round(y * per_metre), 1)
 
 
 def _carried_png_chunk(ctype: bytes, payload: bytes, *, before_data: bool, seen) -> bool:
@@ -701,6 +741,7 @@ def _read_jpeg(path: Path, data: bytes, max_pixels: int) -> ImageFile:
                 im.load()
                 exif = im.info.get("exif")
                 icc = im.info.get("icc_profile")
+                resolution = _jfif_resolution(im.info)
                 converted = "CMYK" if im.mode == "CMYK" else None
                 dropped = bool(converted and icc)
                 if converted:
@@ -727,7 +768,19 @@ def _read_jpeg(path: Path, data: bytes, max_pixels: int) -> ImageFile:
         icc_profile=icc,
         converted_from=converted,
         dropped_icc_profile=dropped,
+        resolution=resolution,
     )
+
+
+def _jfif_resolution(info: dict) -> tuple[float, float, str | None] | None:
+    """A JPEG's JFIF density (APP0): unit 1 is inches, 2 centimetres, 0 none."""
+    unit, density = info.get("jfif_unit"), info.get("jfif_density")
+    if unit not in (0, 1, 2) or not density or len(density) != 2 or 0 in density:
+        return None
+    x, y = (float(v) for v in density)
+    if unit == 0 and x == y:
+        return None  # the default 1:1 with no unit
+    return (x, y, {0: None, 1: "inch", 2: "cm"}[unit])
 
 
 class _TiffLog(logging.Handler):
@@ -800,9 +853,12 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> ImageFile:
         with _TIFF_LOG.capture() as problems, tifffile.TiffFile(io.BytesIO(data)) as tif:
             if not tif.pages:
                 raise ImageReadError(f"{path}: TIFF file has no images")
-            if len(tif.series) != 1 or len(tif.pages) != 1:
+            # Reduced-resolution pages (thumbnails, NewSubfileType bit 0) are
+            # previews of the image, not other images.
+            images = sum(1 for p in tif.pages if not p.is_reduced)
+            if len(tif.series) != 1 or images != 1:
                 raise ImageReadError(
-                    f"{path}: TIFF file holds {max(len(tif.pages), len(tif.series))} images "
+                    f"{path}: TIFF file holds {max(images, len(tif.series))} images "
                     "(pages); only single-image TIFF files are supported"
                 )
             page = tif.pages[0]
@@ -819,6 +875,11 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> ImageFile:
             height, width = (shape[1], shape[2]) if axes == "SYX" else (shape[0], shape[1])
             _check_size(path, width, height, max_pixels)
             extrasamples = tuple(int(x) for x in (page.extrasamples or ()))
+            photometric = int(page.photometric)
+            colormap = page.colormap if photometric == _TIFF_PALETTE else None
+            resolution = _tiff_resolution(page)
+            imagej_unit = (tif.imagej_metadata or {}).get("unit") if tif.is_imagej else None
+            _check_tiff_colour_model(path, photometric, int(page.compression))
             icc = page.iccprofile
             problem = _tiff_problem(problems)
             if problem is None:
@@ -836,23 +897,132 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> ImageFile:
         pixels = pixels[..., 0]
     if pixels.dtype == np.float16:
         pixels = pixels.astype(np.float32)
+    bilevel = pixels.dtype == np.bool_
+    if bilevel:  # 1-bit (a scan, a fax): 8-bit 0 and 255, as a 1-bit PNG is read
+        pixels = pixels.astype(np.uint8) * np.uint8(255)
     if pixels.dtype.type not in _SUPPORTED_DTYPES:
         raise ImageReadError(
             f"{path}: TIFF sample type {pixels.dtype} is not supported "
             "(use uint8, uint16, float32 or float64)"
         )
+    converted = "1-bit" if bilevel else None
+    if photometric == _TIFF_PALETTE:
+        pixels, converted = _tiff_palette_to_rgb(path, pixels, colormap), "a palette"
+    elif photometric == _TIFF_MINISWHITE:
+        pixels = _tiff_min_is_white(pixels, extrasamples)
+        converted = "1-bit min-is-white" if bilevel else "min-is-white"
+    elif photometric == _TIFF_SEPARATED:
+        pixels, converted = _tiff_cmyk_to_rgb(path, pixels, extrasamples), "CMYK"
+        extrasamples = extrasamples[1:]  # the 4th ink was K
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     if channels > 4:
         raise ImageReadError(f"{path}: TIFF with {channels} channels is not supported (at most 4)")
     has_alpha = channels in (2, 4) or (bool(extrasamples) and channels > 1)
+    if has_alpha and extrasamples[:1] == (_TIFF_ASSOCIATED_ALPHA,):
+        # Premultiplied colour: written back as it is, the output's alpha
+        # (unassociated, as PNG and our TIFFs have it) would darken it again.
+        pixels, converted = _unpremultiply(pixels), "premultiplied alpha"
+    dropped = bool(icc) and photometric == _TIFF_SEPARATED  # it describes the inks
     return ImageFile(
         path=path,
         pixels=np.ascontiguousarray(pixels),
         format="TIFF",
         has_alpha=has_alpha,
         exif=_tiff_exif(data),
-        icc_profile=bytes(icc) if icc else None,
+        icc_profile=bytes(icc) if icc and not dropped else None,
+        converted_from=converted,
+        dropped_icc_profile=dropped,
+        resolution=resolution,
+        imagej_unit=str(imagej_unit) if imagej_unit else None,
     )
+
+
+_TIFF_UNITS = {1: None, 2: "inch", 3: "cm"}  # ResolutionUnit (tag 296)
+
+
+def _tiff_resolution(page) -> tuple[float, float, str | None] | None:
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None
+    (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value
+    if not (xn and xd and yn and yd):
+        return None
+    unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2  # TIFF default
+    x, y = xn / xd, yn / yd
+    if unit not in _TIFF_UNITS or (unit == 1 and x == y == 1.0):
+        return None  # no unit and 1:1 says nothing
+    return (x, y, _TIFF_UNITS[unit])
+
+
+# TIFF colour models (tag 262, PhotometricInterpretation) and ExtraSamples.
+_TIFF_MINISWHITE, _TIFF_MINISBLACK, _TIFF_RGB, _TIFF_PALETTE = 0, 1, 2, 3
+_TIFF_SEPARATED, _TIFF_YCBCR = 5, 6
+_TIFF_JPEG_COMPRESSIONS = (6, 7)  # old-style and new-style JPEG: decoded to RGB
+_TIFF_ASSOCIATED_ALPHA = 1
+
+
+def _check_tiff_colour_model(path: Path, photometric: int, compression: int) -> None:
+    """Refuse what nlmeans would misread: Lab, raw sensor data, uncompressed YCbCr."""
+    known = (_TIFF_MINISWHITE, _TIFF_MINISBLACK, _TIFF_RGB, _TIFF_PALETTE, _TIFF_SEPARATED)
+    if photometric in known:
+        return
+    if photometric == _TIFF_YCBCR and compression in _TIFF_JPEG_COMPRESSIONS:
+        return  # the JPEG decoder gives RGB
+    import tifffile
+
+    try:
+        name = tifffile.PHOTOMETRIC(photometric).name
+    except ValueError:
+        name = str(photometric)
+    raise ImageReadError(
+        f"{path}: TIFF colour model {name} is not supported (gray, RGB, palette, "
+        "min-is-white and CMYK are); convert the file to RGB first"
+    )
+
+
+def _tiff_palette_to_rgb(path: Path, indices: np.ndarray, colormap) -> np.ndarray:
+    """RGB of a palette TIFF: 16-bit colour map entries, 8-bit when all are (x 257)."""
+    if colormap is None or indices.ndim != 2 or indices.dtype.kind != "u":
+        raise ImageReadError(f"{path}: palette TIFF without a usable colour map")
+    table = np.asarray(colormap, dtype=np.uint16).T  # (entries, 3)
+    if int(indices.max()) >= table.shape[0]:
+        raise ImageReadError(f"{path}: palette TIFF with indices beyond its colour map")
+    if not np.any(table % 257):
+        table = (table // 257).astype(np.uint8)
+    return table[indices]
+
+
+def _tiff_min_is_white(pixels: np.ndarray, extrasamples: tuple) -> np.ndarray:
+    """0 = white turned into 0 = black (alpha, if any, left as it is)."""
+    top = max_value(pixels.dtype)
+    out = pixels.copy()
+    if out.ndim == 2:
+        return (top - out).astype(pixels.dtype)
+    gray = out.shape[2] - len(extrasamples) if extrasamples else out.shape[2]
+    out[..., :gray] = top - out[..., :gray]
+    return out
+
+
+def _tiff_cmyk_to_rgb(path: Path, pixels: np.ndarray, extrasamples: tuple) -> np.ndarray:
+    """Inks to RGB by the plain formula R = (1 - C)(1 - K) (as Pillow converts a CMYK JPEG)."""
+    if pixels.ndim != 3 or pixels.shape[2] - len(extrasamples) != 4:
+        raise ImageReadError(f"{path}: TIFF with inks other than CMYK is not supported")
+    top = max_value(pixels.dtype)
+    inks = pixels[..., :4].astype(np.float64) / top
+    rgb = (1.0 - inks[..., :3]) * (1.0 - inks[..., 3:4])
+    rgb = rgb if pixels.dtype.kind == "f" else np.rint(rgb * top)
+    return np.concatenate([rgb.astype(pixels.dtype), pixels[..., 4:]], axis=2)
+
+
+def _unpremultiply(pixels: np.ndarray) -> np.ndarray:
+    """Colour divided by alpha (where alpha is not 0), on the samples' own scale."""
+    top = max_value(pixels.dtype)
+    colour = pixels[..., :-1].astype(np.float64)
+    alpha = pixels[..., -1:].astype(np.float64) / top
+    straight = np.where(alpha > 0, colour / np.where(alpha > 0, alpha, 1.0), 0.0)
+    if pixels.dtype.kind != "f":
+        straight = np.clip(np.rint(straight), 0, top)
+    return np.concatenate([straight.astype(pixels.dtype), pixels[..., -1:]], axis=2)
 
 
 def _tiff_exif(data: bytes) -> bytes | None:
@@ -1052,13 +1222,17 @@ def write_image(
         raise OutputExistsError(f"{path}: already exists (use --force / force=True to overwrite)")
 
     icc, exif = _metadata_for(like, array, fmt)
+    resolution = like.resolution if like is not None else None
     if fmt == "PNG":
         carried = like.png_chunks if like is not None else ()
+        if resolution is not None and not any(c == b"pHYs" for c, _ in carried):
+            carried = (*carried, _phys_chunk(resolution))  # from a TIFF's or JPEG's density
         data = _with_png_metadata(_encode_png(array), icc, exif, carried)
     elif fmt == "TIFF":
-        data = _encode_tiff(array, icc, exif)
+        imagej_unit = like.imagej_unit if like is not None else None
+        data = _encode_tiff(array, icc, exif, resolution=resolution, imagej_unit=imagej_unit)
     else:
-        data = _encode_jpeg(array, icc, exif)
+        data = _encode_jpeg(array, icc, exif, resolution=resolution)
     return atomic_write_bytes(path, data, force=force, protect=protect)
 
 
@@ -1155,13 +1329,20 @@ def _encode_png(array: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _encode_tiff(array: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
+def _encode_tiff(
+    array: np.ndarray,
+    icc: bytes | None = None,
+    exif: bytes | None = None,
+    *,
+    resolution: tuple[float, float, str | None] | None = None,
+    imagej_unit: str | None = None,
+) -> bytes:
     import io
 
     import tifffile
 
     channels = 1 if array.ndim == 2 else array.shape[2]
-    kwargs: dict = {"photometric": "rgb" if channels >= 3 else "minisblack"}
+    kwargs: dict = {"photometric": "rgb" if channels >= 3 else "minisblack", "metadata": None}
     if channels in (2, 4):
         kwargs["extrasamples"] = ["unassalpha"]
     if icc:
@@ -1169,8 +1350,17 @@ def _encode_tiff(array: np.ndarray, icc: bytes | None = None, exif: bytes | None
     tags = _tiff_tags_from_exif(exif)
     if tags:
         kwargs["extratags"] = tags
+    if resolution is not None:
+        x, y, unit = resolution
+        kwargs["resolution"] = (x, y)
+        kwargs["resolutionunit"] = {"inch": 2, "cm": 3, None: 1}[unit]
+        # An ImageJ calibration (a micrograph's pixel size) is its unit in
+        # the ImageJ description; ImageJ's own form holds gray or 8-bit RGB.
+        imagej_ok = channels == 1 or (channels == 3 and array.dtype == np.uint8)
+        if imagej_unit and imagej_ok and array.dtype.type in (np.uint8, np.uint16, np.float32):
+            kwargs.update(imagej=True, metadata={"unit": imagej_unit}, resolutionunit=None)
     buf = io.BytesIO()
-    tifffile.imwrite(buf, array, compression="zlib", metadata=None, **kwargs)
+    tifffile.imwrite(buf, array, compression="zlib", **kwargs)
     return buf.getvalue()
 
 
@@ -1206,13 +1396,23 @@ def _tiff_tags_from_exif(exif: bytes | None) -> list[tuple]:
     return tags
 
 
-def _encode_jpeg(array: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
+def _encode_jpeg(
+    array: np.ndarray,
+    icc: bytes | None = None,
+    exif: bytes | None = None,
+    *,
+    resolution: tuple[float, float, str | None] | None = None,
+) -> bytes:
     import io
 
     from PIL import Image
 
     im = Image.fromarray(array)
     extra = {}
+    if resolution is not None and resolution[2] is not None:
+        # Pillow writes JFIF densities in dots per inch
+        scale = 2.54 if resolution[2] == "cm" else 1.0
+        extra["dpi"] = (resolution[0] * scale, resolution[1] * scale)
     if exif:
         extra["exif"] = exif
     if icc:

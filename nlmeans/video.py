@@ -146,7 +146,8 @@ def is_sequence_file(path) -> bool:
         disabled, log.disabled = log.disabled, True
         try:
             with tifffile.TiffFile(path) as tif:
-                return len(tif.pages) > 1
+                # thumbnails (reduced-resolution pages) do not make a stack
+                return sum(1 for page in tif.pages if not page.is_reduced) > 1
         except Exception:  # noqa: BLE001 - not a readable TIFF: the image reader reports it
             return False
         finally:

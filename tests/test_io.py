@@ -199,8 +199,8 @@ def test_png_layouts_decode_like_pypng(tmp_path, kind, options, depth, interlace
     """Every PNG layout (bit depths 1-16, palettes, tRNS, Adam7) gives pypng's own pixels.
 
     Expanded as libpng expands them (low bit depths scaled to 8 bits, palettes
-    to RGB, tRNS to alpha), except a gray image's tRNS, which is not read as
-    alpha (OpenCV leaves it out).
+    to RGB, tRNS to alpha; a gray image's tRNS too, which OpenCV leaves out
+    and nlmeans applies itself).
     """
     import png
 
@@ -230,9 +230,9 @@ def test_png_layouts_decode_like_pypng(tmp_path, kind, options, depth, interlace
     reader = png.Reader(filename=str(path))
     _, _, pixels, _ = reader.asRGBA8() if depth <= 8 else reader.asRGBA()
     want = np.array([list(row) for row in pixels]).reshape(height, width, 4)
-    if kind.startswith("gray") and kind != "gray+alpha":
+    if kind == "gray":
         want, alpha = want[..., 0], False
-    elif kind == "gray+alpha":
+    elif kind in ("gray+alpha", "gray-trns"):
         want, alpha = want[..., [0, 3]], True
     elif kind in ("rgb", "palette"):
         want, alpha = want[..., :3], False
@@ -327,6 +327,111 @@ def test_multipage_tiff_refused(tmp_path):
     tifffile.imwrite(tmp_path / "stack.tif", _random((3, 8, 8), np.uint8), photometric="minisblack")
     with pytest.raises(ImageReadError, match="3 images"):
         read_image(tmp_path / "stack.tif")
+
+
+# --------------------------------------------------------------------------- TIFF colour models
+
+
+def test_tiff_colour_models_are_converted_or_refused(tmp_path):
+    a = _random((16, 16), np.uint8)
+    rgb = np.dstack([a, a[::-1], 255 - a])
+    # min-is-white (scans, faxes): read as 0 = black, so the output looks the same
+    tifffile.imwrite(tmp_path / "white.tif", a, photometric="miniswhite")
+    image = read_image(tmp_path / "white.tif")
+    np.testing.assert_array_equal(image.pixels, 255 - a)
+    assert image.converted_from == "min-is-white"
+    # a palette becomes its colours
+    table = np.zeros((3, 256), np.uint16)
+    table[0], table[1] = np.arange(256) * 257, (255 - np.arange(256)) * 257
+    tifffile.imwrite(tmp_path / "palette.tif", a, photometric="palette", colormap=table)
+    image = read_image(tmp_path / "palette.tif")
+    assert image.mode == "rgb" and image.dtype == np.uint8 and "palette" in image.describe()
+    np.testing.assert_array_equal(image.pixels, np.dstack([a, 255 - a, np.zeros_like(a)]))
+    # CMYK inks: RGB by (1 - C)(1 - K), as a CMYK JPEG
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "inks.tif")
+    image = read_image(tmp_path / "inks.tif")
+    assert image.mode == "rgb" and image.converted_from == "CMYK"
+    np.testing.assert_array_equal(image.pixels, rgb)
+    # Lab: refused, naming the colour model
+    Image.fromarray(rgb).convert("LAB").save(tmp_path / "lab.tif")
+    with pytest.raises(ImageReadError, match="colour model CIELAB is not supported"):
+        read_image(tmp_path / "lab.tif")
+    # 1-bit: 0 and 255
+    Image.fromarray(a > 128).save(tmp_path / "bits.tif", compression="group4")
+    image = read_image(tmp_path / "bits.tif")
+    assert image.dtype == np.uint8 and set(np.unique(image.pixels)) <= {0, 255}
+    np.testing.assert_array_equal(image.pixels > 0, a > 128)
+
+
+def test_premultiplied_alpha_is_divided_out(tmp_path):
+    colour = np.full((4, 4, 3), 200, np.uint8)
+    alpha = np.full((4, 4), 128, np.uint8)
+    alpha[0, 0] = 0
+    premultiplied = np.rint(colour * (alpha[..., None] / 255.0)).astype(np.uint8)
+    premultiplied[0, 0] = 0
+    tifffile.imwrite(
+        tmp_path / "pre.tif",
+        np.dstack([premultiplied, alpha]),
+        photometric="rgb",
+        extrasamples=["assocalpha"],
+    )
+    image = read_image(tmp_path / "pre.tif")
+    assert image.mode == "rgba" and image.converted_from == "premultiplied alpha"
+    assert np.abs(image.pixels[1:, 1:, :3].astype(int) - 200).max() <= 1
+    np.testing.assert_array_equal(image.pixels[..., 3], alpha)
+
+
+def test_tiff_with_a_thumbnail_is_one_image(tmp_path):
+    from nlmeans.video import is_sequence_file
+
+    rgb = _random((32, 32, 3), np.uint8)
+    with tifffile.TiffWriter(tmp_path / "scan.tif") as tif:
+        tif.write(rgb, photometric="rgb")
+        tif.write(rgb[::4, ::4], photometric="rgb", subfiletype=1)  # a reduced-resolution page
+    assert not is_sequence_file(tmp_path / "scan.tif")
+    np.testing.assert_array_equal(read_image(tmp_path / "scan.tif").pixels, rgb)
+
+
+@pytest.mark.parametrize("depth, key", [(8, 128), (16, 1000), (2, 3)])
+def test_gray_png_transparent_colour_becomes_alpha(tmp_path, depth, key):
+    import png
+
+    rng = np.random.default_rng(depth)
+    values = rng.integers(0, 1 << depth, (8, 8))
+    values[0, 0] = key
+    with open(tmp_path / "key.png", "wb") as f:
+        png.Writer(8, 8, greyscale=True, bitdepth=depth, transparent=key).write(f, values.tolist())
+    image = read_image(tmp_path / "key.png")
+    assert image.mode == "gray+alpha"
+    np.testing.assert_array_equal(image.pixels[..., 1] == 0, values == key)
+
+
+def test_resolution_is_carried_across_formats(tmp_path):
+    rgb = _random((8, 8, 3), np.uint8)
+    tifffile.imwrite(
+        tmp_path / "print.tif", rgb, photometric="rgb", resolution=(300, 300), resolutionunit="INCH"
+    )
+    like = read_image(tmp_path / "print.tif")
+    assert like.resolution == (300.0, 300.0, "inch")
+    for ext in (".tif", ".png", ".jpg"):
+        write_image(tmp_path / f"out{ext}", rgb, like=like)
+        x, y, unit = read_image(tmp_path / f"out{ext}").resolution
+        scale = 2.54 if unit == "cm" else 1.0  # PNG stores pixels per metre
+        assert (x * scale, y * scale) == pytest.approx((300, 300), rel=1e-3)
+    Image.fromarray(rgb).save(tmp_path / "photo.jpg", dpi=(72, 144))
+    like = read_image(tmp_path / "photo.jpg")
+    write_image(tmp_path / "photo_out.jpg", rgb, like=like)
+    assert read_image(tmp_path / "photo_out.jpg").resolution == (72.0, 144.0, "inch")
+    # an ImageJ calibration (micrometres per pixel) stays an ImageJ calibration
+    gray = _random((8, 8), np.uint16)
+    tifffile.imwrite(
+        tmp_path / "cells.tif", gray, imagej=True, resolution=(10, 10), metadata={"unit": "um"}
+    )
+    like = read_image(tmp_path / "cells.tif")
+    write_image(tmp_path / "cells_out.tif", gray, like=like)
+    with tifffile.TiffFile(tmp_path / "cells_out.tif") as tif:
+        assert tif.is_imagej and tif.imagej_metadata["unit"] == "um"
+        assert tif.pages[0].tags["XResolution"].value == (10, 1)
 
 
 def test_missing_file_and_folder(tmp_path):
