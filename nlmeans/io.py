@@ -1252,8 +1252,8 @@ def check_format_holds(path: str | os.PathLike, shape, dtype) -> str:
         )
     if dtype.kind == "f" and fmt != "TIFF":
         raise ValueError(
-            f"{path}: {fmt} cannot store float samples; convert to uint8/uint16 "
-            "(nlmeans.io.from_unit_float) or write a .tif file"
+            f"{path}: {fmt} cannot store float samples; write a .tif file "
+            "(or, in Python, convert to uint8/uint16 first: nlmeans.io.from_unit_float)"
         )
     if fmt == "JPEG":
         if dtype != np.uint8:
