@@ -248,9 +248,11 @@ def _resolve(image, kwargs, sample_chunks):
     if isinstance(sample_chunks, bool) or not isinstance(sample_chunks, int) or sample_chunks < 1:
         raise ValueError(f"sample_chunks must be a positive integer, got {sample_chunks!r}")
 
-    # A zero-stride uint8 stand-in of the image's shape: resolve_parameters
-    # validates the options and applies the table without touching data.
-    stand_in = np.broadcast_to(np.zeros((), np.uint8), image.shape)
+    # A zero-stride stand-in of the image's shape and sample type (one value in
+    # memory): resolve_parameters validates the options against it (a sigma in
+    # gray levels is refused for integer images only) and applies the table
+    # without touching data.
+    stand_in = np.broadcast_to(np.zeros((), image.dtype.newbyteorder("=")), image.shape)
     options = dict(
         h=h,
         patch_size=patch_size,
@@ -298,7 +300,9 @@ def _resolve(image, kwargs, sample_chunks):
     if model is not None:
         stabilised = _stabilised_bounds(image, axis, model)
         spread = stabilised[1]
-        params = resolve_parameters(stand_in, sigma=1.0 / spread, **options)
+        # The stabilised image is float whatever the input: its sigma may exceed 1.
+        stabilised_stand_in = np.broadcast_to(np.zeros((), np.float64), image.shape)
+        params = resolve_parameters(stabilised_stand_in, sigma=1.0 / spread, **options)
         params = dataclasses.replace(
             params,
             noise_model=model,

@@ -292,6 +292,16 @@ def test_neural_refuses_data_off_the_unit_scale_before_any_chunk(rng):
         nlmeans.denoise(da.from_array(image, chunks=32), method="neural")
 
 
+def test_sigma_in_gray_levels_is_refused_as_in_memory(rng):
+    u8 = (_noisy(rng, (32, 32)) * 255).astype(np.uint8)
+    with pytest.raises(ValueError, match=r"\[0, 1\] scale for uint8 images"):
+        nlmeans.denoise(da.from_array(u8, chunks=16), sigma=25)
+    # float data on its own scale keeps its sigma, as in memory
+    floats = u8.astype(np.float32)
+    lazy = nlmeans.denoise(da.from_array(floats, chunks=16), sigma=25.0, h=20.0)
+    np.testing.assert_array_equal(lazy.compute(), nlmeans.denoise(floats, sigma=25.0, h=20.0))
+
+
 def test_bad_sample_count(rng):
     with pytest.raises(ValueError, match="sample_chunks"):
         bigdata.denoise_dask(da.from_array(_noisy(rng, (20, 20)), chunks=10), sample_chunks=0)
