@@ -486,7 +486,7 @@ def _run_bm3d(noisy, sigma):
         import bm3d
     except ImportError:
         raise MethodUnavailable(
-            NOT_INSTALLED, "the bm3d package is not installed (pip install bm3d)"
+            NOT_INSTALLED, 'pip install "nlmeans[bm3d]" (or pip install bm3d)'
         ) from None
     if noisy.ndim == 3:
         out = bm3d.bm3d_rgb(noisy, sigma_psd=sigma)

@@ -388,15 +388,24 @@ def _silent_cv2():
 
     import cv2
 
+    # OpenCV 5 has cv2.utils.logging; OpenCV 4 has cv2.getLogLevel/setLogLevel
+    # (silent is 0 there).
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is not None:
+        get_level, set_level, silent = log.getLogLevel, log.setLogLevel, log.LOG_LEVEL_SILENT
+    elif hasattr(cv2, "setLogLevel"):  # pragma: no cover - OpenCV 4
+        get_level, set_level, silent = cv2.getLogLevel, cv2.setLogLevel, 0
+    else:  # pragma: no cover - a build without either
+        get_level, set_level, silent = (lambda: None), (lambda level: None), None
+
     @contextlib.contextmanager
     def quiet():
-        logging = cv2.utils.logging
-        old = logging.getLogLevel()
-        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+        old = get_level()
+        set_level(silent)
         try:
             yield cv2
         finally:
-            logging.setLogLevel(old)
+            set_level(old)
 
     return quiet()
 
