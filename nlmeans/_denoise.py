@@ -12,6 +12,7 @@ import numpy as np
 
 from ._checks import (
     METHODS,
+    UNIT_SCALE_LIMITS,
     _check_channel_axis,
     _check_distance,
     _check_fits_patch,
@@ -135,6 +136,30 @@ def _parameter_table() -> dict:
 _TABLE: dict | None = None
 
 
+def table_unit(image: np.ndarray, sigma: float, value_range=None) -> float:
+    """White level the parameter table should assume for ``image``: 1, or for
+    float data off the [0, 1] scale (beyond :data:`UNIT_SCALE_LIMITS`, which
+    noisy data on [0, 1] stay within, as the network takes them) the span of
+    the signal.
+
+    That span is the data's maximum minus minimum less what the noise adds to
+    the extremes: about ``sqrt(2 ln n)`` sigma on each side for ``n`` pixels
+    (the expected largest of ``n`` Gaussian draws), at most half the span.
+    Without it, sigma = 50 on 0-255 data (a span near 700) read the table's
+    sigma = 18 row.
+    """
+    if image.dtype.kind != "f":
+        return 1.0  # integers are read on [0, 1]
+    if value_range is None:
+        value_range = (float(image.min()), float(image.max()))
+    low, high = (float(v) for v in value_range)
+    if low >= UNIT_SCALE_LIMITS[0] and high <= UNIT_SCALE_LIMITS[1]:
+        return 1.0
+    span = high - low
+    extreme = np.sqrt(2.0 * np.log(max(image.size, 2))) * sigma
+    return max(span - 2.0 * extreme, 0.5 * span)
+
+
 def _table_row(method: str, sigma: float, *, color: bool = False) -> dict:
     """Row of the shipped table for ``sigma`` (on the [0, 1] scale).
 
@@ -187,6 +212,7 @@ def resolve_parameters(
     color_space="auto",
     h_chroma=None,
     noise=None,
+    value_range=None,
 ) -> NLMeansParameters:
     """Fill in every parameter of :func:`denoise` left as ``None``.
 
@@ -198,6 +224,13 @@ def resolve_parameters(
     for the opponent colour path on the CBSD432 colour photographs.
     Takes the same arguments as :func:`denoise` and validates them the same
     way. Returns an :class:`NLMeansParameters`.
+
+    The table is indexed by sigma on the [0, 1] scale. Float data off that
+    scale (beyond [-0.5, 1.5]: raw counts, 0-255 values) are looked up with
+    sigma divided by their span (maximum minus minimum), and ``h`` comes back
+    on the data's own scale. ``value_range``: the data's ``(min, max)``, for
+    an ``image`` that only stands in for data held elsewhere (a Dask array's
+    shape and dtype); read from ``image`` by default.
     """
     image = _check_image(image)
     axis = _check_channel_axis(image, channel_axis)
@@ -277,8 +310,12 @@ def resolve_parameters(
     if h_chroma is not None and not opponent:
         raise ValueError("h_chroma applies only to color_space='opponent' (3 colour channels)")
     needs_table = None in (patch_size, patch_distance, h) or (opponent and h_chroma is None)
+    # The stabilised image of the Poisson-Gaussian path is on [0, 1] already.
+    unit = table_unit(image, sigma_value, value_range) if needs_table and model is None else 1.0
     row = (
-        _table_row(method, max(sigma_value, _MIN_AUTO_SIGMA), color=opponent) if needs_table else {}
+        _table_row(method, max(sigma_value / unit, _MIN_AUTO_SIGMA), color=opponent)
+        if needs_table
+        else {}
     )
     spatial_ndim = image.ndim - (axis is not None)
     if patch_size is None:
@@ -303,7 +340,7 @@ def resolve_parameters(
         patch_distance = _check_distance(patch_distance)
     _check_fits_patch(image, axis, patch_size)
     if h is None:
-        h = row["h_over_sigma"] * max(sigma_value, _MIN_AUTO_SIGMA)
+        h = row["h_over_sigma"] * max(sigma_value, _MIN_AUTO_SIGMA * unit)
         automatic.append("h")
     else:
         h = _check_real("h", h, positive=True)

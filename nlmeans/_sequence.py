@@ -37,6 +37,7 @@ from ._denoise import (
     _parameter_table,
     _patch_coverage,
     _table_row,
+    table_unit,
 )
 from .io import from_unit_float, to_unit_float
 from .noise_level import estimate_noise_level
@@ -226,10 +227,17 @@ def resolve_sequence_parameters(
             color_space=color_space,
         )
     needs_row = None in (h, patch_size, patch_distance, temporal_radius)
+    # Float frames off the [0, 1] scale: the table is read with sigma on it
+    # (as for images; from the sampled frames, so arrays, iterators and Dask agree).
+    unit = table_unit(
+        sample[0],
+        sigma_value,
+        (min(float(f.min()) for f in sample), max(float(f.max()) for f in sample)),
+    )
     if volume:
         row = VOLUME_PARAMETERS[method]
     else:
-        row = _sequence_row(method, max(sigma_value, _MIN_AUTO_SIGMA)) if needs_row else {}
+        row = _sequence_row(method, max(sigma_value / unit, _MIN_AUTO_SIGMA)) if needs_row else {}
     if temporal_radius is None:
         k = int(row["temporal_radius"])
         if n_frames is not None:
@@ -268,7 +276,7 @@ def resolve_sequence_parameters(
             )
         )
     if h is None:
-        h = float(row["h_over_sigma"]) * max(sigma_value, _MIN_AUTO_SIGMA)
+        h = float(row["h_over_sigma"]) * max(sigma_value, _MIN_AUTO_SIGMA * unit)
         automatic.append("h")
     else:
         h = _check_real("h", h, positive=True)
@@ -276,7 +284,7 @@ def resolve_sequence_parameters(
         if h_chroma is None:
             # The chrominance follows the luminance by the factor fitted on
             # colour images (the table's colour rows).
-            h_chroma = _table_row(method, max(sigma_value, _MIN_AUTO_SIGMA), color=True)[
+            h_chroma = _table_row(method, max(sigma_value / unit, _MIN_AUTO_SIGMA), color=True)[
                 "h_chroma_over_h"
             ] * float(h)
             automatic.append("h_chroma")

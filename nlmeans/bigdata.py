@@ -234,8 +234,24 @@ def resolve_dask_parameters(
     )[0]
 
 
+def _channel_ranges(image, axis):
+    """Per channel minimum and maximum (over the spatial axes), read now."""
+    import dask
+
+    spatial = tuple(i for i in range(image.ndim) if i != axis)
+    return dask.compute(image.min(axis=spatial), image.max(axis=spatial))
+
+
 def _resolve(image, kwargs, sample_chunks):
-    """``(params, axis, stabilised range or None)`` for :func:`denoise_dask`."""
+    """``(params, axis, stabilised range or None, channel ranges or None)`` for
+    :func:`denoise_dask`.
+
+    A float image off the [0, 1] scale reads the parameter table with sigma
+    on that scale (see :func:`nlmeans.resolve_parameters`): its range is read
+    here then, per channel (:func:`_channel_ranges`), and handed on so that
+    :func:`denoise_dask` does not read it again.
+    """
+    ranges = None
     h, sigma, patch_size = kwargs["h"], kwargs["sigma"], kwargs["patch_size"]
     patch_distance, method = kwargs["patch_distance"], kwargs["method"]
     color_space, h_chroma, noise = kwargs["color_space"], kwargs["h_chroma"], kwargs["noise"]
@@ -302,7 +318,9 @@ def _resolve(image, kwargs, sample_chunks):
         spread = stabilised[1]
         # The stabilised image is float whatever the input: its sigma may exceed 1.
         stabilised_stand_in = np.broadcast_to(np.zeros((), np.float64), image.shape)
-        params = resolve_parameters(stabilised_stand_in, sigma=1.0 / spread, **options)
+        params = resolve_parameters(
+            stabilised_stand_in, sigma=1.0 / spread, value_range=(0.0, 1.0), **options
+        )
         params = dataclasses.replace(
             params,
             noise_model=model,
@@ -323,7 +341,11 @@ def _resolve(image, kwargs, sample_chunks):
             automatic = automatic or ("sigma",)
         else:
             sigma = _check_real("sigma", sigma, positive=False)
-        params = resolve_parameters(stand_in, sigma=sigma, **options)
+        value_range = None
+        if image.dtype.kind == "f":
+            ranges = _channel_ranges(image, axis)
+            value_range = (float(np.min(ranges[0])), float(np.max(ranges[1])))
+        params = resolve_parameters(stand_in, sigma=sigma, value_range=value_range, **options)
         params = dataclasses.replace(
             params,
             sigma_estimated=estimated and not isinstance(noise, NoiseModel),
@@ -350,7 +372,7 @@ def _resolve(image, kwargs, sample_chunks):
     if method == "neural" and isinstance(noise, NoiseModel) and params.noise_model is None:
         # As in memory: a Gaussian model gives the network each channel's sigma.
         params = dataclasses.replace(params, noise_model=noise)
-    return params, axis, stabilised
+    return params, axis, stabilised, ranges
 
 
 def denoise_dask(
@@ -421,11 +443,10 @@ def denoise_dask(
     image.
     """
     da = require_dask()
-    import dask
 
     n_threads = check_threads(threads)
     ensemble = check_ensemble(ensemble, method)
-    params, axis, stabilised = _resolve(
+    params, axis, stabilised, ranges = _resolve(
         image,
         dict(
             h=h,
@@ -463,8 +484,7 @@ def denoise_dask(
     # The image's range, read now (see Notes: in the graph it cost memory).
     # Per channel (to give exactly constant channels back as they are, as in
     # memory); the whole image's range is theirs.
-    spatial = tuple(i for i in range(image.ndim) if i != axis)
-    channel_min, channel_max = dask.compute(image.min(axis=spatial), image.max(axis=spatial))
+    channel_min, channel_max = _channel_ranges(image, axis) if ranges is None else ranges
     bounds = (float(np.min(channel_min)), float(np.max(channel_max)))
     if not all(np.isfinite(bounds)):
         raise ValueError("image contains NaN or Inf values")

@@ -302,6 +302,18 @@ def test_sigma_in_gray_levels_is_refused_as_in_memory(rng):
     np.testing.assert_array_equal(lazy.compute(), nlmeans.denoise(floats, sigma=25.0, h=20.0))
 
 
+def test_float_data_on_another_scale_as_in_memory(rng):
+    # raw counts: the table is read with sigma on [0, 1] from the image's range,
+    # which the Dask path reads before any chunk is denoised
+    counts = (_noisy(rng, (48, 40)) * 4000).astype(np.float32)
+    want, params = nlmeans.denoise(counts, sigma=300.0, return_params=True)
+    lazy, lazy_params = nlmeans.denoise(
+        da.from_array(counts, chunks=(16, 24)), sigma=300.0, return_params=True
+    )
+    assert lazy_params == params
+    np.testing.assert_array_equal(lazy.compute(), want)
+
+
 def test_bad_sample_count(rng):
     with pytest.raises(ValueError, match="sample_chunks"):
         bigdata.denoise_dask(da.from_array(_noisy(rng, (20, 20)), chunks=10), sample_chunks=0)

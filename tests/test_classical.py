@@ -270,6 +270,30 @@ def test_automatic_parameters_are_reported(rng):
     assert again == params
 
 
+@pytest.mark.parametrize("sigma", [10, 25, 50])
+@pytest.mark.parametrize("scale", [255.0, 4000.0])
+def test_float_data_on_another_scale_read_the_table_on_unit_scale(rng, sigma, scale):
+    """Raw counts or 0-255 floats get the row their noise has on [0, 1] (they
+    read the sigma = 50 row whatever the noise, 1.4 dB lost at sigma 15)."""
+    clean = np.tile(np.linspace(0, 1, 96), (96, 1))
+    noisy = clean + rng.normal(0, sigma / 255, clean.shape)
+    from nlmeans._denoise import _table_row
+
+    scaled = nlmeans.resolve_parameters(noisy * scale, sigma=sigma / 255 * scale)
+    # the row of a sigma within a quarter of the truth (the span is read from
+    # the noisy extremes), h on the data's scale
+    rows = [_table_row("fast", sigma / 255 * f) for f in np.linspace(0.8, 1.25, 10)]
+    assert any(
+        (scaled.patch_size, scaled.patch_distance) == (r["patch_size"], r["patch_distance"])
+        and scaled.h == pytest.approx(r["h_over_sigma"] * sigma / 255 * scale, rel=1e-9)
+        for r in rows
+    )
+    frames = np.stack([noisy, noisy, noisy])
+    on_unit = nlmeans.resolve_sequence_parameters(frames, sigma=sigma / 255)
+    on_scale = nlmeans.resolve_sequence_parameters(frames * scale, sigma=sigma / 255 * scale)
+    assert on_scale.h / scale == pytest.approx(on_unit.h, rel=0.5)  # not the sigma = 50 row
+
+
 def test_given_parameters_are_kept(rng):
     image = rng.random((20, 20))
     params = nlmeans.resolve_parameters(
