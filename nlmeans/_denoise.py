@@ -156,6 +156,8 @@ def table_unit(image: np.ndarray, sigma: float, value_range=None) -> float:
     if low >= UNIT_SCALE_LIMITS[0] and high <= UNIT_SCALE_LIMITS[1]:
         return 1.0
     span = high - low
+    if not span > 0:
+        return 1.0  # a constant image: nothing to scale
     extreme = np.sqrt(2.0 * np.log(max(image.size, 2))) * sigma
     return max(span - 2.0 * extreme, 0.5 * span)
 
