@@ -166,6 +166,14 @@ def check_threads(threads) -> int:
     return int(threads)
 
 
+def check_flag(name: str, value) -> bool:
+    """``value`` as a bool; anything but True or False is refused (``TypeError``):
+    ``return_params="no"`` would otherwise return a tuple."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_ensemble(ensemble, method: str) -> bool:
     """``ensemble`` as a bool; only the network has one (``ValueError`` otherwise)."""
     if not isinstance(ensemble, (bool, np.bool_)):

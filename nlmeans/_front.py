@@ -8,6 +8,7 @@ without ``_denoise`` knowing about ``bigdata`` (no import cycle).
 
 from __future__ import annotations
 
+from ._checks import check_flag
 from ._denoise import denoise_array
 
 __all__ = ["denoise"]
@@ -212,7 +213,7 @@ def denoise(
         noise=noise,
         threads=threads,
         ensemble=ensemble,
-        return_params=return_params,
+        return_params=check_flag("return_params", return_params),
     )
     if _is_dask_array(image):
         # Images larger than memory: the same parameters, denoised chunk by

@@ -25,6 +25,7 @@ from ._checks import (
     _check_image,
     _check_positive_odd,
     _check_real,
+    check_flag,
     check_sigma_scale,
     check_threads,
     unmasked,
@@ -492,6 +493,7 @@ def denoise_sequence(
         weights=weights,
     )
     n_threads = check_threads(threads)
+    return_params = check_flag("return_params", return_params)
     from ._front import _is_dask_array
 
     if _is_dask_array(frames):

@@ -374,6 +374,15 @@ def test_bad_images(image, exc, match):
         nlmeans.denoise(image, h=0.1, sigma=0.0, patch_size=3, patch_distance=2)
 
 
+def test_return_params_takes_a_bool(rng):
+    image = rng.random((12, 12))
+    for call in (nlmeans.denoise, nlmeans.denoise_sequence):
+        with pytest.raises(TypeError, match="return_params must be True or False"):
+            call(image if call is nlmeans.denoise else image[None], return_params="no")
+    out, params = nlmeans.denoise(image, return_params=np.bool_(True))
+    assert out.shape == image.shape and params.method == "fast"
+
+
 def test_masked_arrays_are_refused_only_with_masked_pixels(rng):
     data = rng.random((12, 12))
     masked = np.ma.masked_array(data, mask=data > 0.95)
