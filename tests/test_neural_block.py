@@ -241,15 +241,22 @@ def test_concatenation_chunking_forward_backward(monkeypatch):
     assert torch.autograd.gradcheck(block_mod._ConcatenationAttention.apply, (a, b, v))
 
 
+def _window_inputs(seed, batch, mode, spatial, values):
+    """float64 q, k, v (requiring gradients) for _WindowAttention: (B, Cq, *S) twice,
+    (B, values, *S); the concatenation mode's q and k have one channel."""
+    gen = torch.Generator().manual_seed(seed)
+    cq = 1 if mode == "concatenation" else 2
+    return [
+        torch.randn(batch, c, *spatial, dtype=torch.float64, generator=gen, requires_grad=True)
+        for c in (cq, cq, values)
+    ]
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("spatial", [(6,), (4, 5), (2, 2, 3)])
 def test_window_backward_gradcheck(mode, spatial):
     """Finite-difference check of the hand-written windowed backward."""
-    gen = torch.Generator().manual_seed(11)
-    cq = 1 if mode == "concatenation" else 2
-    q = torch.randn(2, cq, *spatial, dtype=torch.float64, generator=gen, requires_grad=True)
-    k = torch.randn(2, cq, *spatial, dtype=torch.float64, generator=gen, requires_grad=True)
-    v = torch.randn(2, 3, *spatial, dtype=torch.float64, generator=gen, requires_grad=True)
+    q, k, v = _window_inputs(11, 2, mode, spatial, 3)
     fn = block_mod._WindowAttention.apply
     assert torch.autograd.gradcheck(lambda a, b, c: fn(a, b, c, mode, 1), (q, k, v))
     # gradients requested for a subset of the inputs only
@@ -263,14 +270,11 @@ def test_window_backward_gradcheck(mode, spatial):
 def test_custom_backwards_have_exact_second_derivatives(mode, spatial):
     """create_graph=True (gradient penalties, Hessian-vector products) goes
     through a differentiable backward: torch's finite-difference check of it."""
-    gen = torch.Generator().manual_seed(12)
-    cq = 1 if mode == "concatenation" else 2
-    q = torch.randn(1, cq, *spatial, dtype=torch.float64, generator=gen, requires_grad=True)
-    k = torch.randn(1, cq, *spatial, dtype=torch.float64, generator=gen, requires_grad=True)
-    v = torch.randn(1, 2, *spatial, dtype=torch.float64, generator=gen, requires_grad=True)
+    q, k, v = _window_inputs(12, 1, mode, spatial, 2)
     fn = block_mod._WindowAttention.apply
     assert torch.autograd.gradgradcheck(lambda a, b, c: fn(a, b, c, mode, 1), (q, k, v))
     if mode == "concatenation":
+        gen = torch.Generator().manual_seed(13)
         a = torch.randn(2, 5, dtype=torch.float64, generator=gen, requires_grad=True)
         b = torch.randn(2, 4, dtype=torch.float64, generator=gen, requires_grad=True)
         w = torch.randn(2, 4, 3, dtype=torch.float64, generator=gen, requires_grad=True)
