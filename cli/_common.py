@@ -241,8 +241,27 @@ def check_output_is_not_an_input(src: Path, dst: Path, inputs: Iterable[Path]) -
             )
 
 
-def describe_noise(model, top: float) -> str:
-    """One line: a fitted noise model (nlmeans.NoiseModel) in gray levels of the file's scale."""
+def describe_noise(model, top: float, value_range=None) -> str:
+    """One line: a fitted noise model (nlmeans.NoiseModel) in gray levels of the file's scale.
+
+    ``value_range``: a float image's ``(min, max)``. Float data off the [0, 1]
+    scale (photon counts) have no black and white at 0 and 1: sigma is given
+    at their darkest and brightest values instead.
+    """
+    off_scale = (
+        top == 1
+        and value_range is not None
+        and not (-1.0 <= value_range[0] and value_range[1] <= 2.0)
+    )
+    if off_scale and model.kind != "gaussian":
+        lo, hi = (float(v) for v in value_range)
+        parts = ", ".join(f"{a:.4g} Y + {b:.4g}" for a, b in zip(model.a, model.b))
+        low = ", ".join(f"{max(a * lo + b, 0.0) ** 0.5:.4g}" for a, b in zip(model.a, model.b))
+        high = ", ".join(f"{max(a * hi + b, 0.0) ** 0.5:.4g}" for a, b in zip(model.a, model.b))
+        return (
+            f"poisson-gaussian, variance = {parts} (Y on the data's own scale); "
+            f"sigma from {low} (at {lo:.4g}, the darkest) to {high} (at {hi:.4g}, the brightest)"
+        )
     unit = f"/{top:g}" if top != 1 else ""
     # Gray levels: two decimals; a float image's [0, 1] scale needs four
     # significant digits (0.002 is not 0.00).

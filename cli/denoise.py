@@ -1,6 +1,7 @@
 """``nlmeans denoise``: denoise image files, keeping their sample type, channels and format."""
 
 import dataclasses
+import math
 import time
 from enum import Enum
 from pathlib import Path
@@ -52,6 +53,8 @@ def _parse_noise_params(text: Optional[str]) -> Optional[tuple[list[float], list
     if text is None:
         return None
     try:
+        if "_" in text:  # float() takes 1_0 for 10
+            raise ValueError(text)
         values = [float(part) for part in text.split(",")]
     except ValueError:
         raise typer.BadParameter(
@@ -63,7 +66,18 @@ def _parse_noise_params(text: Optional[str]) -> Optional[tuple[list[float], list
             f"{text!r} has {len(values)} number(s): give A,B or one A,B pair per channel",
             param_hint="--noise-params",
         )
-    return values[0::2], values[1::2]
+    a, b = values[0::2], values[1::2]
+    for a_c, b_c in zip(a, b):
+        # A variance on [0, 1]: sigma at white is sqrt(a + b). Gray-level
+        # numbers (estimate-noise's text) would flatten the image.
+        if math.isfinite(a_c + b_c) and (a_c + b_c > 1 or b_c > 1):
+            raise typer.BadParameter(
+                f"{a_c:g},{b_c:g} gives sigma {math.sqrt(max(a_c + b_c, b_c)):.3g} at white, but "
+                "a and b are variances on the [0, 1] scale (at most 1); estimate-noise prints "
+                "gray levels: take a and b from its --json output",
+                param_hint="--noise-params",
+            )
+    return a, b
 
 
 def _noise_model_option(pairs):
@@ -133,13 +147,19 @@ def _how_sigma(params) -> str:
 
 def _describe_params(params, image) -> str:
     top = image.max_value
+    pixels = getattr(image, "pixels", None)  # a big image is not read here
+    value_range = None
+    if pixels is not None and pixels.dtype.kind == "f":
+        colour = image.split_alpha()[0]
+        value_range = (float(colour.min()), float(colour.max()))
     if params.noise_model is not None:
         how = "estimated" if params.sigma_estimated else "given"
         colour_text = ""
         if params.color_space == "opponent":
             colour_text = f", opponent colour (h_chroma {params.h_chroma:.5f})"
         return (
-            f"method {params.method}, noise {describe_noise(params.noise_model, top)} ({how}); "
+            f"method {params.method}, noise {describe_noise(params.noise_model, top, value_range)} "
+            f"({how}); "
             + (
                 (
                     f"its per-pixel sigma map given to the network ({_neural_weights(params, image)}"

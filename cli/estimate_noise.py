@@ -48,7 +48,7 @@ def estimate_noise(
 ) -> None:
     """Estimate the noise model of images: white Gaussian or Poisson-Gaussian (variance a*y + b).
 
-    Per channel, from smooth places of one image (Foi et al. 2008). Values are printed in gray levels of the file (x255 for 8-bit, x65535 for 16-bit); [bold]--json[/bold] gives a and b on the [0, 1] scale, as [bold]nlmeans denoise --noise-params[/bold] takes them.
+    Per channel, from smooth places of one image (Foi et al. 2008). Values are printed in gray levels of the file (x255 for 8-bit, x65535 for 16-bit); [bold]--json[/bold] gives a and b on the [0, 1] scale (float files: on their own values), as [bold]nlmeans denoise --noise-params[/bold] takes them.
     """
     files, problems = expand_inputs(images)
     if plot is not None and len(files) + len(problems) != 1:
@@ -75,6 +75,12 @@ def estimate_noise(
         fitted, level_sets = noise_level_sets(
             color, channel_axis=-1 if color.ndim == 3 else None, model=model.value
         )
+        value_range = (float(color.min()), float(color.max()))
+        # The estimate first: a plot that cannot be written does not hide it.
+        if as_json:
+            typer.echo(json.dumps({"file": str(path), **fitted.as_dict()}))
+        else:
+            typer.echo(f"{path}: {describe_noise(fitted, image.max_value, value_range)}")
         if plot is not None:
             plot_noise(
                 fitted,
@@ -85,11 +91,7 @@ def estimate_noise(
                 force=force,
                 protect=(path,),
             )
-        if as_json:
-            typer.echo(json.dumps({"file": str(path), **fitted.as_dict()}))
-        else:
-            typer.echo(f"{path}: {describe_noise(fitted, image.max_value)}")
-            if plot is not None:
+            if not as_json:
                 typer.echo(f"plot: {plot}")
 
     for_each_file(files, problems, work)

@@ -136,30 +136,36 @@ def _parameter_table() -> dict:
 _TABLE: dict | None = None
 
 
-def table_unit(image: np.ndarray, sigma: float, value_range=None) -> float:
-    """White level the parameter table should assume for ``image``: 1, or for
-    float data off the [0, 1] scale (beyond :data:`UNIT_SCALE_LIMITS`, which
-    noisy data on [0, 1] stay within, as the network takes them) the span of
-    the signal.
+def table_scale(image: np.ndarray, sigma: float, value_range=None) -> tuple[float, float]:
+    """``(unit, floor)`` for reading the parameter table on ``image``.
 
-    That span is the data's maximum minus minimum less what the noise adds to
-    the extremes: about ``sqrt(2 ln n)`` sigma on each side for ``n`` pixels
-    (the expected largest of ``n`` Gaussian draws), at most half the span.
-    Without it, sigma = 50 on 0-255 data (a span near 700) read the table's
-    sigma = 18 row.
+    ``unit``: the white level the table should assume: 1, or for float data
+    off the [0, 1] scale (beyond :data:`UNIT_SCALE_LIMITS`, which noisy data
+    on [0, 1] stay within, as the network takes them) the span of the
+    signal. That span is the data's maximum minus minimum less what the
+    noise adds to the extremes: about ``sqrt(2 ln n)`` sigma on each side for
+    ``n`` pixels (the expected largest of ``n`` Gaussian draws), at most half
+    the span. Without it, sigma = 50 on 0-255 data (a span near 700) read the
+    table's sigma = 18 row.
+
+    ``floor``: the smallest sigma ``h`` is computed from, on the data's
+    scale: ``_MIN_AUTO_SIGMA`` times the unit, or times the span of float
+    data spanning less than 1 (values of 1e-3 and less would otherwise get
+    an ``h`` of the size of the whole image's contrast).
     """
     if image.dtype.kind != "f":
-        return 1.0  # integers are read on [0, 1]
+        return 1.0, _MIN_AUTO_SIGMA  # integers are read on [0, 1]
     if value_range is None:
         value_range = (float(image.min()), float(image.max()))
     low, high = (float(v) for v in value_range)
-    if low >= UNIT_SCALE_LIMITS[0] and high <= UNIT_SCALE_LIMITS[1]:
-        return 1.0
     span = high - low
     if not span > 0:
-        return 1.0  # a constant image: nothing to scale
+        return 1.0, _MIN_AUTO_SIGMA  # a constant image: nothing to scale
+    if low >= UNIT_SCALE_LIMITS[0] and high <= UNIT_SCALE_LIMITS[1]:
+        return 1.0, _MIN_AUTO_SIGMA * min(1.0, span)
     extreme = np.sqrt(2.0 * np.log(max(image.size, 2))) * sigma
-    return max(span - 2.0 * extreme, 0.5 * span)
+    unit = max(span - 2.0 * extreme, 0.5 * span)
+    return unit, _MIN_AUTO_SIGMA * unit
 
 
 def _table_row(method: str, sigma: float, *, color: bool = False) -> dict:
@@ -313,7 +319,11 @@ def resolve_parameters(
         raise ValueError("h_chroma applies only to color_space='opponent' (3 colour channels)")
     needs_table = None in (patch_size, patch_distance, h) or (opponent and h_chroma is None)
     # The stabilised image of the Poisson-Gaussian path is on [0, 1] already.
-    unit = table_unit(image, sigma_value, value_range) if needs_table and model is None else 1.0
+    unit, floor = (
+        table_scale(image, sigma_value, value_range)
+        if needs_table and model is None
+        else (1.0, _MIN_AUTO_SIGMA)
+    )
     row = (
         _table_row(method, max(sigma_value / unit, _MIN_AUTO_SIGMA), color=opponent)
         if needs_table
@@ -342,7 +352,7 @@ def resolve_parameters(
         patch_distance = _check_distance(patch_distance)
     _check_fits_patch(image, axis, patch_size)
     if h is None:
-        h = row["h_over_sigma"] * max(sigma_value, _MIN_AUTO_SIGMA * unit)
+        h = row["h_over_sigma"] * max(sigma_value, floor)
         automatic.append("h")
     else:
         h = _check_real("h", h, positive=True)

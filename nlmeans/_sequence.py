@@ -38,7 +38,7 @@ from ._denoise import (
     _parameter_table,
     _patch_coverage,
     _table_row,
-    table_unit,
+    table_scale,
 )
 from .io import from_unit_float, to_unit_float
 from .noise_level import estimate_noise_level
@@ -230,7 +230,7 @@ def resolve_sequence_parameters(
     needs_row = None in (h, patch_size, patch_distance, temporal_radius)
     # Float frames off the [0, 1] scale: the table is read with sigma on it
     # (as for images; from the sampled frames, so arrays, iterators and Dask agree).
-    unit = table_unit(
+    unit, floor = table_scale(
         sample[0],
         sigma_value,
         (min(float(f.min()) for f in sample), max(float(f.max()) for f in sample)),
@@ -277,7 +277,7 @@ def resolve_sequence_parameters(
             )
         )
     if h is None:
-        h = float(row["h_over_sigma"]) * max(sigma_value, _MIN_AUTO_SIGMA * unit)
+        h = float(row["h_over_sigma"]) * max(sigma_value, floor)
         automatic.append("h")
     else:
         h = _check_real("h", h, positive=True)

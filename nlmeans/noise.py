@@ -906,8 +906,11 @@ def _estimate(image, channel_axis, model):
 
 def _choose_model(fits, model):
     if model == "auto":
-        votes = sum(fit.signal_dependent for fit in fits)
-        model = "poisson-gaussian" if 2 * votes > len(fits) else "gaussian"
+        # Channels without noise (exactly constant: a single fluorescence
+        # channel saved as RGB) have no say.
+        voters = [fit for fit in fits if fit.a or fit.b or fit.b_gaussian] or fits
+        votes = sum(fit.signal_dependent for fit in voters)
+        model = "poisson-gaussian" if 2 * votes > len(voters) else "gaussian"
     if model == "gaussian":
         return NoiseModel("gaussian", tuple(0.0 for _ in fits), tuple(f.b_gaussian for f in fits))
     return NoiseModel("poisson-gaussian", tuple(f.a for f in fits), tuple(f.b for f in fits))
@@ -1165,7 +1168,12 @@ def plot_noise(
     figure = Figure(figsize=(6.4, 4.4), dpi=100)
     axes = figure.add_subplot()
     square = max_value * max_value
-    y_line = np.linspace(0.0, 1.0, 101)
+    # The axis spans [0, 1] of the scale and every level set: dark-subtracted
+    # data go below 0, float photon counts far above 1.
+    measured = [np.asarray(y, dtype=float) for y, _, _ in level_sets if np.size(y)]
+    lowest = min([0.0] + [float(y.min()) for y in measured])
+    highest = max([1.0] + [float(y.max()) for y in measured])
+    y_line = np.linspace(lowest, highest, 101)
     for c, (y, variance, count) in enumerate(level_sets):
         colour = colours[c] or f"C{c}"
         if np.size(y):
@@ -1185,10 +1193,14 @@ def plot_noise(
             color=colour,
             label=f"{names[c]}: fit {model.a[m] * max_value:.3g} y + {model.b[m] * square:.3g}",
         )
-    scale = f"{max_value:g}" if max_value != 1 else "1 (float scale)"
-    axes.set_xlabel(f"intensity y (of {scale})")
+    if max_value != 1:
+        axes.set_xlabel(f"intensity y (of {max_value:g})")
+    elif lowest < -1.0 or highest > 2.0:
+        axes.set_xlabel("intensity y (the data's own values)")
+    else:
+        axes.set_xlabel("intensity y (of 1, float scale)")
     axes.set_ylabel("noise variance (gray levels²)" if max_value != 1 else "noise variance")
-    axes.set_xlim(0, max_value)
+    axes.set_xlim(lowest * max_value, highest * max_value)
     axes.set_ylim(bottom=0)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="upper left")

@@ -294,6 +294,18 @@ def test_float_data_on_another_scale_read_the_table_on_unit_scale(rng, sigma, sc
     assert on_scale.h / scale == pytest.approx(on_unit.h, rel=0.5)  # not the sigma = 50 row
 
 
+def test_float_data_on_a_tiny_scale_are_not_flattened(rng):
+    # sigma 1e-4 on data spanning 1e-3: the absolute floor of 1e-3 made h as
+    # large as the whole image's contrast (22 dB where the same data on [0, 1]
+    # give 29)
+    clean = np.tile(np.linspace(0, 1, 64), (64, 1))
+    noisy = clean + rng.normal(0, 0.1, clean.shape)
+    on_unit = nlmeans.resolve_parameters(noisy)
+    tiny = nlmeans.resolve_parameters(noisy * 1e-3)
+    assert tiny.sigma == pytest.approx(on_unit.sigma * 1e-3, rel=1e-6)
+    assert 0.5 < tiny.h / 1e-3 / on_unit.h < 2.0
+
+
 def test_given_parameters_are_kept(rng):
     image = rng.random((20, 20))
     params = nlmeans.resolve_parameters(

@@ -154,6 +154,9 @@ def test_denoise_noise_auto_and_params(files, tmp_path, clean_rgb):
         (["--noise", "auto", "--sigma", "0.1"], 2, "cannot be combined"),
         (["--noise", "poisson"], 2, "poisson"),
         (["--noise-params", "0.01,0.001,0.01,0.001"], 1, "2 channel(s) but"),
+        # estimate-noise's text is in gray levels: fed back, it flattened the image
+        (["--noise-params", "2.532,3.494"], 2, "variances on the [0, 1] scale"),
+        (["--noise-params", "1_0,0"], 2, "not a list of numbers"),
     ],
 )
 def test_denoise_noise_errors(files, args, code, fragment):
@@ -162,3 +165,42 @@ def test_denoise_noise_errors(files, args, code, fragment):
     assert fragment in _flat(result.stderr)
     assert "Traceback" not in result.output
     assert not files["pg"].with_name("pg_denoised.png").exists()
+
+
+def test_estimate_noise_of_float_counts_speaks_in_their_values(tmp_path):
+    # photon counts stored as float: no black at 0 and white at 1
+    rng = np.random.default_rng(3)
+    counts = np.tile(np.linspace(200, 3800, 96), (96, 1))
+    noisy = (40 * rng.poisson(counts / 40) + rng.normal(0, 40, counts.shape)).astype(np.float32)
+    write_image(tmp_path / "counts.tif", noisy)
+    result = invoke(
+        "estimate-noise",
+        tmp_path / "counts.tif",
+        "--model",
+        "poisson-gaussian",
+        "--plot",
+        tmp_path / "plot.png",
+    )
+    assert result.exit_code == 0, result.output
+    line = result.stdout.splitlines()[0]
+    assert "Y on the data's own scale" in line and "the brightest" in line
+    brightest = float(line.split(" to ")[1].split(" ")[0])
+    assert 300 < brightest < 500  # sqrt(40 * 3800 + 1600) = 392
+    assert (tmp_path / "plot.png").is_file()
+
+
+def test_estimate_noise_prints_before_a_plot_that_fails(files, tmp_path):
+    (tmp_path / "folder.png").mkdir()
+    result = invoke("estimate-noise", files["gray"], "--plot", tmp_path / "folder.png", "-f")
+    assert result.exit_code == 1
+    assert "poisson-gaussian" in result.stdout or "gaussian" in result.stdout
+
+
+def test_auto_model_ignores_constant_channels(clean_rgb):
+    rng = np.random.default_rng(4)
+    green = clean_rgb[..., 1]
+    pg = green + np.sqrt(A * green + B) * rng.standard_normal(green.shape)
+    rgb = np.zeros(green.shape + (3,))
+    rgb[..., 1] = pg  # one fluorescence channel saved as RGB
+    assert nlmeans.estimate_noise(pg).kind == "poisson-gaussian"
+    assert nlmeans.estimate_noise(rgb, channel_axis=-1).kind == "poisson-gaussian"
