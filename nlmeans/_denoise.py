@@ -24,6 +24,7 @@ from ._checks import (
     check_ensemble,
     check_sigma_scale,
     check_threads,
+    numba_runtime,
 )
 from ._color import OPPONENT
 from .io import from_unit_float, to_unit_float
@@ -609,8 +610,7 @@ def _kernel_correction(data, params, n_threads: int, h, scale, one_pass):
     ``params.h_chroma / scale`` is the chrominance's. Shared by whole images
     and by :mod:`nlmeans._sequence`'s blocks of frames.
     """
-    import numba
-
+    numba = numba_runtime()
     with _threads_lock:
         previous = numba.get_num_threads()
         numba.set_num_threads(n_threads)

@@ -109,7 +109,9 @@ def denoise(
         0.08 / 0.15) and gained at most 0.4 dB (``patchwise``) on milder
         mixes (``benchmarks/per_channel_sigma.py``).
     threads : int, optional
-        Number of threads (all of Numba's by default). The classical methods
+        Number of threads, for the kernels and for the network (by default
+        the calling thread's Numba setting, ``numba.get_num_threads()``:
+        all cores unless lowered with ``numba.set_num_threads``). The classical methods
         give a bit-identical result for any value; the network (torch's
         CPU kernels) agrees to float32 rounding (about 1e-7).
     device : {"cpu", "cuda", "auto"}

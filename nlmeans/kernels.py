@@ -42,6 +42,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._checks import numba_runtime
+
+numba_runtime()  # a fork-safe threading layer before any kernel runs
+
 __all__ = [
     "STRIP_ROWS",
     "EXP_CUTOFF",

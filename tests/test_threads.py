@@ -168,3 +168,46 @@ def test_one_two_and_three_threads_give_the_same_bits():
     for name, row in report.items():
         assert row["identical"], (name, row)
         assert row["changed"] > 1e-3, (name, row)  # the filter did work
+
+
+_FORKED_POOL = """
+import multiprocessing as mp
+import numpy as np
+import nlmeans
+
+def work(seed):
+    image = np.random.default_rng(seed).random((48, 48)).astype(np.float32)
+    return float(nlmeans.denoise(image, method="fast").sum())
+
+if __name__ == "__main__":
+    first = work(0)  # the parent has run the kernels before forking
+    with mp.get_context("fork").Pool(2) as pool:
+        print(pool.map(work, [0, 1])[0] == first)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_a_pool_forked_after_a_call_does_not_hang(tmp_path):
+    # GNU OpenMP, Numba's default layer here, terminates forked children: the
+    # pool waited forever. nlmeans picks a fork-safe layer.
+    script = tmp_path / "forked.py"
+    script.write_text(_FORKED_POOL)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
+    assert "Terminating" not in done.stderr
+
+
+def test_threads_none_follows_the_callers_numba_setting():
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        assert nlmeans.check_threads(None) == 1
+    finally:
+        numba.set_num_threads(previous)
+    assert nlmeans.check_threads(None) == previous
