@@ -492,9 +492,10 @@ def denoise_array(
     params = resolve_parameters(image, **options)
     n_threads = check_threads(threads)
     axis = _check_channel_axis(image, channel_axis)
-    from .device import resolve_device
+    from .device import choose_device
 
-    params = replace(params, device=resolve_device(device, method=method), ensemble=ensemble)
+    volume = image.ndim - (axis is not None) == 3
+    params = replace(params, device=choose_device(device, params, volume), ensemble=ensemble)
     logger.info("nlmeans parameters: %s", params)
     if axis is None:
         low, high, constant = image.min(), image.max(), None

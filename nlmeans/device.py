@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import math
 import os
+
+logger = logging.getLogger("nlmeans")
 
 __all__ = [
     "DEVICES",
@@ -128,7 +131,36 @@ def resolve_device(device: str = "auto", *, method: str = "fast") -> str:
         return "cuda"
     if reason is None and (method == "neural" or not _simulator()):
         return "cuda"
+    logger.info("device='auto': %s; using the CPU", reason or "Numba's CUDA simulator")
     return "cpu"
+
+
+def cuda_kernels_fit(method: str, patch_size: int, volume: bool) -> bool:
+    """Whether the CUDA kernels take this patch (their shared memory holds a tile
+    of it): patchwise volumes stop at 11, 2-D patchwise at 39, 2-D fast and
+    exact at 103. ``device="auto"`` keeps the CPU for larger ones."""
+    from ._cuda import choose_tile
+
+    f = patch_size // 2
+    return choose_tile(volume, f, f if volume else 0, method == "patchwise") is not None
+
+
+def choose_device(device: str, params, volume: bool) -> str:
+    """:func:`resolve_device` for resolved ``params``: ``"auto"`` also falls back
+    to the CPU for a patch the CUDA kernels refuse (``"cuda"`` says so instead)."""
+    chosen = resolve_device(device, method=params.method)
+    if (
+        device == "auto"
+        and chosen == "cuda"
+        and params.method != "neural"
+        and not cuda_kernels_fit(params.method, params.patch_size, volume)
+    ):
+        logger.info(
+            "device='auto': patch_size=%d is too large for the CUDA kernels; using the CPU",
+            params.patch_size,
+        )
+        return "cpu"
+    return chosen
 
 
 def neural_tile_size(height: int, width: int, margin: int = 32) -> int | None:

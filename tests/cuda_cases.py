@@ -128,6 +128,23 @@ def test_tile_choice_fits_shared_memory():
             assert 4 * _cuda._shared_floats("patchwise", tile, f, fz) <= _cuda.SHARED_BYTES
 
 
+def test_auto_keeps_the_cpu_for_a_patch_the_kernels_refuse(rng, monkeypatch):
+    from nlmeans import device as nl_device
+
+    assert not nl_device.cuda_kernels_fit("patchwise", 11, volume=True)
+    assert nl_device.cuda_kernels_fit("patchwise", 9, volume=True)
+    assert nl_device.cuda_kernels_fit("fast", 101, volume=False)
+    assert not nl_device.cuda_kernels_fit("fast", 103, volume=False)
+    # as on a machine with a GPU: "auto" resolves to CUDA before the patch is seen
+    monkeypatch.setattr(nl_device, "resolve_device", lambda device, method: "cuda")
+    volume = rng.random((11, 12, 12))
+    kw = dict(sigma=SIGMA, patch_distance=1, method="patchwise", device="auto")
+    _, params = nlmeans.denoise(volume, patch_size=11, return_params=True, **kw)
+    assert params.device == "cpu"  # the CUDA pass would refuse patch 11
+    _, params = nlmeans.denoise(volume[:3, :4, :4], patch_size=3, return_params=True, **kw)
+    assert params.device == "cuda"
+
+
 @gpu_only
 @pytest.mark.parametrize("method", ["fast", "exact", "patchwise"])
 @pytest.mark.parametrize("shape", [(1, 1, 131, 257), (3, 1, 70, 45), (1, 21, 19, 23)])

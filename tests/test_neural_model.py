@@ -315,6 +315,8 @@ def test_denoise_rejects_bad_input():
         (dict(tile_size=0), ValueError, "tile_size must be a positive integer"),
         (dict(tile_size=-5), ValueError, "tile_size must be a positive integer"),
         (dict(threads=0), ValueError, "threads must be a positive integer"),
+        (dict(threads=2.0), TypeError, "threads must be a positive integer"),
+        (dict(threads=True), TypeError, "threads must be a positive integer"),
         (dict(sigma=np.zeros((8, 8))), ValueError, r"sigma must be one number.*noise_map="),
         # gray levels for the [0, 1] scale: the output was ruined, not refused
         (dict(sigma=25), ValueError, r"\[0, 1\] scale and must be <= 1.*25/255"),

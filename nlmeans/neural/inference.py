@@ -376,8 +376,10 @@ def denoise(
     ):
         raise ValueError(f"tile_size must be a positive integer or None, got {tile_size!r}")
     if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1
+        isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
     ):
+        raise TypeError(f"threads must be a positive integer or None, got {threads!r}")
+    if threads is not None and threads < 1:
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     if camera and weights is not None:
         raise ValueError(
