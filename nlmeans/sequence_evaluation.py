@@ -116,7 +116,8 @@ def measure_sequence(clean, output, *, channel_axis=None) -> dict:
     output = _clip_unit(output)
     if clean.shape != output.shape:
         raise ValueError(f"clean {clean.shape} and output {output.shape} differ in shape")
-    psnr = [peak_signal_noise_ratio(c, o, data_range=1.0) for c, o in zip(clean, output)]
+    with np.errstate(divide="ignore"):  # a perfect frame has infinite PSNR, as for images
+        psnr = [peak_signal_noise_ratio(c, o, data_range=1.0) for c, o in zip(clean, output)]
     # SSIM's 7-wide window, narrowed to the frame's smallest side (thin stacks).
     frame_shape = clean.shape[1:]
     channel = None if channel_axis is None else channel_axis % len(frame_shape)
