@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -20,6 +19,7 @@ import typer
 
 from ._common import (
     VIDEO_SUFFIXES,
+    InputFiles,
     check_output_is_not_an_input,
     error,
     note,
@@ -85,7 +85,7 @@ def denoise_sequences(
     threads: Optional[int],
     force: bool,
     claimed: Optional[dict] = None,
-    every_input: Sequence[Path] = (),
+    every_input: Optional[InputFiles] = None,
 ) -> int:
     """Denoise each sequence of ``inputs`` into its output; returns how many failed.
 
@@ -105,7 +105,8 @@ def denoise_sequences(
                 raise ValueError(
                     f"{src}: its output {dst} would also be written for {claimed[key]}"
                 )
-            check_output_is_not_an_input(src, dst, every_input)
+            if every_input is not None:
+                check_output_is_not_an_input(src, dst, every_input)
             claimed[key] = src
             _denoise_one(src, dst, out_dir, options, lossless, threads, force, console)
         except (ValueError, TypeError, OSError) as exc:

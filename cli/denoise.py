@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import (
+    InputFiles,
     check_output_is_not_an_input,
     describe_exception,
     describe_noise,
@@ -66,18 +67,22 @@ def _parse_noise_params(text: Optional[str]) -> Optional[tuple[list[float], list
             f"{text!r} has {len(values)} number(s): give A,B or one A,B pair per channel",
             param_hint="--noise-params",
         )
-    a, b = values[0::2], values[1::2]
-    for a_c, b_c in zip(a, b):
-        # A variance on [0, 1]: sigma at white is sqrt(a + b). Gray-level
-        # numbers (estimate-noise's text) would flatten the image.
-        if math.isfinite(a_c + b_c) and (a_c + b_c > 1 or b_c > 1):
-            raise typer.BadParameter(
-                f"{a_c:g},{b_c:g} gives sigma {math.sqrt(max(a_c + b_c, b_c)):.3g} at white, but "
-                "a and b are variances on the [0, 1] scale (at most 1); estimate-noise prints "
-                "gray levels: take a and b from its --json output",
-                param_hint="--noise-params",
+    return values[0::2], values[1::2]
+
+
+def _check_noise_params_scale(model, src: Path, dtype) -> None:
+    """For an integer file, --noise-params are variances on [0, 1]: sigma at
+    white (sqrt(a + b)) above 1 means gray-level numbers (estimate-noise's
+    text), which would flatten the image. Float files take their own scale."""
+    if dtype.kind not in "ui":
+        return
+    for a, b in zip(model.a, model.b):
+        if a + b > 1:
+            raise ValueError(
+                f"{src}: --noise-params {a:g},{b:g} gives sigma {math.sqrt(a + b):.3g} at white, "
+                f"but for {dtype} files a and b are variances on the [0, 1] scale (at most 1); "
+                "estimate-noise prints gray levels: take a and b from its --json output"
             )
-    return a, b
 
 
 def _noise_model_option(pairs):
@@ -448,7 +453,7 @@ def denoise(
     sequence_failures = 0
     claimed: dict[str, Path] = {}  # output -> input, across sequences and images
     # With --force an output that is another input would replace it before it is read.
-    every_input = [*files, *(Path(p) for p in sequences)]
+    every_input = InputFiles([*files, *(Path(p) for p in sequences)])
     refusal = None
     if sequences and (noise not in (None, Noise.gaussian, Noise.white) or noise_params is not None):
         refusal = "sequences take Gaussian noise (the Poisson-Gaussian path is for images only)"
@@ -579,6 +584,7 @@ def denoise(
                 raise ValueError(
                     f"--noise-params gives {noise_model.channels} channel(s) but {src} has {channels}"
                 )
+            _check_noise_params_scale(noise_model, src, color.dtype)
             kwargs["noise"] = noise_model
         elif noise is not None:
             kwargs["noise"] = noise.value
@@ -587,8 +593,13 @@ def denoise(
         params = dataclasses.replace(params, ensemble=ensemble)
         if method is Method.neural:
             _load_neural_model()  # a missing model: refused here (it is cached for the next files)
+        file_device = used_device
+        if device is Device.auto:  # the CPU too for a patch the CUDA kernels cannot take
+            from nlmeans.device import choose_device
+
+            file_device = choose_device("auto", params, volume=False)
         # Every check that can fail fast is done: only now the file's line.
-        where = f", on {used_device}" if device is not Device.cpu else ""
+        where = f", on {file_device}" if device is not Device.cpu else ""
         log(f"{src} ({image.describe()}): {_describe_params(params, image)}{where}")
         start = time.perf_counter()
         # The resolved parameters (estimates included) are handed on, so that
@@ -597,14 +608,12 @@ def denoise(
             color,
             channel_axis=axis,
             threads=threads,
-            **{**params.denoise_kwargs(), "device": used_device},
+            **{**params.denoise_kwargs(), "device": file_device},
         )
         seconds = time.perf_counter() - start
         if out_dir is not None and not out_dir.is_dir():
             out_dir.mkdir(parents=True, exist_ok=True)
-        write_image(
-            dst, merge_alpha(result, alpha), like=image, force=force, protect=tuple(every_input)
-        )
+        write_image(dst, merge_alpha(result, alpha), like=image, force=force)
         top = image.max_value
         sigma_text = f"{params.sigma * top:.2f}" if top != 1 else f"{params.sigma:.4f}"
         return dst, sigma_text, seconds

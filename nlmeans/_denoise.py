@@ -162,9 +162,14 @@ def table_scale(image: np.ndarray, sigma: float, value_range=None) -> tuple[floa
     span = high - low
     if not span > 0:
         return 1.0, _MIN_AUTO_SIGMA  # a constant image: nothing to scale
-    if low >= UNIT_SCALE_LIMITS[0] and high <= UNIT_SCALE_LIMITS[1]:
-        return 1.0, _MIN_AUTO_SIGMA * min(1.0, span)
     extreme = np.sqrt(2.0 * np.log(max(image.size, 2))) * sigma
+    on_unit_scale = (low >= UNIT_SCALE_LIMITS[0] and high <= UNIT_SCALE_LIMITS[1]) or (
+        # strong noise on [0, 1] (sigma 0.3, not clipped) reaches past the
+        # limits: the signal, without the noise's extremes, does not
+        low + extreme >= -0.5 and high - extreme <= 1.5
+    )
+    if on_unit_scale:
+        return 1.0, _MIN_AUTO_SIGMA * min(1.0, span)
     unit = max(span - 2.0 * extreme, 0.5 * span)
     return unit, _MIN_AUTO_SIGMA * unit
 
@@ -235,7 +240,7 @@ def resolve_parameters(
     way. Returns an :class:`NLMeansParameters`.
 
     The table is indexed by sigma on the [0, 1] scale. Float data off that
-    scale (beyond [-0.5, 1.5]: raw counts, 0-255 values) are looked up with
+    scale (beyond [-1, 2]: raw counts, 0-255 values) are looked up with
     sigma divided by their span (maximum minus minimum), and ``h`` comes back
     on the data's own scale. ``value_range``: the data's ``(min, max)``, for
     an ``image`` that only stands in for data held elsewhere (a Dask array's

@@ -174,7 +174,7 @@ def resolve_sequence_parameters(
 ) -> SequenceParameters:
     """Fill in every parameter of :func:`denoise_sequence` left as ``None``.
 
-    ``frames`` is a list of the first frames (each 2-D, with ``channel_axis``
+    ``frames``: the first frames, any iterable of them (each 2-D, with ``channel_axis``
     within a frame); at most :data:`ESTIMATE_FRAMES` are used. ``sigma`` is
     the median of :func:`nlmeans.estimate_noise_level` over them
     (:func:`nlmeans.estimate_sigma` for white noise); ``patch_size``,
@@ -191,7 +191,7 @@ def resolve_sequence_parameters(
         raise ValueError(f"method must be one of {', '.join(methods)}; got {method!r}")
     if weights is not None and method != "neural":
         raise ValueError("weights applies only to method='neural'")
-    sample = [_check_image(f) for f in frames[:ESTIMATE_FRAMES]]
+    sample = [_check_image(f) for f in itertools.islice(frames, ESTIMATE_FRAMES)]
     if not sample:
         raise ValueError("the sequence holds no frame")
     axis = _frame_axis(sample[0], channel_axis)
@@ -349,7 +349,7 @@ def _neural_parameters(
         k,
         estimated,
         tuple(automatic),
-        space,
+        "gray" if space == "gray" else "rgb",  # channels one at a time: no opponent path
         None,
         str(weights),
     )
@@ -393,9 +393,13 @@ def denoise_sequence(
         in-memory result bit for bit: it is denoised by time chunks, each
         with ``k`` frames of context on either side and whole frames
         (spatial chunks are joined), so memory follows the time chunk size
-        (``pip install "nlmeans[dask]"``).
+        (``pip install "nlmeans[dask]"``). A list or tuple of frames is
+        stacked and denoised as an array (the result is an array); its
+        frames must share shape and sample type, and ``channel_axis`` is
+        counted in a frame, as for iterables.
     time_axis : int
-        Axis of the frames in an array input (ignored for iterables).
+        Axis of the frames in an array input (0 for a list: ignored for
+        other iterables).
     temporal_radius : int, optional
         ``k``: the search window spans ``2k + 1`` frames. 0 denoises every
         frame on its own (bit-identical to :func:`nlmeans.denoise` when the
@@ -505,7 +509,9 @@ def denoise_sequence(
             options=options,
         )
         return (result, params) if return_params else result
-    if isinstance(frames, (np.ndarray, list, tuple)):
+    if isinstance(frames, (list, tuple)):
+        frames, channel_axis = _stack_frames(frames, time_axis, channel_axis)
+    if isinstance(frames, np.ndarray):
         array = _check_image(frames)
         t_axis, frame_axis = _array_axes(array.ndim, time_axis, channel_axis)
         moved = np.moveaxis(array, t_axis, 0)
@@ -546,6 +552,35 @@ def _runner(params: SequenceParameters):
         return run_neural(frames, model, params.sigma, axis, n_threads)
 
     return run_network
+
+
+def _stack_frames(frames, time_axis, channel_axis):
+    """A list or tuple of frames as one array along a new first axis, and
+    ``channel_axis`` (counted in a frame, as for iterables) in that array.
+
+    Frames that differ in shape or sample type are refused as a stream's
+    are: stacked, a uint8 frame kept its 0-255 values among float frames on
+    [0, 1].
+    """
+    if time_axis != 0:
+        raise ValueError(
+            "time_axis applies to an array; a list of frames is in time order already "
+            f"(leave time_axis at 0), got {time_axis!r}"
+        )
+    items = [np.asarray(unmasked(frame)) for frame in frames]
+    if not items:
+        raise ValueError("the sequence holds no frame")
+    first = items[0]
+    for i, frame in enumerate(items[1:], 1):
+        if frame.shape != first.shape or frame.dtype != first.dtype:
+            raise ValueError(
+                f"frame {i} has shape {frame.shape} and dtype {frame.dtype}, the first frame "
+                f"{first.shape} and {first.dtype}: all frames of a sequence must match"
+            )
+    if channel_axis is not None:
+        axis = _normalise_axis("channel_axis", channel_axis, first.ndim)
+        channel_axis = axis + 1  # behind the new time axis
+    return np.stack(items), channel_axis
 
 
 def _array_axes(ndim: int, time_axis, channel_axis) -> tuple[int, int | None]:

@@ -52,49 +52,50 @@ def run_neural(
     n = None  # the clip's length, once the iterator is exhausted
     read = 0
     t = 0
-    old_threads = torch.get_num_threads()
-    if n_threads is not None:
-        torch.set_num_threads(int(n_threads))
-    try:
-        while n is None or t < n:
-            while n is None and read <= t + k:
-                try:
-                    raw = next(frames)
-                except StopIteration:
-                    n = read
-                    break
-                frame = _check_image(np.asarray(unmasked(raw)))
-                if shape is None:
-                    shape, dtype = frame.shape, frame.dtype
-                elif frame.shape != shape or frame.dtype != dtype:
-                    raise ValueError(
-                        f"frame {read} has shape {frame.shape} and dtype {frame.dtype}, the "
-                        f"first frame {shape} and {dtype}: all frames of a sequence must match"
-                    )
-                floats = to_unit_float(frame).astype(np.float32)
-                if frame.dtype.kind == "f":
-                    try:  # the network has no h: float frames must be on [0, 1]
-                        check_unit_scale(float(floats.min()), float(floats.max()))
-                    except ValueError as exc:
-                        raise ValueError(f"frame {read}: {exc}") from None
-                planes = floats[None] if axis is None else np.moveaxis(floats, axis, 0)
-                window[read] = np.ascontiguousarray(planes)
-                read += 1
-            if n is not None and t >= n:
+    while n is None or t < n:
+        while n is None and read <= t + k:
+            try:
+                raw = next(frames)
+            except StopIteration:
+                n = read
                 break
-            length = n if n is not None else read
-            # Indices past the end are clamped only once the length is known;
-            # until then the loop above has read up to t + k.
-            stack = np.stack([window[clamped(i, length)] for i in range(t - k, t + k + 1)])
+            frame = _check_image(np.asarray(unmasked(raw)))
+            if shape is None:
+                shape, dtype = frame.shape, frame.dtype
+            elif frame.shape != shape or frame.dtype != dtype:
+                raise ValueError(
+                    f"frame {read} has shape {frame.shape} and dtype {frame.dtype}, the "
+                    f"first frame {shape} and {dtype}: all frames of a sequence must match"
+                )
+            floats = to_unit_float(frame).astype(np.float32)
+            if frame.dtype.kind == "f":
+                try:  # the network has no h: float frames must be on [0, 1]
+                    check_unit_scale(float(floats.min()), float(floats.max()))
+                except ValueError as exc:
+                    raise ValueError(f"frame {read}: {exc}") from None
+            planes = floats[None] if axis is None else np.moveaxis(floats, axis, 0)
+            window[read] = np.ascontiguousarray(planes)
+            read += 1
+        if n is not None and t >= n:
+            break
+        length = n if n is not None else read
+        # Indices past the end are clamped only once the length is known;
+        # until then the loop above has read up to t + k.
+        stack = np.stack([window[clamped(i, length)] for i in range(t - k, t + k + 1)])
+        # torch's thread count is process-wide: set for this frame's
+        # work only, not while the generator waits between frames.
+        old_threads = torch.get_num_threads()
+        if n_threads is not None:
+            torch.set_num_threads(int(n_threads))
+        try:
             planes = [
                 denoise_array(model, stack[:, c], sigma) for c in range(stack.shape[1])
             ]  # each (Y, X)
-            out = planes[0] if axis is None else np.moveaxis(np.stack(planes), 0, axis)
-            yield from_unit_float(np.asarray(out, np.float32), dtype)
-            # Frames before t + 1 - k are no longer needed (clamping at the
-            # end never reaches back further than t + 1 - k).
-            window.pop(t - k, None)
-            t += 1
-    finally:
-        if n_threads is not None:
+        finally:
             torch.set_num_threads(old_threads)
+        out = planes[0] if axis is None else np.moveaxis(np.stack(planes), 0, axis)
+        yield from_unit_float(np.asarray(out, np.float32), dtype)
+        # Frames before t + 1 - k are no longer needed (clamping at the
+        # end never reaches back further than t + 1 - k).
+        window.pop(t - k, None)
+        t += 1

@@ -342,7 +342,10 @@ def _resolve(image, kwargs, sample_chunks):
         else:
             sigma = _check_real("sigma", sigma, positive=False)
         value_range = None
-        if image.dtype.kind == "f":
+        needs_table = None in (h, patch_size, patch_distance) or (
+            axis is not None and h_chroma is None
+        )
+        if image.dtype.kind == "f" and method != "neural" and needs_table:
             ranges = _channel_ranges(image, axis)
             value_range = (float(np.min(ranges[0])), float(np.max(ranges[1])))
         params = resolve_parameters(stand_in, sigma=sigma, value_range=value_range, **options)

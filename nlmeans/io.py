@@ -676,12 +676,19 @@ def _phys_resolution(chunks) -> tuple[float, float, str | None] | None:
     return None
 
 
-def _phys_chunk(resolution: tuple[float, float, str | None]) -> tuple[bytes, bytes]:
+def _phys_chunk(resolution: tuple[float, float, str | None]) -> tuple[bytes, bytes] | None:
+    """A pHYs chunk for ``resolution``, or None where PNG cannot hold it
+    (its values are whole numbers from 1 to 2**31 - 1)."""
     x, y, unit = resolution
-    if unit is None:
-        return b"pHYs", struct.pack(">IIB", round(x), round(y), 0)
-    per_metre = 100.0 if unit == "cm" else 100.0 / 2.54
-    return b"pHYs", struct.pack(">IIB", round(x * per_metre), round(y * per_metre), 1)
+    if unit is None:  # an aspect ratio: scaled so that rounding keeps it
+        scale = 1e6 / max(x, y)
+        values, flag = (round(x * scale), round(y * scale)), 0
+    else:
+        per_metre = 100.0 if unit == "cm" else 100.0 / 2.54
+        values, flag = (round(x * per_metre), round(y * per_metre)), 1
+    if not all(1 <= v <= 2**31 - 1 for v in values):
+        return None
+    return b"pHYs", struct.pack(">IIB", *values, flag)
 
 
 def _carried_png_chunk(ctype: bytes, payload: bytes, *, before_data: bool, seen) -> bool:
@@ -886,8 +893,9 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> ImageFile:
             extrasamples = tuple(int(x) for x in (page.extrasamples or ()))
             photometric = int(page.photometric)
             colormap = page.colormap if photometric == _TIFF_PALETTE else None
-            resolution = _tiff_resolution(page)
             imagej_unit = (tif.imagej_metadata or {}).get("unit") if tif.is_imagej else None
+            # An ImageJ unit gives even 1 pixel per unit (no unit tag) a meaning.
+            resolution = _tiff_resolution(page, keep_one_to_one=bool(imagej_unit))
             _check_tiff_colour_model(path, photometric, int(page.compression))
             icc = page.iccprofile
             problem = _tiff_problem(problems)
@@ -907,27 +915,33 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> ImageFile:
     if pixels.dtype == np.float16:
         pixels = pixels.astype(np.float32)
     bilevel = pixels.dtype == np.bool_
-    if bilevel:  # 1-bit (a scan, a fax): 8-bit 0 and 255, as a 1-bit PNG is read
-        pixels = pixels.astype(np.uint8) * np.uint8(255)
+    if bilevel:  # 1-bit (a scan, a fax): indices 0 and 1 here, gray 0 and 255 below
+        pixels = pixels.astype(np.uint8)
     if pixels.dtype.type not in _SUPPORTED_DTYPES:
         raise ImageReadError(
             f"{path}: TIFF sample type {pixels.dtype} is not supported "
             "(use uint8, uint16, float32 or float64)"
         )
-    converted = "1-bit" if bilevel else None
+    converted = None
+    premultiplied = extrasamples[:1] == (_TIFF_ASSOCIATED_ALPHA,)
     if photometric == _TIFF_PALETTE:
         pixels, converted = _tiff_palette_to_rgb(path, pixels, colormap), "a palette"
-    elif photometric == _TIFF_MINISWHITE:
-        pixels = _tiff_min_is_white(pixels, extrasamples)
-        converted = "1-bit min-is-white" if bilevel else "min-is-white"
-    elif photometric == _TIFF_SEPARATED:
-        pixels, converted = _tiff_cmyk_to_rgb(path, pixels, extrasamples), "CMYK"
-        extrasamples = extrasamples[1:]  # the 4th ink was K
+    else:
+        if bilevel:  # as a 1-bit PNG is read
+            pixels, converted = pixels * np.uint8(255), "1-bit"
+        if photometric == _TIFF_MINISWHITE:
+            pixels = _tiff_min_is_white(pixels, extrasamples)
+            converted = "1-bit min-is-white" if bilevel else "min-is-white"
+        elif photometric == _TIFF_SEPARATED:
+            if premultiplied and pixels.ndim == 3 and pixels.shape[2] == 5:
+                # premultiplied inks: straight ones first, then to RGB
+                pixels, premultiplied = _unpremultiply(pixels), False
+            pixels, converted = _tiff_cmyk_to_rgb(path, pixels, extrasamples), "CMYK"
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     if channels > 4:
         raise ImageReadError(f"{path}: TIFF with {channels} channels is not supported (at most 4)")
     has_alpha = channels in (2, 4) or (bool(extrasamples) and channels > 1)
-    if has_alpha and extrasamples[:1] == (_TIFF_ASSOCIATED_ALPHA,):
+    if has_alpha and premultiplied:
         # Premultiplied colour: written back as it is, the output's alpha
         # (unassociated, as PNG and our TIFFs have it) would darken it again.
         pixels, converted = _unpremultiply(pixels), "premultiplied alpha"
@@ -949,7 +963,7 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> ImageFile:
 _TIFF_UNITS = {1: None, 2: "inch", 3: "cm"}  # ResolutionUnit (tag 296)
 
 
-def _tiff_resolution(page) -> tuple[float, float, str | None] | None:
+def _tiff_resolution(page, keep_one_to_one=False) -> tuple[float, float, str | None] | None:
     tags = page.tags
     if "XResolution" not in tags or "YResolution" not in tags:
         return None
@@ -958,7 +972,7 @@ def _tiff_resolution(page) -> tuple[float, float, str | None] | None:
         return None
     unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2  # TIFF default
     x, y = xn / xd, yn / yd
-    if unit not in _TIFF_UNITS or (unit == 1 and x == y == 1.0):
+    if unit not in _TIFF_UNITS or (unit == 1 and x == y == 1.0 and not keep_one_to_one):
         return None  # no unit and 1:1 says nothing
     return (x, y, _TIFF_UNITS[unit])
 
@@ -996,8 +1010,10 @@ def _tiff_palette_to_rgb(path: Path, indices: np.ndarray, colormap) -> np.ndarra
     table = np.asarray(colormap, dtype=np.uint16).T  # (entries, 3)
     if int(indices.max()) >= table.shape[0]:
         raise ImageReadError(f"{path}: palette TIFF with indices beyond its colour map")
-    if not np.any(table % 257):
+    if not np.any(table % 257):  # 8-bit entries scaled to 16 bits (x 257)
         table = (table // 257).astype(np.uint8)
+    elif not np.any(table % 256):  # ... or shifted (x 256, as Pillow writes them)
+        table = (table >> 8).astype(np.uint8)
     return table[indices]
 
 
@@ -1234,8 +1250,9 @@ def write_image(
     resolution = like.resolution if like is not None else None
     if fmt == "PNG":
         carried = like.png_chunks if like is not None else ()
-        if resolution is not None and not any(c == b"pHYs" for c, _ in carried):
-            carried = (*carried, _phys_chunk(resolution))  # from a TIFF's or JPEG's density
+        phys = None if resolution is None else _phys_chunk(resolution)
+        if phys is not None and not any(c == b"pHYs" for c, _ in carried):
+            carried = (*carried, phys)  # from a TIFF's or JPEG's density
         data = _with_png_metadata(_encode_png(array), icc, exif, carried)
     elif fmt == "TIFF":
         imagej_unit = like.imagej_unit if like is not None else None
@@ -1419,9 +1436,11 @@ def _encode_jpeg(
     im = Image.fromarray(array)
     extra = {}
     if resolution is not None and resolution[2] is not None:
-        # Pillow writes JFIF densities in dots per inch
+        # Pillow writes JFIF densities in dots per inch, 16-bit whole numbers
         scale = 2.54 if resolution[2] == "cm" else 1.0
-        extra["dpi"] = (resolution[0] * scale, resolution[1] * scale)
+        dpi = (resolution[0] * scale, resolution[1] * scale)
+        if all(1 <= round(v) <= 65535 for v in dpi):
+            extra["dpi"] = dpi
     if exif:
         extra["exif"] = exif
     if icc:

@@ -83,7 +83,17 @@ OPENCV_H_FACTORS = (0.6, 0.8, 1.0, 1.2, 1.4)
 
 
 def _clip_unit(frames) -> np.ndarray:
-    return np.clip(np.asarray(frames, dtype=np.float64), 0.0, 1.0)
+    return np.clip(_unit(frames), 0.0, 1.0)
+
+
+def _unit(frames) -> np.ndarray:
+    """Frames as float64 on [0, 1]: integer frames (8- or 16-bit) are divided
+    by their white level, as everywhere in nlmeans (0-255 values read as [0, 1]
+    floats gave a PSNR of -42 dB)."""
+    from .io import to_unit_float
+
+    frames = np.asarray(frames)
+    return to_unit_float(frames) if frames.dtype.kind in "ui" else frames.astype(np.float64)
 
 
 def flicker(clean, output) -> float:
@@ -93,7 +103,7 @@ def flicker(clean, output) -> float:
     scale (``output`` is clipped to [0, 1] first, as for PSNR). Returns 0 for
     a single frame. Multiply by 255 for 8-bit gray levels.
     """
-    clean = np.asarray(clean, dtype=np.float64)
+    clean = _unit(clean)
     output = _clip_unit(output)
     if clean.shape != output.shape:
         raise ValueError(f"clean {clean.shape} and output {output.shape} differ in shape")
@@ -106,13 +116,14 @@ def flicker(clean, output) -> float:
 def measure_sequence(clean, output, *, channel_axis=None) -> dict:
     """PSNR and SSIM averaged over frames, and :func:`flicker`.
 
-    ``clean``, ``output``: frames along axis 0 on the [0, 1] scale;
+    ``clean``, ``output``: frames along axis 0 on the [0, 1] scale (integer
+    frames are divided by their white level);
     ``channel_axis`` counts within a frame (e.g. -1). Returns ``{"psnr",
     "ssim", "flicker"}``.
     """
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    clean = np.asarray(clean, dtype=np.float64)
+    clean = _unit(clean)
     output = _clip_unit(output)
     if clean.shape != output.shape:
         raise ValueError(f"clean {clean.shape} and output {output.shape} differ in shape")

@@ -310,7 +310,7 @@ def _open_tiff(path: Path) -> SequenceSource:
 
     try:
         with tifffile.TiffFile(path) as tif:
-            pages = tif.pages
+            pages = _frame_pages(tif)
             n = len(pages)
             if n == 0:
                 raise SequenceError(f"{path}: the TIFF file holds no image")
@@ -318,7 +318,7 @@ def _open_tiff(path: Path) -> SequenceSource:
             if "T" in series.axes and "Z" in series.axes:
                 return _open_hyperstack(path, tif, series)
             first = pages[0]
-            shape, dtype = tuple(first.shape), np.dtype(first.dtype)
+            shape, dtype = _page_frame_shape(first), np.dtype(first.dtype)
             extra = {"resolution": _resolution(first)}
             if (
                 tif.is_imagej
@@ -332,10 +332,11 @@ def _open_tiff(path: Path) -> SequenceSource:
                 extra["metadata"] = _imagej_metadata(tif)
             for i in range(1, n):
                 page = pages[i]
-                if tuple(page.shape) != shape:
+                if _page_frame_shape(page) != shape or np.dtype(page.dtype) != dtype:
                     raise SequenceError(
-                        f"{path}: page {i} has shape {tuple(page.shape)}, page 0 {shape}: "
-                        "all frames of a sequence must have the same size"
+                        f"{path}: page {i} has shape {_page_frame_shape(page)} and sample type "
+                        f"{page.dtype}, page 0 {shape} and {dtype}: all frames of a sequence "
+                        "must match"
                     )
     except SequenceError:
         raise
@@ -343,6 +344,24 @@ def _open_tiff(path: Path) -> SequenceSource:
         raise SequenceError(f"{path}: cannot read it as a TIFF stack ({_reason(exc)})") from None
     _check_frame(path, shape, dtype)
     return SequenceSource(path, "tiff", n, shape, dtype, tiff_metadata=extra)
+
+
+def _frame_pages(tif) -> list:
+    """A stack's frames: its pages without reduced-resolution ones (thumbnails)."""
+    return [page for page in tif.pages if not page.is_reduced]
+
+
+def _page_frame_shape(page) -> tuple:
+    """A page's frame shape, channels last (an RGB page stored plane by plane,
+    ``PlanarConfiguration`` 2, has shape ``(3, Y, X)`` in tifffile)."""
+    shape = tuple(page.shape)
+    if _planar(page):
+        shape = shape[1:] + shape[:1]
+    return shape
+
+
+def _planar(page) -> bool:
+    return int(page.planarconfig) == 2 and len(page.shape) == 3
 
 
 def _imagej_metadata(tif) -> dict:
@@ -403,8 +422,9 @@ def _tiff_frames(source: SequenceSource) -> Iterator[np.ndarray]:
                 pages = range(t * source.depth, (t + 1) * source.depth)
                 yield tif.asarray(key=pages, series=0).reshape(source.frame_shape)
             return
-        for i in range(source.n_frames):
-            yield tif.pages[i].asarray()
+        for page in _frame_pages(tif)[: source.n_frames]:
+            frame = page.asarray()
+            yield np.moveaxis(frame, 0, -1) if _planar(page) else frame
 
 
 def _open_folder(path: Path) -> SequenceSource:

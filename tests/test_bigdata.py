@@ -314,6 +314,19 @@ def test_float_data_on_another_scale_as_in_memory(rng):
     np.testing.assert_array_equal(lazy.compute(), want)
 
 
+def test_given_parameters_read_no_range(rng, monkeypatch):
+    # the range of a float image is read only when the table needs it
+    def forbidden(*_args):
+        raise AssertionError("the whole image was read")
+
+    monkeypatch.setattr(bigdata, "_channel_ranges", forbidden)
+    counts = da.from_array((_noisy(rng, (32, 32)) * 4000).astype(np.float32), chunks=16)
+    params = bigdata.resolve_dask_parameters(
+        counts, sigma=300.0, h=300.0, patch_size=3, patch_distance=2
+    )
+    assert params.h == 300.0
+
+
 def test_bad_sample_count(rng):
     with pytest.raises(ValueError, match="sample_chunks"):
         bigdata.denoise_dask(da.from_array(_noisy(rng, (20, 20)), chunks=10), sample_chunks=0)

@@ -294,6 +294,16 @@ def test_float_data_on_another_scale_read_the_table_on_unit_scale(rng, sigma, sc
     assert on_scale.h / scale == pytest.approx(on_unit.h, rel=0.5)  # not the sigma = 50 row
 
 
+def test_strong_noise_on_unit_scale_stays_on_unit_scale(rng):
+    # sigma 0.3, not clipped, reaches beyond [-1, 2]: still [0, 1] data
+    clean = np.tile(np.linspace(0, 1, 256), (256, 1))
+    noisy = clean + rng.normal(0, 0.3, clean.shape)
+    assert noisy.min() < -1 and noisy.max() > 2
+    loose = nlmeans.resolve_parameters(noisy, sigma=0.3)
+    clipped = nlmeans.resolve_parameters(np.clip(noisy, 0, 1), sigma=0.3)
+    assert (loose.patch_size, loose.h) == (clipped.patch_size, clipped.h)
+
+
 def test_float_data_on_a_tiny_scale_are_not_flattened(rng):
     # sigma 1e-4 on data spanning 1e-3: the absolute floor of 1e-3 made h as
     # large as the whole image's contrast (22 dB where the same data on [0, 1]

@@ -155,7 +155,7 @@ def test_denoise_noise_auto_and_params(files, tmp_path, clean_rgb):
         (["--noise", "poisson"], 2, "poisson"),
         (["--noise-params", "0.01,0.001,0.01,0.001"], 1, "2 channel(s) but"),
         # estimate-noise's text is in gray levels: fed back, it flattened the image
-        (["--noise-params", "2.532,3.494"], 2, "variances on the [0, 1] scale"),
+        (["--noise-params", "2.532,3.494"], 1, "variances on the [0, 1] scale"),
         (["--noise-params", "1_0,0"], 2, "not a list of numbers"),
     ],
 )
@@ -187,6 +187,14 @@ def test_estimate_noise_of_float_counts_speaks_in_their_values(tmp_path):
     brightest = float(line.split(" to ")[1].split(" ")[0])
     assert 300 < brightest < 500  # sqrt(40 * 3800 + 1600) = 392
     assert (tmp_path / "plot.png").is_file()
+    # its --json numbers, on the file's own scale, go back into --noise-params
+    result = invoke("estimate-noise", tmp_path / "counts.tif", "--json")
+    fitted = json.loads(result.stdout)
+    pairs = f"{fitted['a'][0]},{fitted['b'][0]}"
+    result = invoke(
+        "denoise", tmp_path / "counts.tif", "--noise-params", pairs, "-o", tmp_path / "out.tif"
+    )
+    assert result.exit_code == 0, result.output
 
 
 def test_estimate_noise_prints_before_a_plot_that_fails(files, tmp_path):

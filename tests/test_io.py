@@ -363,6 +363,29 @@ def test_tiff_colour_models_are_converted_or_refused(tmp_path):
     np.testing.assert_array_equal(image.pixels > 0, a > 128)
 
 
+def test_pillow_palette_and_premultiplied_cmyk_tiffs(tmp_path):
+    # Pillow writes colour-map entries as value x 256 (not x 257): still 8-bit
+    gray = _random((16, 16), np.uint8)
+    paletted = Image.fromarray(gray).convert("P")
+    paletted.save(tmp_path / "pillow.tif")
+    image = read_image(tmp_path / "pillow.tif")
+    assert image.dtype == np.uint8
+    np.testing.assert_array_equal(image.pixels, np.asarray(paletted.convert("RGB")))
+    # CMYK with premultiplied alpha: cyan 128 at alpha 128 is full cyan, red 0
+    inks = np.zeros((8, 8, 5), np.uint8)
+    inks[..., 0], inks[..., 4] = 128, 128
+    tifffile.imwrite(
+        tmp_path / "inks.tif",
+        inks,
+        photometric="separated",
+        planarconfig="contig",
+        extrasamples=["assocalpha"],
+    )
+    image = read_image(tmp_path / "inks.tif")
+    assert image.mode == "rgba"
+    np.testing.assert_array_equal(image.pixels[0, 0], [0, 255, 255, 128])
+
+
 def test_premultiplied_alpha_is_divided_out(tmp_path):
     colour = np.full((4, 4, 3), 200, np.uint8)
     alpha = np.full((4, 4), 128, np.uint8)
@@ -432,6 +455,23 @@ def test_resolution_is_carried_across_formats(tmp_path):
     with tifffile.TiffFile(tmp_path / "cells_out.tif") as tif:
         assert tif.is_imagej and tif.imagej_metadata["unit"] == "um"
         assert tif.pages[0].tags["XResolution"].value == (10, 1)
+    # one pixel per micrometre is a calibration too
+    tifffile.imwrite(
+        tmp_path / "one.tif", gray, imagej=True, resolution=(1, 1), metadata={"unit": "um"}
+    )
+    assert read_image(tmp_path / "one.tif").resolution == (1.0, 1.0, None)
+    # densities a format cannot hold are left out, not wrapped or failed after the work
+    tifffile.imwrite(
+        tmp_path / "fine.tif",
+        rgb,
+        photometric="rgb",
+        resolution=(5e7, 5e7),
+        resolutionunit="CENTIMETER",
+    )
+    like = read_image(tmp_path / "fine.tif")
+    for ext in (".png", ".jpg"):
+        write_image(tmp_path / f"fine_out{ext}", rgb, like=like)
+        assert read_image(tmp_path / f"fine_out{ext}").resolution is None
 
 
 def test_missing_file_and_folder(tmp_path):

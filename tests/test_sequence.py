@@ -163,6 +163,28 @@ def test_generator_input_and_params(rng):
     np.testing.assert_array_equal(np.stack(out), again)
 
 
+def test_a_list_is_its_frames(rng):
+    rgb = rng.random((5, 24, 24, 3))
+    as_array = nlmeans.denoise_sequence(rgb, channel_axis=-1, temporal_radius=1)
+    # channel_axis counts in a frame, as for any iterable (it counted in the stack)
+    as_list = nlmeans.denoise_sequence(list(rgb), channel_axis=2, temporal_radius=1)
+    streamed = list(nlmeans.denoise_sequence(iter(rgb), channel_axis=2, temporal_radius=1))
+    np.testing.assert_array_equal(as_list, as_array)
+    np.testing.assert_array_equal(as_list, np.stack(streamed))
+    clip = rng.random((4, 16, 16)).astype(np.float32)
+    # a uint8 frame among [0, 1] floats kept its 0-255 values, silently
+    mixed = [(clip[0] * 255).astype(np.uint8)] + list(clip[1:])
+    with pytest.raises(ValueError, match="frame 1 has .* dtype float32, the first .* uint8"):
+        nlmeans.denoise_sequence(mixed)
+    with pytest.raises(ValueError, match=r"frame 1 has shape \(12, 16\)"):
+        nlmeans.denoise_sequence([clip[0], clip[1][:12]])
+    with pytest.raises(ValueError, match="time_axis applies to an array"):
+        nlmeans.denoise_sequence(list(clip), time_axis=1)
+    # the parameters read any iterable of frames
+    params = nlmeans.resolve_sequence_parameters(iter(clip), sigma=0.1)
+    assert params == nlmeans.resolve_sequence_parameters(clip, sigma=0.1)
+
+
 def test_automatic_radius_capped_by_short_clip(rng):
     out, params = nlmeans.denoise_sequence(rng.random((2, 16, 16)), return_params=True)
     assert params.temporal_radius <= 1 and out.shape == (2, 16, 16)

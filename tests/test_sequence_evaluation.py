@@ -140,3 +140,16 @@ def test_parse_sequence_methods():
     assert sev.parse_sequence_methods("frames, spacetime,frames") == ["frames", "spacetime"]
     with pytest.raises(ValueError, match="unknown"):
         sev.parse_sequence_methods("spacetime,bm4d")
+
+
+def test_integer_frames_are_read_on_the_unit_scale():
+    from nlmeans import sequence_evaluation as se
+
+    rng = np.random.default_rng(5)
+    clean = rng.random((3, 16, 16))
+    noisy = np.clip(clean + rng.normal(0, 0.05, clean.shape), 0, 1)
+    as_u8 = [np.rint(x * 255).astype(np.uint8) for x in (clean, noisy)]
+    floats = se.measure_sequence(as_u8[0] / 255.0, as_u8[1] / 255.0)
+    integers = se.measure_sequence(*as_u8)  # read as 0-255 floats: -42 dB
+    assert integers["psnr"] == pytest.approx(floats["psnr"])
+    assert integers["flicker"] == pytest.approx(floats["flicker"])

@@ -71,6 +71,17 @@ def _check_mode(mode: object) -> str:
     return mode
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (torch < 2.4 takes no argument
+    and answers for CUDA; its CPU autocast has its own query)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # pragma: no cover - torch 2.2 / 2.3
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
+
+
 def _is_positive_int(value: object) -> bool:
     """An integer >= 1 (NumPy integers too), not a bool."""
     return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1
@@ -691,7 +702,7 @@ class _NonLocalBlockNd(nn.Module):
         if 0 in x.shape[2:]:
             raise ValueError(f"{name} got an input with an empty spatial axis: {tuple(x.shape)}")
         weight = self.g.weight
-        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        if x.dtype != weight.dtype and not _autocast_enabled(x.device.type):
             raise TypeError(
                 f"{name} has {weight.dtype} parameters and got a {x.dtype} input: convert one "
                 f"(block.to({x.dtype}) or x.to({weight.dtype})), or run under torch.autocast"
