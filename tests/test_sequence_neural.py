@@ -280,9 +280,20 @@ def test_sequence_network_array_stream_dtypes_and_channels(tiny_weights):
     )
     # Colour: each channel through the gray network.
     rgb = _clip(n=4, colour=True)
-    out_rgb = nlmeans.denoise_sequence(
-        rgb, channel_axis=-1, method="neural", weights=tiny_weights, sigma=0.08
+    out_rgb, rgb_params = nlmeans.denoise_sequence(
+        rgb, channel_axis=-1, method="neural", weights=tiny_weights, sigma=0.08, return_params=True
     )
+    assert rgb_params.color_space == "rgb"  # not "opponent": channels one at a time
+    # torch's thread count is the caller's while the generator waits between frames
+    import torch
+
+    before = torch.get_num_threads()
+    stream = nlmeans.denoise_sequence(
+        iter(clip), method="neural", weights=tiny_weights, sigma=0.08, threads=1
+    )
+    next(stream)
+    assert torch.get_num_threads() == before
+    stream.close()
     for c in range(3):
         gray = nlmeans.denoise_sequence(
             rgb[..., c], method="neural", weights=tiny_weights, sigma=0.08

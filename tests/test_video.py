@@ -147,6 +147,25 @@ def test_tiff_stack_and_frame_folder(tmp_path):
     assert out.n_frames == 5 and decoded.shape == frames.shape
 
 
+def test_tiff_stacks_skip_thumbnails_and_read_planar_rgb(tmp_path):
+    rng = np.random.default_rng(7)
+    gray = (rng.random((4, 24, 32)) * 255).astype(np.uint8)
+    with tifffile.TiffWriter(tmp_path / "thumb.tif") as tif:
+        for frame in gray:
+            tif.write(frame)
+        tif.write(gray[0, ::4, ::4], subfiletype=1)  # a reduced-resolution preview
+    source = open_sequence(tmp_path / "thumb.tif")
+    assert source.n_frames == 4
+    np.testing.assert_array_equal(np.stack(list(source.frames())), gray)
+    rgb = (rng.random((3, 24, 32, 3)) * 255).astype(np.uint8)
+    with tifffile.TiffWriter(tmp_path / "planar.tif") as tif:
+        for frame in rgb:  # stored plane by plane
+            tif.write(np.moveaxis(frame, -1, 0), photometric="rgb", planarconfig="separate")
+    source = open_sequence(tmp_path / "planar.tif")
+    assert source.frame_shape == (24, 32, 3)
+    np.testing.assert_array_equal(np.stack(list(source.frames())), rgb)
+
+
 def test_bad_inputs_give_one_line_and_leave_nothing(clips, tmp_path):
     # Truncated Matroska: the header's duration says more frames than there are.
     data = clips["mkv"].read_bytes()
