@@ -86,8 +86,8 @@ def compare(
         Optional[list[str]],
         typer.Option(
             "--clean",
-            help="The clean versions of the --noisy images, same count and order "
-            "(one clean file may be named for several noisy ones).",
+            help="The clean versions of the --noisy images, same count and order, "
+            "or one clean file for every noisy one (several shots of one scene).",
         ),
     ] = None,
     threads: ThreadsOption = None,

@@ -69,6 +69,7 @@ import json
 import math
 import os
 import platform
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -204,8 +205,13 @@ class Comparison:
         return rows
 
     def best(self, sigma, key: str) -> float | None:
-        """Best average value of ``key`` at ``sigma`` (see :func:`best_of`)."""
-        return best_of(key, [row[key] for row in self.averages() if row["sigma"] == sigma])
+        """Best average value of ``key`` at ``sigma`` (see :func:`best_of`), among
+        the methods that ran on every image (a mean over fewer images, the
+        others failed, is not comparable)."""
+        return best_of(
+            key,
+            [row[key] for row in self.averages() if row["sigma"] == sigma and row["status"] == OK],
+        )
 
     def best_for_image(self, image: str, sigma, key: str = "psnr") -> float | None:
         """Best value of ``key`` among the methods run on one noisy image (see :func:`best_of`)."""
@@ -278,11 +284,30 @@ def parse_methods(text: str | Iterable[str]) -> list[str]:
 # --------------------------------------------------------------------------- data
 
 
-def load_clean(path: str | os.PathLike) -> tuple[np.ndarray, int | None]:
-    """(float64 image in [0, 1] without alpha, channel_axis) from an image file."""
+def load_clean(path: str | os.PathLike, *, noisy: bool = False) -> tuple[np.ndarray, int | None]:
+    """(float64 image in [0, 1] without alpha, channel_axis) from an image file.
+
+    The protocol measures on [0, 1] (sigma in 8-bit gray levels, PSNR with a
+    data range of 1): a float file on another scale (0-255 values: -36 dB
+    for every method) is refused, naming the file, and so is a reference
+    holding NaN. (A ``noisy`` input holding NaN is every method's error.)
+    """
+    from ._checks import UNIT_SCALE_LIMITS
+
     image = read_image(path)
     color, _alpha = image.split_alpha()
     floats = to_unit_float(color)
+    finite = np.isfinite(floats)
+    if not noisy and not finite.all():
+        raise ValueError(f"{path}: the image contains NaN or infinite values")
+    if not finite.any():
+        return floats, (-1 if floats.ndim == 3 else None)
+    low, high = float(floats[finite].min()), float(floats[finite].max())
+    if low < UNIT_SCALE_LIMITS[0] or high > UNIT_SCALE_LIMITS[1]:
+        raise ValueError(
+            f"{path}: float values on [{low:.4g}, {high:.4g}], but compare measures on the "
+            "[0, 1] scale; divide the file by its white level first"
+        )
     return floats, (-1 if floats.ndim == 3 else None)
 
 
@@ -514,6 +539,10 @@ class _Runner:
             exc = self.unavailable[method]
             record.status, record.message = exc.status, str(exc)
             return None
+        if not np.isfinite(noisy).all():  # OpenCV would take it (as 0) and report a PSNR
+            record.status = ERROR
+            record.message = "the noisy image contains NaN or infinite values"
+            return None
         key = (method, noisy.ndim)
         try:
             if key not in self.warm:
@@ -528,7 +557,9 @@ class _Runner:
             self.unavailable[method] = exc
             record.status, record.message = exc.status, str(exc)
             return None
-        except (ValueError, TypeError, RuntimeError, MemoryError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of one method is that method's
+            # A third-party method (bm3d, OpenCV) raises what it likes: the
+            # comparison records it and goes on (Ctrl-C still stops it).
             record.status = ERROR
             record.message = f"{type(exc).__name__}: {exc}"
             return None
@@ -608,7 +639,8 @@ def compare_paired(
 ) -> Comparison:
     """Compare methods on given noisy images against their clean versions.
 
-    The i-th noisy file goes with the i-th clean file (same count, same size).
+    The i-th noisy file goes with the i-th clean file (same count, same size);
+    one clean file goes with every noisy file (several shots of one scene).
     No noise is added; methods that need sigma get
     :func:`nlmeans.estimate_noise_level` of the noisy image (its ``sigma``). Records carry ``sigma=None``.
     """
@@ -616,10 +648,12 @@ def compare_paired(
     clean_paths = [Path(p) for p in clean_paths]
     if not noisy_paths:
         raise ValueError("no noisy images given")
+    if len(clean_paths) == 1:
+        clean_paths = clean_paths * len(noisy_paths)
     if len(noisy_paths) != len(clean_paths):
         raise ValueError(
             f"{len(noisy_paths)} noisy file(s) but {len(clean_paths)} clean file(s): "
-            "give one clean file per noisy file"
+            "give one clean file per noisy file, or one for all"
         )
     methods = parse_methods(methods)
     runner = _Runner(methods, threads)
@@ -629,7 +663,7 @@ def compare_paired(
     for noisy_path, clean_path in zip(noisy_paths, clean_paths):
         name = _image_name(noisy_path, noisy_paths)
         clean, axis = load_clean(clean_path)
-        noisy, noisy_axis = load_clean(noisy_path)
+        noisy, noisy_axis = load_clean(noisy_path, noisy=True)
         if noisy.shape != clean.shape:
             raise ValueError(
                 f"{noisy_path} is {noisy.shape} but {clean_path} is {clean.shape}: "
@@ -821,7 +855,8 @@ def report_markdown(result: Comparison, montages: Sequence[str] = ()) -> str:
                     continue
                 text = f"{r.psnr:.2f} / {_ssim_text(r.ssim)}"
                 cells.append(f"**{text}**" if is_best(r.psnr, top) else text)
-            lines.append(f"| {image} | {sigma_label(sigma)} | " + " | ".join(cells) + " |")
+            name = image.replace("|", "\\|")  # a | would end the table cell
+            lines.append(f"| {name} | {sigma_label(sigma)} | " + " | ".join(cells) + " |")
     lines.append("")
     problems = [r for r in result.records if r.status != OK]
     if problems:
@@ -971,6 +1006,16 @@ def montage_for(result: Comparison, image: str, sigma) -> np.ndarray:
     return make_montage(panels, crop_from=clean)
 
 
+def _linked_montages(folder: Path) -> list[str]:
+    """The montages an earlier report.md in ``folder`` links to (as paths)."""
+    try:
+        text = (folder / "report.md").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    names = re.findall(r"\]\((montages/[^()/\\]+\.png)\)", text)
+    return [str(folder / name) for name in names]
+
+
 def write_report(
     result: Comparison, folder: str | os.PathLike, *, force: bool = False
 ) -> list[Path]:
@@ -978,8 +1023,8 @@ def write_report(
 
     The folder is created if needed. Existing files are replaced only with
     ``force``; the check is done for every file before anything is written.
-    With ``force``, montages of an earlier report in ``montages/`` that this
-    one does not write are removed.
+    With ``force``, the montages an earlier report.md in the folder linked
+    and this one does not write are removed (no other file).
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -988,13 +1033,18 @@ def write_report(
     for image, sigma in result.images_data:
         suffix = "" if sigma is None else f"_sigma{sigma_label(sigma)}"
         montage_names.append(((image, sigma), f"montages/{_safe_stem(image)}{suffix}.png"))
-    # make names unique if two images share a stem
-    seen: dict[str, int] = {}
+    # make names unique if two images share a stem (a numbered name may be
+    # another image's own: a.png twice and a_1.png)
+    taken = {name for _key, name in montage_names}
+    used: set[str] = set()
     unique = []
     for key, name in montage_names:
-        count = seen.get(name, 0)
-        seen[name] = count + 1
-        unique.append((key, name if count == 0 else name.replace(".png", f"_{count}.png")))
+        candidate, count = name, 0
+        while candidate in used or (count > 0 and candidate in taken):
+            count += 1
+            candidate = name.replace(".png", f"_{count}.png")
+        used.add(candidate)
+        unique.append((key, candidate))
     targets = [folder / "results.json", folder / "results.csv", folder / "report.md"]
     targets += [folder / name for _key, name in unique]
     if not force:
@@ -1005,6 +1055,7 @@ def write_report(
                 + (f" (and {len(existing) - 1} more report files)" if len(existing) > 1 else "")
                 + "; use --force to overwrite"
             )
+    earlier = _linked_montages(folder) if force else []
     folder.mkdir(parents=True, exist_ok=True)
     if unique:
         (folder / "montages").mkdir(exist_ok=True)
@@ -1016,10 +1067,10 @@ def write_report(
     atomic_write_bytes(folder / "results.csv", results_csv(result).encode(), force=force)
     md = report_markdown(result, [name for _key, name in unique])
     atomic_write_bytes(folder / "report.md", md.encode(), force=force)
-    if force and (folder / "montages").is_dir():
-        # Montages of an earlier report (other images or noise levels) would
-        # sit beside this one's as if they belonged to it.
-        for stale in set((folder / "montages").glob("*.png")) - set(written):
-            stale.unlink()
+    # Montages of an earlier report (other images or noise levels) would sit
+    # beside this one's as if they belonged to it: those its report.md
+    # linked go (never other files in the folder).
+    for stale in set(earlier) - {str(p) for p in written}:
+        Path(stale).unlink(missing_ok=True)
     written = [folder / "results.json", folder / "results.csv", folder / "report.md"] + written
     return written
