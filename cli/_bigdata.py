@@ -28,7 +28,7 @@ LOCAL_CONCURRENCY = 2
 #: Working memory per pixel of a chunk region and channel, in bytes (float64
 #: copies and the kernels' float32 buffers), for --memory.
 BYTES_PER_PIXEL = 64
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(?:([kmgt]i?)?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
@@ -180,8 +180,12 @@ def run(
             highlight=False,
             soft_wrap=True,
         )
+        stat = src.stat()
         fingerprint = {
             "input": str(src.resolve()),
+            # a file replaced at the same path must not be resumed into
+            "input_size": stat.st_size,
+            "input_mtime_ns": stat.st_mtime_ns,
             "chunk": side,
             "params": _jsonable(params.as_dict()),
         }

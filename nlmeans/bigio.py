@@ -183,7 +183,9 @@ def _read_region(path: str, kind: str, key: str | None, block_info=None):
         if kind == "tiff":
             import tifffile
 
-            with tifffile.imread(path, aszarr=True) as store:
+            # The first series at full resolution: a pyramidal file's store
+            # holds every level (and no array at its root) otherwise.
+            with tifffile.imread(path, aszarr=True, series=0, level=0) as store:
                 return np.asarray(zarr.open_array(store, mode="r")[region])
         group = zarr.open(path, mode="r")
         array = group[key] if key is not None else group

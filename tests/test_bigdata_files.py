@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import typer
 from typer.testing import CliRunner
 
 import nlmeans
@@ -311,6 +312,39 @@ def test_resume_refuses_other_parameters(gray_tiff, tmp_path, monkeypatch):
     assert _cli(path, "-o", out, "--chunk-size", 32, *CLI_PARAMS).exit_code == 130
     result = _cli(path, "-o", out, "--chunk-size", 32, "--sigma", "0.05", "--resume")
     assert result.exit_code == 1 and "another input" in result.output
+
+
+def test_resume_refuses_an_input_replaced_at_the_same_path(gray_tiff, tmp_path, monkeypatch):
+    path, image = gray_tiff
+    out = tmp_path / "out.zarr"
+    monkeypatch.setattr(bigio, "_compute", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert _cli(path, "-o", out, "--chunk-size", 32, *CLI_PARAMS).exit_code == 130
+    monkeypatch.undo()
+    # another image under the same name: resumed, the output mixed the two
+    tifffile.imwrite(path, 1.0 - image, bigtiff=True, tile=(32, 32))
+    result = _cli(path, "-o", out, "--chunk-size", 32, *CLI_PARAMS, "--resume")
+    assert result.exit_code == 1 and "another input" in result.output
+
+
+def test_pyramidal_tiff_reads_its_full_resolution(tmp_path, rng):
+    image = (_noisy(rng, (96, 80)) * 65535).astype(np.uint16)
+    path = tmp_path / "slide.ome.tif"
+    with tifffile.TiffWriter(path) as tif:  # a whole-slide layout: levels as SubIFDs
+        tif.write(image, subifds=1, tile=(32, 32), metadata={"axes": "YX"})
+        tif.write(image[::2, ::2], subfiletype=1, tile=(32, 32))
+    out = tmp_path / "out.zarr"
+    result = _cli(path, "-o", out, "--chunk-size", 32, *CLI_PARAMS)
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(zarr.open_array(out)[:], nlmeans.denoise(image, **PARAMS))
+
+
+def test_memory_sizes_in_bytes(tmp_path):
+    from nlmeans_cli._bigdata import parse_memory
+
+    assert parse_memory("2GB") == 2 * 10**9 and parse_memory("1.5GiB") == 1610612736
+    assert parse_memory("2048B") == parse_memory("2048b") == 2048  # a KeyError traceback
+    with pytest.raises(typer.BadParameter):
+        parse_memory("1i")
 
 
 def test_corrupt_chunk_is_one_error(tmp_path, rng):
