@@ -113,6 +113,11 @@ def run(
     bigio.output_kind(output)  # a name we cannot write: refused before anything is read
     if output.exists() and src.exists() and same_file(output, src):
         raise ValueError(f"{src}: refusing to write onto the input")
+    from nlmeans.io import holds
+
+    if src.is_dir() and holds(src, output):
+        # a node added inside a Zarr store changes the input
+        raise ValueError(f"{output}: refusing to write inside the input store {src}")
     if output.exists() and not force:
         raise FileExistsError(f"{output} already exists (use --force to overwrite)")
     bigio.check_replaceable(output, src)

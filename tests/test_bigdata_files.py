@@ -338,6 +338,16 @@ def test_pyramidal_tiff_reads_its_full_resolution(tmp_path, rng):
     np.testing.assert_array_equal(zarr.open_array(out)[:], nlmeans.denoise(image, **PARAMS))
 
 
+def test_output_inside_the_input_store_is_refused(tmp_path, rng):
+    image = _noisy(rng, (40, 40))
+    src = tmp_path / "in.zarr"
+    zarr.open_array(src, mode="w", shape=image.shape, chunks=(20, 20), dtype=image.dtype)[:] = image
+    before = sorted(p.relative_to(src) for p in src.rglob("*"))
+    result = _cli(src, "-o", src / "sub.zarr", "--chunk-size", 32, *CLI_PARAMS)
+    assert result.exit_code == 1 and "inside the input store" in result.output
+    assert sorted(p.relative_to(src) for p in src.rglob("*")) == before
+
+
 def test_memory_sizes_in_bytes(tmp_path):
     from nlmeans_cli._bigdata import parse_memory
 
