@@ -9,6 +9,7 @@ big-data option (or a Zarr path) is used.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import re
 import time
 from pathlib import Path
@@ -227,6 +228,18 @@ def run(
                     f"{bigio.partial_path(output)}; run the same command with --resume to finish"
                 )
                 raise typer.Exit(130) from None
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC and "requested and" not in str(exc):
+                    raise
+                # A full disk (tifffile says "N requested and M written"): the
+                # finished chunks are kept, and the run can go on.
+                bar.stop()
+                error(
+                    f"{output}: the disk is full after {progress['done']} of "
+                    f"{progress['total']} chunks (kept in {bigio.partial_path(output)}); free "
+                    "space and run the same command with --resume to finish"
+                )
+                raise typer.Exit(1) from None
         console.print(f"  -> {dst} ({time.perf_counter() - start:.2f} s)", markup=False)
         typer.echo(str(dst))
     finally:

@@ -348,6 +348,28 @@ def test_output_inside_the_input_store_is_refused(tmp_path, rng):
     assert sorted(p.relative_to(src) for p in src.rglob("*")) == before
 
 
+def test_a_full_disk_says_how_to_go_on(gray_tiff, tmp_path, monkeypatch):
+    import errno
+
+    path, _ = gray_tiff
+    out = tmp_path / "out.zarr"
+    real = bigio._store_chunk
+    calls = []
+
+    def filling(*args):
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(bigio, "_store_chunk", filling)
+    result = _cli(path, "-o", out, "--chunk-size", 32, *CLI_PARAMS)
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "the disk is full" in text and "--resume" in text and "Traceback" not in text
+    assert bigio.partial_path(out).exists()
+
+
 def test_memory_sizes_in_bytes(tmp_path):
     from nlmeans_cli._bigdata import parse_memory
 
