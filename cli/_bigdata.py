@@ -97,6 +97,10 @@ def run(
             "give either --workers (a local cluster) or --scheduler, not both",
             param_hint="--workers",
         )
+    if workers is not None and workers < 1:  # now, not after a pass over the image
+        raise typer.BadParameter(
+            f"--workers must be at least 1, got {workers}", param_hint="--workers"
+        )
     budget = parse_memory(memory) if memory is not None else None
     try:
         from nlmeans import bigdata, bigio

@@ -370,6 +370,15 @@ def test_a_full_disk_says_how_to_go_on(gray_tiff, tmp_path, monkeypatch):
     assert bigio.partial_path(out).exists()
 
 
+def test_bad_workers_refused_before_reading(gray_tiff, tmp_path, monkeypatch):
+    path, _ = gray_tiff
+    monkeypatch.setattr(bigio, "open_big_image", lambda *a, **k: 1 / 0)  # never reached
+    result = _cli(path, "-o", tmp_path / "out.zarr", "--workers", "0", *CLI_PARAMS)
+    assert result.exit_code == 2 and "--workers must be at least 1" in " ".join(
+        result.output.split()
+    )
+
+
 def test_memory_sizes_in_bytes(tmp_path):
     from nlmeans_cli._bigdata import parse_memory
 
