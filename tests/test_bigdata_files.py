@@ -274,19 +274,25 @@ def test_ome_zarr_pyramid_rebuilt(tmp_path, rng):
     assert [level.shape for level in node.data] == [(2, 64, 48), (2, 32, 24)]
 
 
+def _fail_after(monkeypatch, count: int, exc: BaseException) -> None:
+    """Store ``count`` chunks, then raise ``exc`` (Ctrl-C, a full disk...)."""
+    real = bigio._store_chunk
+    stored = []
+
+    def failing(*args):
+        if len(stored) == count:
+            raise exc
+        stored.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(bigio, "_store_chunk", failing)
+
+
 def test_interrupt_then_resume_computes_only_the_rest(gray_tiff, tmp_path, monkeypatch):
     path, image = gray_tiff
     out = tmp_path / "out.zarr"
     real = bigio._store_chunk
-    calls = []
-
-    def interrupted(*args):
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        calls.append(args[-1])
-        return real(*args)
-
-    monkeypatch.setattr(bigio, "_store_chunk", interrupted)
+    _fail_after(monkeypatch, 3, KeyboardInterrupt())
     args = (path, "-o", out, "--chunk-size", 32, *CLI_PARAMS)
     result = _cli(*args)
     assert result.exit_code == 130
@@ -353,16 +359,7 @@ def test_a_full_disk_says_how_to_go_on(gray_tiff, tmp_path, monkeypatch):
 
     path, _ = gray_tiff
     out = tmp_path / "out.zarr"
-    real = bigio._store_chunk
-    calls = []
-
-    def filling(*args):
-        if len(calls) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        calls.append(1)
-        return real(*args)
-
-    monkeypatch.setattr(bigio, "_store_chunk", filling)
+    _fail_after(monkeypatch, 2, OSError(errno.ENOSPC, "No space left on device"))
     result = _cli(path, "-o", out, "--chunk-size", 32, *CLI_PARAMS)
     assert result.exit_code == 1
     text = " ".join(result.output.split())
