@@ -270,10 +270,12 @@ def describe_noise(model, top: float, value_range=None) -> str:
     scale (photon counts) have no black and white at 0 and 1: sigma is given
     at their darkest and brightest values instead.
     """
+    from nlmeans._checks import UNIT_SCALE_LIMITS
+
     off_scale = (
         top == 1
         and value_range is not None
-        and not (-1.0 <= value_range[0] and value_range[1] <= 2.0)
+        and not (UNIT_SCALE_LIMITS[0] <= value_range[0] and value_range[1] <= UNIT_SCALE_LIMITS[1])
     )
     if off_scale and model.kind != "gaussian":
         lo, hi = (float(v) for v in value_range)

@@ -198,8 +198,7 @@ def check_flag(name: str, value) -> bool:
 
 def check_ensemble(ensemble, method: str) -> bool:
     """``ensemble`` as a bool; only the network has one (``ValueError`` otherwise)."""
-    if not isinstance(ensemble, (bool, np.bool_)):
-        raise TypeError(f"ensemble must be True or False, got {ensemble!r}")
+    ensemble = check_flag("ensemble", ensemble)
     if ensemble and method != "neural":
         # Square patches and windows make the classical methods invariant to
         # flips and rotations already: their 8 outputs would be one.
@@ -207,7 +206,7 @@ def check_ensemble(ensemble, method: str) -> bool:
             "ensemble applies to method='neural' only (the classical methods give the same "
             "result for every flip and rotation of the image)"
         )
-    return bool(ensemble)
+    return ensemble
 
 
 # Float images beyond these bounds are not on the [0, 1] scale: the widest

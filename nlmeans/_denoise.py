@@ -494,20 +494,21 @@ def denoise_array(
     )
     image = _check_image(image)
     ensemble = check_ensemble(ensemble, method)
-    params = resolve_parameters(image, **options)
-    n_threads = check_threads(threads)
     axis = _check_channel_axis(image, channel_axis)
-    from .device import choose_device
-
-    volume = image.ndim - (axis is not None) == 3
-    params = replace(params, device=choose_device(device, params, volume), ensemble=ensemble)
-    logger.info("nlmeans parameters: %s", params)
+    # The range, read once: the parameter table's scale, the output's bounds.
     if axis is None:
         low, high, constant = image.min(), image.max(), None
     else:
         spatial = _spatial_axes(image, axis)
         channel_min, channel_max = image.min(axis=spatial), image.max(axis=spatial)
         low, high, constant = channel_min.min(), channel_max.max(), channel_min == channel_max
+    params = resolve_parameters(image, value_range=(low, high), **options)
+    n_threads = check_threads(threads)
+    from .device import choose_device
+
+    volume = image.ndim - (axis is not None) == 3
+    params = replace(params, device=choose_device(device, params, volume), ensemble=ensemble)
+    logger.info("nlmeans parameters: %s", params)
 
     if (
         method == "neural"

@@ -371,12 +371,12 @@ def _imagej_metadata(tif) -> dict:
 
 
 def _resolution(page):
-    """``(x, y)`` pixels per unit from a page's resolution tags, or None."""
-    tags = page.tags
-    if "XResolution" not in tags or "YResolution" not in tags:
-        return None
-    x, y = tags["XResolution"].value, tags["YResolution"].value
-    return (x[0] / x[1], y[0] / y[1])
+    """``(x, y)`` pixels per unit from a page's resolution tags, or None
+    (:func:`nlmeans.io._tiff_resolution`, the unit left to the stack's metadata)."""
+    from .io import _tiff_resolution
+
+    found = _tiff_resolution(page, keep_one_to_one=True)
+    return None if found is None else found[:2]
 
 
 def _open_hyperstack(path: Path, tif, series) -> SequenceSource:
